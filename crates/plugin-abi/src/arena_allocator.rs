@@ -1,0 +1,123 @@
+//! The Rust face of an allocator core: what the generic C layer, the
+//! `GlobalAlloc` adapter and the test kit call.
+
+use core::fmt;
+use core::ptr::NonNull;
+
+use crate::types::{AllocatorInfo, AllocatorStats};
+
+/// A pointer given to `free`/`realloc`/`usable_size` that is not the start of
+/// a live block of this allocator: outside the arena, interior, misaligned or
+/// already freed. The allocator changed nothing (but its rejected-free count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadPointer;
+
+impl fmt::Display for BadPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not the start of a live block of this allocator")
+    }
+}
+
+impl std::error::Error for BadPointer {}
+
+/// Why a `realloc` answered no. In both cases the old block is untouched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReallocError {
+    /// The pointer is not a live block (counted as a rejected free).
+    BadPointer,
+    /// No room for the new size (counted as a failed allocation).
+    OutOfMemory,
+}
+
+impl fmt::Display for ReallocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReallocError::BadPointer => BadPointer.fmt(f),
+            ReallocError::OutOfMemory => f.write_str("out of memory"),
+        }
+    }
+}
+
+impl std::error::Error for ReallocError {}
+
+/// A broken invariant found by [`ArenaAllocator::check_invariants`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvariantViolation(pub String);
+
+impl fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvariantViolation {}
+
+/// Returns `Err(InvariantViolation)` with a formatted message when `cond` is false.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err($crate::InvariantViolation(format!($($fmt)+)));
+        }
+    };
+}
+
+/// An allocator whose whole state lives inside the region it manages.
+///
+/// The contract mirrors `include/allocator.h`; the generic layer
+/// ([`crate::ffi`]) adds only what is the same for every allocator (NULL
+/// arguments, the `realloc(NULL, n)` / `realloc(p, 0)` rules, locking,
+/// catching panics).
+///
+/// Every method validates its pointer argument before it reads through it, so
+/// none is `unsafe` to call once the allocator exists: a wrong pointer is
+/// answered with [`BadPointer`] and changes nothing.
+pub trait ArenaAllocator: Sized {
+    /// The static description `allocator_info()` returns.
+    const INFO: AllocatorInfo;
+
+    /// Places a new allocator inside `[region, region + len)` and returns a
+    /// pointer to its state, which lives in that region (as do all its
+    /// tables). `flags` are the `ALLOCATOR_FLAG_*` bits other than
+    /// `ALLOCATOR_FLAG_LOCKED`; unknown bits give `None`, as does a region too
+    /// small for the state and one block.
+    ///
+    /// # Safety
+    ///
+    /// `region` must be valid for reads and writes of `len` bytes, for as
+    /// long as the returned allocator (or any block from it) is used, and
+    /// nothing else may access it meanwhile except through handed-out blocks.
+    ///
+    /// # Time complexity
+    ///
+    /// O(metadata size): the tables are initialised.
+    unsafe fn create_in(region: *mut u8, len: usize, flags: u32) -> Option<NonNull<Self>>;
+
+    /// A block of at least `size` bytes (`size` 0 counts as 1), aligned to
+    /// 16 bytes, or `None` (counted in `failed_allocs`).
+    fn alloc(&mut self, size: usize) -> Option<NonNull<u8>>;
+
+    /// A block of at least `size` bytes aligned to `align`, a power of two;
+    /// `None` if `align` is not one or there is no room.
+    fn alloc_aligned(&mut self, size: usize, align: usize) -> Option<NonNull<u8>>;
+
+    /// Gives back the block starting at `ptr`, or rejects `ptr` (counted in
+    /// `rejected_frees`) and changes nothing else.
+    fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer>;
+
+    /// Resizes the block at `ptr` to hold `new_size` bytes (`new_size` 0
+    /// counts as 1), in place where possible, keeping its first
+    /// `min(old, new)` bytes. On error the old block is untouched.
+    fn realloc(&mut self, ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, ReallocError>;
+
+    /// The size of the live block at `ptr` (at least what was asked), or
+    /// `None` if `ptr` is not the start of a live block. Counts nothing.
+    fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize>;
+
+    /// The accounting of the allocator's own region (the generic layer adds
+    /// its handle to `arena_bytes` and `metadata_bytes`).
+    fn stats(&self) -> AllocatorStats;
+
+    /// Walks the whole state and checks every invariant.
+    fn check_invariants(&self) -> Result<(), InvariantViolation>;
+}

@@ -1,0 +1,466 @@
+//! The generic `extern "C"` layer: what every plugin's exported functions do
+//! before and after they call the allocator core.
+//!
+//! [`crate::export_plugin!`] expands to one `#[no_mangle] extern "C"`
+//! function per entry of `include/allocator.h`, each a one-line call into the
+//! functions here. They:
+//!
+//! - place a [`Handle`] at the start of the caller's memory (64-byte aligned)
+//!   and give the rest to [`ArenaAllocator::create_in`]; the `Allocator *`
+//!   the caller sees is the handle;
+//! - answer NULL arguments, dead handles and unsupported flags as the header
+//!   says, and apply the `malloc` rules (`realloc(NULL, n)`, `realloc(p, 0)`);
+//! - take the handle's spin lock when it was created `ALLOCATOR_FLAG_LOCKED`;
+//! - catch any panic of the core, so none crosses the C boundary: the call
+//!   returns NULL / -1 and the handle is poisoned (all later calls answer
+//!   NULL), because a core that panicked may have left its state half-updated.
+//!
+//! ```text
+//!   memory                                                    memory + size
+//!   |pad|  Handle (64 B)  |  core state | tables |  blocks ...             |
+//!        ^ Allocator *     ^ NonNull<A>
+//! ```
+
+use core::ffi::{c_int, c_void};
+use core::mem::{align_of, size_of};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::arena_allocator::{ArenaAllocator, ReallocError};
+use crate::spin::SpinLock;
+use crate::types::{ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_LOCKED, Allocator, AllocatorStats};
+
+const MAGIC_LIVE: u64 = u64::from_le_bytes(*b"alloclab");
+const MAGIC_DEAD: u64 = u64::from_le_bytes(*b"destroyd");
+const MAGIC_POISONED: u64 = u64::from_le_bytes(*b"panicked");
+
+/// What an `Allocator *` points to: the generic part of every plugin's state.
+///
+/// Invariant: `magic == MAGIC_LIVE` iff `core` points to a live allocator
+/// created in this handle's arena.
+#[repr(C, align(64))]
+pub struct Handle<A> {
+    magic: AtomicU64,
+    flags: u32,
+    lock: SpinLock,
+    core: NonNull<A>,
+    /// `size` given to create.
+    arena_bytes: usize,
+    /// Bytes from `memory` to the start of the core's region.
+    prefix_bytes: usize,
+}
+
+impl<A: ArenaAllocator> Handle<A> {
+    /// The live handle behind `a`, if `a` is non-null and live.
+    ///
+    /// # Safety
+    ///
+    /// `a` is NULL or was returned by [`create`] for this `A`, and its arena
+    /// is still mapped.
+    #[inline]
+    unsafe fn from_raw<'a>(a: *const Allocator) -> Option<&'a Self> {
+        // SAFETY: by the caller's contract a non-null `a` points to a
+        // `Handle<A>` written by `create` (possibly destroyed since, which the
+        // magic tells: destroy leaves the rest of the handle intact).
+        let h = unsafe { a.cast::<Self>().as_ref()? };
+        (h.magic.load(Ordering::Relaxed) == MAGIC_LIVE).then_some(h)
+    }
+
+    /// Runs `f` on the core under the lock (if any), catching a panic.
+    #[inline]
+    fn with<R>(&self, on_panic: R, f: impl FnOnce(&mut A) -> R) -> R {
+        let _guard = (self.flags & ALLOCATOR_FLAG_LOCKED != 0).then(|| self.lock.lock());
+        // SAFETY: the handle is live, so `core` points to a live allocator;
+        // calls on one handle are serialised by the caller (header: "not
+        // thread-safe by default") or by the lock taken above, so this is the
+        // only reference to the core for the duration of `f`.
+        let core = unsafe { &mut *self.core.as_ptr() };
+        match catch_unwind(AssertUnwindSafe(|| f(core))) {
+            Ok(r) => r,
+            Err(_) => {
+                self.magic.store(MAGIC_POISONED, Ordering::Relaxed);
+                on_panic
+            }
+        }
+    }
+}
+
+/// `allocator_create_with_flags`.
+///
+/// # Safety
+///
+/// `memory` is NULL or valid for reads and writes of `size` bytes until
+/// `allocator_destroy` (see [`ArenaAllocator::create_in`]).
+pub unsafe fn create<A: ArenaAllocator>(
+    memory: *mut c_void,
+    size: usize,
+    flags: u32,
+) -> *mut Allocator {
+    if memory.is_null() || flags & !(A::INFO.supported_flags | ALLOCATOR_FLAG_LOCKED) != 0 {
+        return ptr::null_mut();
+    }
+    if (memory as usize).checked_add(size).is_none() {
+        return ptr::null_mut();
+    }
+    let memory = memory.cast::<u8>();
+    let pad = memory.align_offset(align_of::<Handle<A>>());
+    let Some(prefix) = pad
+        .checked_add(size_of::<Handle<A>>())
+        .filter(|&p| p <= size)
+    else {
+        return ptr::null_mut();
+    };
+    // SAFETY: `pad < prefix <= size`, so both pointers stay in the arena.
+    let (handle_ptr, core_region) =
+        unsafe { (memory.add(pad).cast::<Handle<A>>(), memory.add(prefix)) };
+    let created = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `[core_region, core_region + size - prefix)` is the rest of
+        // the caller's arena, valid for as long as the allocator (caller's
+        // contract); the handle lies before it, so the core never touches it.
+        unsafe { A::create_in(core_region, size - prefix, flags & !ALLOCATOR_FLAG_LOCKED) }
+    }));
+    let Ok(Some(core)) = created else {
+        return ptr::null_mut();
+    };
+    // SAFETY: `handle_ptr` is aligned for `Handle<A>` and the handle's bytes
+    // `[pad, prefix)` lie inside the arena, before the core's region.
+    unsafe {
+        handle_ptr.write(Handle {
+            magic: AtomicU64::new(MAGIC_LIVE),
+            flags,
+            lock: SpinLock::new(),
+            core,
+            arena_bytes: size,
+            prefix_bytes: prefix,
+        });
+    }
+    handle_ptr.cast()
+}
+
+/// `allocator_destroy`.
+///
+/// # Safety
+///
+/// As for every call: `a` is NULL or a handle of this plugin whose arena is mapped.
+pub unsafe fn destroy<A: ArenaAllocator>(a: *mut Allocator) {
+    // SAFETY: caller's contract.
+    if let Some(h) = unsafe { Handle::<A>::from_raw(a) } {
+        // Under the lock, so a locked handle's calls in flight finish first.
+        let _guard = (h.flags & ALLOCATOR_FLAG_LOCKED != 0).then(|| h.lock.lock());
+        h.magic.store(MAGIC_DEAD, Ordering::Relaxed);
+    }
+}
+
+/// `allocator_alloc`.
+///
+/// # Safety
+///
+/// As for [`destroy`].
+#[inline]
+pub unsafe fn alloc<A: ArenaAllocator>(a: *mut Allocator, size: usize) -> *mut c_void {
+    // SAFETY: caller's contract.
+    match unsafe { Handle::<A>::from_raw(a) } {
+        Some(h) => h.with(ptr::null_mut(), |core| nullable(core.alloc(size))),
+        None => ptr::null_mut(),
+    }
+}
+
+/// `allocator_alloc_aligned`.
+///
+/// # Safety
+///
+/// As for [`destroy`].
+pub unsafe fn alloc_aligned<A: ArenaAllocator>(
+    a: *mut Allocator,
+    size: usize,
+    align: usize,
+) -> *mut c_void {
+    // SAFETY: caller's contract.
+    match unsafe { Handle::<A>::from_raw(a) } {
+        Some(h) => h.with(ptr::null_mut(), |core| {
+            if align <= ALLOCATOR_ALIGNMENT && align.is_power_of_two() {
+                nullable(core.alloc(size))
+            } else {
+                nullable(core.alloc_aligned(size, align))
+            }
+        }),
+        None => ptr::null_mut(),
+    }
+}
+
+/// `allocator_free`.
+///
+/// # Safety
+///
+/// As for [`destroy`].
+#[inline]
+pub unsafe fn free<A: ArenaAllocator>(a: *mut Allocator, memory: *mut c_void) {
+    let Some(p) = NonNull::new(memory.cast::<u8>()) else {
+        return;
+    };
+    // SAFETY: caller's contract.
+    if let Some(h) = unsafe { Handle::<A>::from_raw(a) } {
+        // A rejected pointer is counted by the core; nothing else to do.
+        h.with((), |core| {
+            let _ = core.free(p);
+        });
+    }
+}
+
+/// `allocator_realloc`.
+///
+/// # Safety
+///
+/// As for [`destroy`].
+pub unsafe fn realloc<A: ArenaAllocator>(
+    a: *mut Allocator,
+    memory: *mut c_void,
+    size: usize,
+) -> *mut c_void {
+    // SAFETY: caller's contract.
+    let Some(h) = (unsafe { Handle::<A>::from_raw(a) }) else {
+        return ptr::null_mut();
+    };
+    h.with(ptr::null_mut(), |core| {
+        match NonNull::new(memory.cast::<u8>()) {
+            None => nullable(core.alloc(size)),
+            Some(p) if size == 0 => {
+                let _ = core.free(p);
+                ptr::null_mut()
+            }
+            Some(p) => match core.realloc(p, size) {
+                Ok(q) => q.as_ptr().cast(),
+                Err(ReallocError::BadPointer | ReallocError::OutOfMemory) => ptr::null_mut(),
+            },
+        }
+    })
+}
+
+/// `allocator_usable_size`.
+///
+/// # Safety
+///
+/// As for [`destroy`].
+pub unsafe fn usable_size<A: ArenaAllocator>(a: *const Allocator, memory: *const c_void) -> usize {
+    let Some(p) = NonNull::new(memory.cast_mut().cast::<u8>()) else {
+        return 0;
+    };
+    // SAFETY: caller's contract.
+    match unsafe { Handle::<A>::from_raw(a) } {
+        Some(h) => h.with(0, |core| core.usable_size(p).unwrap_or(0)),
+        None => 0,
+    }
+}
+
+/// `allocator_stats`.
+///
+/// # Safety
+///
+/// As for [`destroy`]; `out` is NULL or valid for writing an `AllocatorStats`.
+pub unsafe fn stats<A: ArenaAllocator>(a: *const Allocator, out: *mut AllocatorStats) -> c_int {
+    if out.is_null() {
+        return -1;
+    }
+    // SAFETY: caller's contract.
+    let Some(h) = (unsafe { Handle::<A>::from_raw(a) }) else {
+        return -1;
+    };
+    let Some(mut s) = h.with(None, |core| Some(core.stats())) else {
+        return -1;
+    };
+    s.arena_bytes = h.arena_bytes;
+    s.metadata_bytes += h.prefix_bytes;
+    // SAFETY: `out` is non-null and valid for writes (caller's contract).
+    unsafe { out.write(s) };
+    0
+}
+
+/// `allocator_check`: 0 when every invariant holds, -1 when one is broken,
+/// -2 for a NULL or dead handle.
+///
+/// # Safety
+///
+/// As for [`destroy`].
+pub unsafe fn check<A: ArenaAllocator>(a: *const Allocator) -> c_int {
+    // SAFETY: caller's contract.
+    let Some(h) = (unsafe { Handle::<A>::from_raw(a) }) else {
+        return -2;
+    };
+    h.with(-1, |core| match core.check_invariants() {
+        Ok(()) => 0,
+        Err(_) => -1,
+    })
+}
+
+#[inline]
+fn nullable(p: Option<NonNull<u8>>) -> *mut c_void {
+    p.map_or(ptr::null_mut(), |p| p.as_ptr().cast())
+}
+
+/// Exports the C ABI of `include/allocator.h` for an [`ArenaAllocator`].
+///
+/// Use it once, in the allocator's crate (a `cdylib`):
+///
+/// ```ignore
+/// plugin_abi::export_plugin!(crate::Buddy);
+/// ```
+///
+/// Two crates that both export the plugin ABI cannot be linked into one
+/// binary (the symbols would clash); the allocator crates therefore put the
+/// call behind a default `plugin` feature.
+#[macro_export]
+macro_rules! export_plugin {
+    ($ty:ty) => {
+        static __ALLOCLAB_INFO: $crate::AllocatorInfo = $crate::AllocatorInfo {
+            supported_flags: <$ty as $crate::ArenaAllocator>::INFO.supported_flags
+                | $crate::ALLOCATOR_FLAG_LOCKED,
+            ..<$ty as $crate::ArenaAllocator>::INFO
+        };
+
+        /// `allocator_create` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_create(
+            memory: *mut ::core::ffi::c_void,
+            size: usize,
+        ) -> *mut $crate::Allocator {
+            // SAFETY: the C contract of the header is the contract of `create`.
+            unsafe { $crate::ffi::create::<$ty>(memory, size, 0) }
+        }
+
+        /// `allocator_create_with_flags` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_create_with_flags(
+            memory: *mut ::core::ffi::c_void,
+            size: usize,
+            flags: u32,
+        ) -> *mut $crate::Allocator {
+            // SAFETY: the C contract of the header is the contract of `create`.
+            unsafe { $crate::ffi::create::<$ty>(memory, size, flags) }
+        }
+
+        /// `allocator_destroy` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_destroy(allocator: *mut $crate::Allocator) {
+            // SAFETY: the C contract of the header is the contract of `destroy`.
+            unsafe { $crate::ffi::destroy::<$ty>(allocator) }
+        }
+
+        /// `allocator_alloc` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_alloc(
+            allocator: *mut $crate::Allocator,
+            size: usize,
+        ) -> *mut ::core::ffi::c_void {
+            // SAFETY: the C contract of the header is the contract of `alloc`.
+            unsafe { $crate::ffi::alloc::<$ty>(allocator, size) }
+        }
+
+        /// `allocator_alloc_aligned` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_alloc_aligned(
+            allocator: *mut $crate::Allocator,
+            size: usize,
+            align: usize,
+        ) -> *mut ::core::ffi::c_void {
+            // SAFETY: the C contract of the header is the contract of `alloc_aligned`.
+            unsafe { $crate::ffi::alloc_aligned::<$ty>(allocator, size, align) }
+        }
+
+        /// `allocator_free` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_free(
+            allocator: *mut $crate::Allocator,
+            memory: *mut ::core::ffi::c_void,
+        ) {
+            // SAFETY: the C contract of the header is the contract of `free`.
+            unsafe { $crate::ffi::free::<$ty>(allocator, memory) }
+        }
+
+        /// `allocator_realloc` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_realloc(
+            allocator: *mut $crate::Allocator,
+            memory: *mut ::core::ffi::c_void,
+            size: usize,
+        ) -> *mut ::core::ffi::c_void {
+            // SAFETY: the C contract of the header is the contract of `realloc`.
+            unsafe { $crate::ffi::realloc::<$ty>(allocator, memory, size) }
+        }
+
+        /// `allocator_usable_size` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_usable_size(
+            allocator: *const $crate::Allocator,
+            memory: *const ::core::ffi::c_void,
+        ) -> usize {
+            // SAFETY: the C contract of the header is the contract of `usable_size`.
+            unsafe { $crate::ffi::usable_size::<$ty>(allocator, memory) }
+        }
+
+        /// `allocator_stats` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_stats(
+            allocator: *const $crate::Allocator,
+            out: *mut $crate::AllocatorStats,
+        ) -> ::core::ffi::c_int {
+            // SAFETY: the C contract of the header is the contract of `stats`.
+            unsafe { $crate::ffi::stats::<$ty>(allocator, out) }
+        }
+
+        /// `allocator_check` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_check(
+            allocator: *const $crate::Allocator,
+        ) -> ::core::ffi::c_int {
+            // SAFETY: the C contract of the header is the contract of `check`.
+            unsafe { $crate::ffi::check::<$ty>(allocator) }
+        }
+
+        /// `allocator_info` of `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn allocator_info() -> *const $crate::AllocatorInfo {
+            &__ALLOCLAB_INFO
+        }
+    };
+}

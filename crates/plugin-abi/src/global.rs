@@ -1,0 +1,148 @@
+//! A `GlobalAlloc` adapter: any [`ArenaAllocator`] as a Rust program's global
+//! allocator, over a static arena, behind a spin lock.
+//!
+//! ```ignore
+//! plugin_abi::global_arena!(#[global_allocator] static GLOBAL: buddy::Buddy = 64 << 20);
+//! ```
+//!
+//! The allocator is created on first use. The arena never grows: when it is
+//! full, allocation fails and Rust's `handle_alloc_error` aborts, as for any
+//! out-of-memory.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+
+use crate::arena_allocator::ArenaAllocator;
+use crate::spin::SpinLock;
+use crate::types::{ALLOCATOR_ALIGNMENT, AllocatorStats};
+
+/// An [`ArenaAllocator`] over a fixed region, usable as `#[global_allocator]`.
+pub struct GlobalArena<A> {
+    region: *mut u8,
+    len: usize,
+    lock: SpinLock,
+    /// `None` until the first call creates the allocator; written under `lock`.
+    state: UnsafeCell<Option<NonNull<A>>>,
+}
+
+// SAFETY: every access to `state` and to the allocator it points to happens
+// under `lock`; `region` is only handed to the allocator.
+unsafe impl<A> Sync for GlobalArena<A> {}
+// SAFETY: as for `Sync`.
+unsafe impl<A> Send for GlobalArena<A> {}
+
+impl<A: ArenaAllocator> GlobalArena<A> {
+    /// An adapter over `[region, region + len)`; nothing happens until the
+    /// first allocation.
+    ///
+    /// # Safety
+    ///
+    /// The region must be valid for reads and writes for the rest of the
+    /// program and used by nothing else (a private `static mut` array, as
+    /// [`crate::global_arena!`] declares).
+    pub const unsafe fn new(region: *mut u8, len: usize) -> Self {
+        GlobalArena {
+            region,
+            len,
+            lock: SpinLock::new(),
+            state: UnsafeCell::new(None),
+        }
+    }
+
+    /// Runs `f` on the allocator, creating it first if needed; `None` if the
+    /// region cannot hold one.
+    ///
+    /// # Time complexity
+    ///
+    /// That of `f`, plus the allocator's creation on the first call.
+    pub fn with<R>(&self, f: impl FnOnce(&mut A) -> R) -> Option<R> {
+        let _guard = self.lock.lock();
+        // SAFETY: we hold the lock, so no other reference to `state` exists.
+        let state = unsafe { &mut *self.state.get() };
+        if state.is_none() {
+            // SAFETY: the region is valid and ours alone (contract of `new`).
+            *state = unsafe { A::create_in(self.region, self.len, 0) };
+        }
+        // SAFETY: the allocator lives in the region for the rest of the
+        // program and is only reached under the lock we hold.
+        state.map(|core| f(unsafe { &mut *core.as_ptr() }))
+    }
+
+    /// The allocator's accounting (after creating it, if it was not yet).
+    pub fn stats(&self) -> Option<AllocatorStats> {
+        self.with(|a| a.stats())
+    }
+}
+
+// SAFETY: blocks come from the allocator, which hands out each byte of its
+// region to at most one live block, aligned as asked (`alloc_aligned`), and
+// the whole state is behind the lock.
+unsafe impl<A: ArenaAllocator> GlobalAlloc for GlobalArena<A> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = self.with(|a| {
+            if layout.align() <= ALLOCATOR_ALIGNMENT {
+                a.alloc(layout.size())
+            } else {
+                a.alloc_aligned(layout.size(), layout.align())
+            }
+        });
+        p.flatten().map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            let freed = self.with(|a| a.free(p));
+            debug_assert!(
+                matches!(freed, Some(Ok(()))),
+                "GlobalArena: dealloc of a foreign pointer"
+            );
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(p) = NonNull::new(ptr) else {
+            return ptr::null_mut();
+        };
+        if layout.align() <= ALLOCATOR_ALIGNMENT {
+            let q = self.with(|a| a.realloc(p, new_size).ok());
+            return q.flatten().map_or(ptr::null_mut(), NonNull::as_ptr);
+        }
+        // Over-aligned: the cores' realloc only promises 16 bytes.
+        // SAFETY: `new_size` with the old alignment is a valid layout (the
+        // `GlobalAlloc::realloc` contract).
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: forwarding the caller's layout contract.
+        let q = unsafe { self.alloc(new_layout) };
+        if !q.is_null() {
+            // SAFETY: both blocks are live, distinct, and hold at least the
+            // bytes copied.
+            unsafe {
+                ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        q
+    }
+}
+
+/// Declares a static arena of `$bytes` bytes and a [`GlobalArena`] over it.
+///
+/// Attributes go through to the static, so it can be the global allocator:
+///
+/// ```ignore
+/// plugin_abi::global_arena!(#[global_allocator] pub static HEAP: buddy::Buddy = 32 << 20);
+/// ```
+#[macro_export]
+macro_rules! global_arena {
+    ($(#[$attr:meta])* $vis:vis static $name:ident : $ty:ty = $bytes:expr) => {
+        $(#[$attr])*
+        $vis static $name: $crate::GlobalArena<$ty> = {
+            #[repr(C, align(4096))]
+            struct Region([u8; $bytes]);
+            static mut REGION: Region = Region([0; $bytes]);
+            // SAFETY: `REGION` is private to this static, which is its only user.
+            unsafe { $crate::GlobalArena::new((&raw mut REGION).cast::<u8>(), $bytes) }
+        };
+    };
+}

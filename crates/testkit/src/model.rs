@@ -1,0 +1,523 @@
+//! The shadow model: a record of every live block, against which each answer
+//! of the allocator is checked.
+//!
+//! After every action: every live block lies inside the arena, is aligned,
+//! overlaps no other, and the allocator's stats agree with the model (live
+//! count, reserved bytes, the three parts adding up to the arena, every
+//! rejected pointer and failed request counted), its own invariant check
+//! passes, and nothing was written outside the arena. A block's contents (a
+//! pattern written at allocation) are checked when it is freed or
+//! reallocated, and all of them every 64 actions and at the end. At the end
+//! everything is freed, and the allocator must be back to its initial free
+//! bytes (and largest free block, where the allocator promises it).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::action::{Action, BadPointer, Size};
+use crate::arena::{TestArena, fill_pattern, find_pattern_damage};
+use crate::target::{MIN_ALIGN, Target};
+use plugin_abi::AllocatorStats;
+
+/// What a particular allocator promises beyond the header's contract.
+#[derive(Clone, Copy, Debug)]
+pub struct Expectations {
+    /// Once everything is freed, `largest_free_block` is back to its value
+    /// right after creation (a buddy allocator merges everything back; a
+    /// McKusick-Karels allocator does only when it returns pages).
+    pub restores_largest_after_free_all: bool,
+    /// Every request of at most `largest_free_block` bytes succeeds (true of
+    /// a buddy allocator; not of power-of-two buckets, where a small request
+    /// can fail while a large bucket has a free object).
+    pub largest_free_is_monotone: bool,
+    /// Run the allocator's invariant check after every action (otherwise
+    /// every 64 actions and at the end).
+    pub check_every_action: bool,
+}
+
+impl Default for Expectations {
+    fn default() -> Self {
+        Expectations {
+            restores_largest_after_free_all: true,
+            largest_free_is_monotone: true,
+            check_every_action: true,
+        }
+    }
+}
+
+/// What a run did, for tests that want to see real work happen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Successful allocations (alloc, aligned, realloc that moved or allocated).
+    pub allocations: usize,
+    /// Allocation requests answered NULL.
+    pub failed: usize,
+    /// Valid frees.
+    pub frees: usize,
+    /// Bad pointers rejected.
+    pub rejected: usize,
+    /// Reallocs that kept the block in place.
+    pub in_place: usize,
+    /// Largest number of blocks live at once.
+    pub peak_live: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    addr: usize,
+    /// Bytes asked for (the pattern covers them).
+    size: usize,
+    /// Bytes the allocator says the block holds.
+    usable: usize,
+    seed: u64,
+}
+
+/// Every live block, by address and by slot.
+struct ShadowModel {
+    lo: usize,
+    hi: usize,
+    blocks: Vec<Block>,
+    slot_of: HashMap<usize, usize>,
+    /// Live blocks' `[addr, addr + max(usable, 1))`, by start address.
+    ranges: BTreeMap<usize, usize>,
+    /// Recently freed addresses, for `FreeAgain`.
+    freed: Vec<usize>,
+    next_seed: u64,
+    expected_rejected: usize,
+    expected_failed: usize,
+    reserved: usize,
+}
+
+impl ShadowModel {
+    fn new(lo: usize, hi: usize) -> Self {
+        ShadowModel {
+            lo,
+            hi,
+            blocks: Vec::new(),
+            slot_of: HashMap::new(),
+            ranges: BTreeMap::new(),
+            freed: Vec::new(),
+            next_seed: 0x5eed,
+            expected_rejected: 0,
+            expected_failed: 0,
+            reserved: 0,
+        }
+    }
+
+    fn pick(&self, i: u16) -> Option<Block> {
+        (!self.blocks.is_empty()).then(|| self.blocks[i as usize % self.blocks.len()])
+    }
+
+    fn is_live_start(&self, addr: usize) -> bool {
+        self.slot_of.contains_key(&addr)
+    }
+
+    /// Checks a block the allocator just handed out and records it.
+    fn insert(
+        &mut self,
+        arena: &TestArena,
+        addr: usize,
+        size: usize,
+        align: usize,
+        usable: usize,
+    ) -> Result<Block, String> {
+        let end = addr
+            .checked_add(usable.max(size).max(1))
+            .ok_or_else(|| format!("block {addr:#x}+{size} wraps around"))?;
+        if addr < self.lo || end > self.hi {
+            return Err(format!(
+                "block [{addr:#x}, {end:#x}) of {size} bytes is not inside the arena [{:#x}, {:#x})",
+                self.lo, self.hi
+            ));
+        }
+        if addr % align.max(MIN_ALIGN) != 0 {
+            return Err(format!(
+                "block {addr:#x} is not aligned to {}",
+                align.max(MIN_ALIGN)
+            ));
+        }
+        if usable < size {
+            return Err(format!(
+                "block {addr:#x}: usable size {usable} < requested {size}"
+            ));
+        }
+        if let Some((&a, &e)) = self.ranges.range(..end).next_back() {
+            if e > addr {
+                return Err(format!(
+                    "block [{addr:#x}, {end:#x}) overlaps live block [{a:#x}, {e:#x})"
+                ));
+            }
+        }
+        let seed = self.next_seed;
+        self.next_seed = self
+            .next_seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // SAFETY: the block lies inside the arena (checked above) and belongs
+        // to no other live block.
+        unsafe { fill_pattern(arena.ptr_at(addr), size, seed) };
+        let block = Block {
+            addr,
+            size,
+            usable,
+            seed,
+        };
+        self.slot_of.insert(addr, self.blocks.len());
+        self.blocks.push(block);
+        self.ranges.insert(addr, end);
+        self.freed.retain(|&f| f != addr);
+        self.reserved += usable;
+        Ok(block)
+    }
+
+    /// Checks a live block's contents.
+    fn verify(&self, arena: &TestArena, b: &Block, keep: usize) -> Result<(), String> {
+        // SAFETY: a live block inside the arena (checked at insertion).
+        match unsafe { find_pattern_damage(arena.ptr_at(b.addr), b.size.min(keep), b.seed) } {
+            None => Ok(()),
+            Some(off) => Err(format!(
+                "block {:#x} ({} bytes) was damaged at offset {off} while live",
+                b.addr, b.size
+            )),
+        }
+    }
+
+    fn remove(&mut self, addr: usize) -> Block {
+        let slot = self
+            .slot_of
+            .remove(&addr)
+            .expect("removing a block the model does not hold");
+        let block = self.blocks.swap_remove(slot);
+        if let Some(moved) = self.blocks.get(slot) {
+            self.slot_of.insert(moved.addr, slot);
+        }
+        self.ranges.remove(&addr);
+        self.freed.push(addr);
+        if self.freed.len() > 64 {
+            self.freed.remove(0);
+        }
+        self.reserved -= block.usable;
+        block
+    }
+
+    /// A pointer that is not the start of a live block, per `kind` (relative
+    /// to the live block at index `near`, or to the arena if none is live).
+    fn bad_pointer(&self, near: u16, kind: BadPointer) -> usize {
+        match (kind, self.pick(near)) {
+            (BadPointer::Interior(off), Some(b)) if b.usable > 1 => {
+                b.addr + 1 + off as usize % (b.usable - 1)
+            }
+            (BadPointer::Misaligned(off), Some(b)) => b.addr + 1 + off as usize % 15,
+            (BadPointer::Interior(_) | BadPointer::Misaligned(_), _) => self.lo + 1,
+            (BadPointer::Before(k), _) => self.lo.wrapping_sub(16 * (1 + k as usize % 64)),
+            (BadPointer::After(k), _) => self.hi + 16 * (k as usize % 64),
+            (BadPointer::ArenaStart(k), _) => self.lo + 16 * (k as usize % 64),
+        }
+    }
+}
+
+/// Runs `actions` on `target`, an allocator created on `arena` (and on nothing
+/// else yet), then frees every block still live; checks everything the model
+/// knows after each step. Returns what was done, or the first discrepancy.
+pub fn run<T: Target>(
+    target: &mut T,
+    arena: &TestArena,
+    actions: &[Action],
+    exp: &Expectations,
+) -> Result<Report, String> {
+    let (lo, hi) = arena.bounds();
+    let mut model = ShadowModel::new(lo, hi);
+    let mut report = Report::default();
+    let initial = target.stats();
+    check_stats(&initial, &model, &initial)?;
+    target
+        .check()
+        .map_err(|e| format!("right after create: {e}"))?;
+
+    for (step, action) in actions.iter().enumerate() {
+        let before = target.stats();
+        do_action(
+            target,
+            arena,
+            &mut model,
+            &mut report,
+            *action,
+            &before,
+            exp,
+        )
+        .map_err(|e| format!("step {step} ({action:?}): {e}"))?;
+        let after = target.stats();
+        check_stats(&after, &model, &initial)
+            .map_err(|e| format!("step {step} ({action:?}): {e}"))?;
+        arena
+            .margins_intact()
+            .map_err(|e| format!("step {step} ({action:?}): {e}"))?;
+        if exp.check_every_action || step % 64 == 63 {
+            target
+                .check()
+                .map_err(|e| format!("step {step} ({action:?}): invariants: {e}"))?;
+        }
+        if step % 64 == 63 {
+            for b in &model.blocks {
+                model
+                    .verify(arena, b, usize::MAX)
+                    .map_err(|e| format!("step {step}: {e}"))?;
+            }
+        }
+        report.peak_live = report.peak_live.max(model.blocks.len());
+    }
+
+    // Free everything, in an order that mixes old and new blocks.
+    let mut order: Vec<usize> = model.blocks.iter().map(|b| b.addr).collect();
+    let n = order.len();
+    for i in 0..n {
+        order.swap(i, (i * 7919 + 13) % n);
+    }
+    for addr in order {
+        let b = model.blocks[model.slot_of[&addr]];
+        model
+            .verify(arena, &b, usize::MAX)
+            .map_err(|e| format!("final free: {e}"))?;
+        target.free(arena.ptr_at(addr));
+        model.remove(addr);
+        report.frees += 1;
+    }
+    let end = target.stats();
+    check_stats(&end, &model, &initial).map_err(|e| format!("after freeing everything: {e}"))?;
+    target
+        .check()
+        .map_err(|e| format!("after freeing everything: {e}"))?;
+    arena.margins_intact()?;
+    if end.bytes_free != initial.bytes_free {
+        return Err(format!(
+            "after freeing everything {} bytes are free, {} were at the start",
+            end.bytes_free, initial.bytes_free
+        ));
+    }
+    if exp.restores_largest_after_free_all && end.largest_free_block != initial.largest_free_block {
+        return Err(format!(
+            "after freeing everything the largest free block is {}, it was {} at the start",
+            end.largest_free_block, initial.largest_free_block
+        ));
+    }
+    Ok(report)
+}
+
+fn check_stats(
+    s: &AllocatorStats,
+    model: &ShadowModel,
+    initial: &AllocatorStats,
+) -> Result<(), String> {
+    let expect = |what: &str, got: usize, want: usize| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("stats: {what} is {got}, the model says {want}"))
+        }
+    };
+    if !s.adds_up() {
+        return Err(format!("stats do not add up to the arena: {s:?}"));
+    }
+    expect("arena_bytes", s.arena_bytes, model.hi - model.lo)?;
+    expect("metadata_bytes", s.metadata_bytes, initial.metadata_bytes)?;
+    expect("live_blocks", s.live_blocks, model.blocks.len())?;
+    expect("bytes_reserved", s.bytes_reserved, model.reserved)?;
+    expect("rejected_frees", s.rejected_frees, model.expected_rejected)?;
+    expect("failed_allocs", s.failed_allocs, model.expected_failed)?;
+    if s.largest_free_block > s.bytes_free {
+        return Err(format!(
+            "stats: largest free block {} > free bytes {}",
+            s.largest_free_block, s.bytes_free
+        ));
+    }
+    Ok(())
+}
+
+/// Records the answer to an allocation request of `size` bytes.
+fn allocated<T: Target>(
+    target: &mut T,
+    arena: &TestArena,
+    model: &mut ShadowModel,
+    report: &mut Report,
+    p: *mut u8,
+    size: usize,
+    align: usize,
+    before: &AllocatorStats,
+    exp: &Expectations,
+) -> Result<(), String> {
+    if p.is_null() {
+        model.expected_failed += 1;
+        report.failed += 1;
+        if exp.largest_free_is_monotone
+            && align <= MIN_ALIGN
+            && size.max(1) <= before.largest_free_block
+        {
+            return Err(format!(
+                "a request of {size} bytes failed though the largest free block was {}",
+                before.largest_free_block
+            ));
+        }
+        return Ok(());
+    }
+    if align <= MIN_ALIGN && size > before.largest_free_block {
+        return Err(format!(
+            "a request of {size} bytes succeeded though the largest free block was {}",
+            before.largest_free_block
+        ));
+    }
+    let usable = target.usable_size(p);
+    model.insert(arena, p as usize, size, align, usable)?;
+    report.allocations += 1;
+    Ok(())
+}
+
+fn do_action<T: Target>(
+    target: &mut T,
+    arena: &TestArena,
+    model: &mut ShadowModel,
+    report: &mut Report,
+    action: Action,
+    before: &AllocatorStats,
+    exp: &Expectations,
+) -> Result<(), String> {
+    let arena_len = model.hi - model.lo;
+    let resolve = |s: Size| s.resolve(arena_len);
+    match action {
+        Action::Alloc(s) => {
+            let size = resolve(s);
+            let p = target.alloc(size);
+            allocated(target, arena, model, report, p, size, 1, before, exp)?;
+        }
+        Action::ReallocNull(s) => {
+            let size = resolve(s);
+            let p = target.realloc(std::ptr::null_mut(), size);
+            allocated(target, arena, model, report, p, size, 1, before, exp)?;
+        }
+        Action::AllocAligned(s, log2) => {
+            let size = resolve(s);
+            let align = 1usize << (log2 % 13);
+            let p = target.alloc_aligned(size, align);
+            allocated(target, arena, model, report, p, size, align, before, exp)?;
+        }
+        Action::AllocBadAlign(s, a) => {
+            let align = [0, 3, 24, 48, 100, 4097][a as usize % 6];
+            let p = target.alloc_aligned(resolve(s), align);
+            if !p.is_null() {
+                return Err(format!(
+                    "alloc_aligned with alignment {align} returned {p:?}"
+                ));
+            }
+            model.expected_failed += 1;
+            report.failed += 1;
+        }
+        Action::Free(i) | Action::ReallocZero(i) => {
+            let Some(b) = model.pick(i) else {
+                return Ok(());
+            };
+            model.verify(arena, &b, usize::MAX)?;
+            if matches!(action, Action::Free(_)) {
+                target.free(arena.ptr_at(b.addr));
+            } else {
+                let q = target.realloc(arena.ptr_at(b.addr), 0);
+                if !q.is_null() {
+                    return Err(format!("realloc(p, 0) returned {q:?}, not NULL"));
+                }
+            }
+            model.remove(b.addr);
+            report.frees += 1;
+            if target.usable_size(arena.ptr_at(b.addr)) != 0 {
+                return Err(format!("usable_size of freed block {:#x} is not 0", b.addr));
+            }
+        }
+        Action::Realloc(i, s) => {
+            let Some(b) = model.pick(i) else {
+                return Ok(());
+            };
+            let size = resolve(s);
+            model.verify(arena, &b, usize::MAX)?;
+            let q = target.realloc(arena.ptr_at(b.addr), size);
+            if size == 0 {
+                if !q.is_null() {
+                    return Err(format!("realloc(p, 0) returned {q:?}, not NULL"));
+                }
+                model.remove(b.addr);
+                report.frees += 1;
+            } else if q.is_null() {
+                model.expected_failed += 1;
+                report.failed += 1;
+                model
+                    .verify(arena, &b, usize::MAX)
+                    .map_err(|e| format!("failed realloc damaged the block: {e}"))?;
+                if target.usable_size(arena.ptr_at(b.addr)) != b.usable {
+                    return Err("failed realloc changed the block's usable size".into());
+                }
+            } else {
+                let old = model.remove(b.addr);
+                let kept = old.size.min(size);
+                // SAFETY: the new block is live and holds at least `size` bytes.
+                if let Some(off) = unsafe { find_pattern_damage(q, kept, old.seed) } {
+                    return Err(format!(
+                        "realloc {old_size} -> {size} lost byte {off}",
+                        old_size = old.size
+                    ));
+                }
+                if q as usize == old.addr {
+                    report.in_place += 1;
+                }
+                let usable = target.usable_size(q);
+                model.insert(arena, q as usize, size, 1, usable)?;
+                report.allocations += 1;
+            }
+        }
+        Action::FreeNull => target.free(std::ptr::null_mut()),
+        Action::FreeBad(i, kind) => {
+            let addr = model.bad_pointer(i, kind);
+            if model.is_live_start(addr) {
+                return Ok(()); // not bad after all (e.g. a block right after the arena start)
+            }
+            target.free(arena.ptr_at(addr));
+            model.expected_rejected += 1;
+            report.rejected += 1;
+        }
+        Action::ReallocBad(i, kind, s) => {
+            let addr = model.bad_pointer(i, kind);
+            let size = resolve(s);
+            if model.is_live_start(addr) || size == 0 {
+                return Ok(());
+            }
+            let q = target.realloc(arena.ptr_at(addr), size);
+            if !q.is_null() {
+                return Err(format!("realloc of bad pointer {addr:#x} returned {q:?}"));
+            }
+            model.expected_rejected += 1;
+            report.rejected += 1;
+        }
+        Action::FreeAgain(i) => {
+            if model.freed.is_empty() {
+                return Ok(());
+            }
+            let addr = model.freed[i as usize % model.freed.len()];
+            if model.is_live_start(addr) {
+                return Ok(()); // handed out again: freeing it now would be valid
+            }
+            target.free(arena.ptr_at(addr));
+            model.expected_rejected += 1;
+            report.rejected += 1;
+        }
+        Action::Scribble(i) => {
+            let Some(b) = model.pick(i) else {
+                return Ok(());
+            };
+            model.verify(arena, &b, usize::MAX)?;
+            let slot = model.slot_of[&b.addr];
+            let seed = b.seed ^ 0xdead_beef;
+            // SAFETY: a live block of at least `usable` bytes; the caller may
+            // write all of them.
+            unsafe { fill_pattern(arena.ptr_at(b.addr), b.usable, seed) };
+            model.blocks[slot].seed = seed;
+        }
+    }
+    if target.usable_size(std::ptr::null_mut()) != 0 {
+        return Err("usable_size(NULL) is not 0".into());
+    }
+    Ok(())
+}
