@@ -23,6 +23,8 @@
 pub mod action;
 pub mod arena;
 pub mod model;
+#[cfg(feature = "plugin")]
+pub mod plugins;
 pub mod target;
 
 pub use action::{Action, BadPointer, Scenario, Size};

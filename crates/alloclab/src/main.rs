@@ -1,0 +1,113 @@
+//! `alloclab`: loads an allocator plugin by path and measures it.
+//!
+//! - `alloclab [PLUGIN]`: the brief's run. Loads the plugin at `PLUGIN`
+//!   (`dlopen`); with no argument, or when nothing loadable is there, says why
+//!   on stderr and uses the built-in `mmap`/`munmap` fallback instead. Then
+//!   runs the brief's workload and prints its figures.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod arena;
+mod brief;
+mod facts;
+mod fallback;
+mod subject;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::brief::BriefConfig;
+use crate::subject::Subject;
+
+/// Parses a byte count with an optional K/M/G suffix (powers of 1024; `K`,
+/// `KB`, `KiB` all mean 1024).
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let unit = lower.trim_end_matches('b').trim_end_matches('i');
+    let (digits, shift) = match unit.as_bytes().last() {
+        Some(b'k') => (&unit[..unit.len() - 1], 10),
+        Some(b'm') => (&unit[..unit.len() - 1], 20),
+        Some(b'g') => (&unit[..unit.len() - 1], 30),
+        _ => (unit, 0),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a byte count (e.g. 1048576, 1M, 64K)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// Loads an allocator plugin by path and measures it (the brief's run).
+#[derive(Parser, Debug)]
+#[command(name = "alloclab", version, about, long_about = None)]
+struct Cli {
+    /// Path to an allocator plugin (a shared library exporting the functions
+    /// of include/allocator.h): absolute, relative, or a file name in the
+    /// current folder. Without it, or if nothing loadable is there, the
+    /// built-in mmap/munmap fallback is used.
+    plugin: Option<PathBuf>,
+
+    /// Arena size in bytes (K, M, G suffixes: powers of 1024).
+    #[arg(long, default_value = "1M", value_parser = parse_bytes)]
+    arena_size: usize,
+
+    /// Number of allocation requests.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+
+    /// Largest request; sizes are uniform in 1..=MAX_SIZE.
+    #[arg(long, default_value = "4096", value_parser = parse_bytes)]
+    max_size: usize,
+
+    /// Seed of the request sizes.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 21)]
+    repeat: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let chosen = Subject::choose(cli.plugin.as_deref());
+    if let Some(reason) = &chosen.fallback_reason {
+        eprintln!("alloclab: {reason}; using the built-in mmap/munmap fallback");
+    }
+    let cfg = BriefConfig {
+        arena_size: cli.arena_size,
+        count: cli.count,
+        max_size: cli.max_size,
+        seed: cli.seed,
+        repeat: cli.repeat,
+    };
+    match brief::run(&chosen.subject, &cfg) {
+        Ok(result) => {
+            brief::print(&chosen.subject, &cfg, &result);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("alloclab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("1M"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("16 KB"), Ok(16 << 10));
+        assert_eq!(parse_bytes("3Mi"), Ok(3 << 20));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("99999999999999999999G").is_err());
+    }
+}

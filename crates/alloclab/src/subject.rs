@@ -1,0 +1,150 @@
+//! The allocator under measurement: a loaded plugin or the built-in fallback,
+//! seen through one function table.
+
+use std::ffi::c_void;
+use std::path::Path;
+
+use plugin_abi::loader::{Plugin, PluginApi};
+use plugin_abi::{Allocator, AllocatorStats};
+
+use crate::facts::TypedFacts;
+use crate::fallback;
+
+/// An allocator the runner can create on an arena and call.
+pub struct Subject {
+    /// What to call it in reports.
+    pub name: String,
+    /// Where it came from (a path, or "built in").
+    pub origin: String,
+    /// Its functions.
+    pub api: PluginApi,
+    /// Creation flags (`ALLOCATOR_FLAG_*`), used when non-zero.
+    pub flags: u32,
+    /// Its blocks lie inside the arena it is created on (false for the
+    /// fallback and the system allocators, whose blocks come from the OS).
+    pub blocks_in_arena: bool,
+    /// Documented facts, for built-in subjects (plugins describe themselves
+    /// through `allocator_info`).
+    pub facts: Option<TypedFacts>,
+    /// Keeps a plugin loaded for as long as `api` is used.
+    _plugin: Option<Plugin>,
+}
+
+/// A subject, and why it is the fallback if it is.
+pub struct Chosen {
+    /// What will run.
+    pub subject: Subject,
+    /// Why the fallback was used: the loader's message, if a path was given.
+    pub fallback_reason: Option<String>,
+}
+
+impl Subject {
+    /// The built-in `mmap`/`munmap` fallback.
+    pub fn fallback() -> Subject {
+        Subject {
+            name: "mmap fallback".into(),
+            origin: "built into alloclab".into(),
+            api: fallback::api(),
+            flags: 0,
+            blocks_in_arena: false,
+            facts: Some(fallback::FACTS),
+            _plugin: None,
+        }
+    }
+
+    /// A subject built into the runner (a peer adapter).
+    pub fn builtin(name: &str, api: PluginApi, facts: TypedFacts) -> Subject {
+        Subject {
+            name: name.into(),
+            origin: "built into alloclab".into(),
+            api,
+            flags: 0,
+            blocks_in_arena: facts.uses_arena,
+            facts: Some(facts),
+            _plugin: None,
+        }
+    }
+
+    /// Loads the plugin at `path`.
+    pub fn load(path: &Path) -> Result<Subject, plugin_abi::loader::LoadError> {
+        // SAFETY: the user named this file as an allocator plugin; its
+        // initialisers run, as for any dlopen.
+        let plugin = unsafe { Plugin::load(path) }?;
+        let api = *plugin.api();
+        let name = api.name().unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().trim_start_matches("lib").to_string())
+                .unwrap_or_else(|| path.display().to_string())
+        });
+        Ok(Subject {
+            name,
+            origin: path.display().to_string(),
+            api,
+            flags: 0,
+            blocks_in_arena: true,
+            facts: None,
+            _plugin: Some(plugin),
+        })
+    }
+
+    /// The plugin at `path`, or the fallback (with the reason) when no path
+    /// is given or it does not load: the brief's rule.
+    pub fn choose(path: Option<&Path>) -> Chosen {
+        match path {
+            None => Chosen {
+                subject: Subject::fallback(),
+                fallback_reason: Some("no plugin path given".into()),
+            },
+            Some(p) => match Subject::load(p) {
+                Ok(subject) => Chosen {
+                    subject,
+                    fallback_reason: None,
+                },
+                Err(e) => Chosen {
+                    subject: Subject::fallback(),
+                    fallback_reason: Some(e.to_string()),
+                },
+            },
+        }
+    }
+
+    /// Creates an allocator on `[memory, memory + size)`, or NULL.
+    ///
+    /// # Safety
+    ///
+    /// The memory must stay valid and otherwise unused until [`Subject::destroy`].
+    pub unsafe fn create(&self, memory: *mut c_void, size: usize) -> *mut Allocator {
+        match (self.flags, self.api.create_with_flags) {
+            (0, _) | (_, None) => {
+                // SAFETY: forwarded contract.
+                unsafe { (self.api.create)(memory, size) }
+            }
+            (flags, Some(f)) => {
+                // SAFETY: forwarded contract.
+                unsafe { f(memory, size, flags) }
+            }
+        }
+    }
+
+    /// Ends an allocator made by [`Subject::create`].
+    ///
+    /// # Safety
+    ///
+    /// `a` came from `self.create` and is not used afterwards.
+    pub unsafe fn destroy(&self, a: *mut Allocator) {
+        // SAFETY: forwarded contract.
+        unsafe { (self.api.destroy)(a) }
+    }
+
+    /// The allocator's stats, if the plugin exports them.
+    ///
+    /// # Safety
+    ///
+    /// `a` is a live allocator of this subject.
+    pub unsafe fn stats(&self, a: *mut Allocator) -> Option<AllocatorStats> {
+        let f = self.api.stats?;
+        let mut s = AllocatorStats::default();
+        // SAFETY: forwarded contract; `s` is a valid out-pointer.
+        (unsafe { f(a, &mut s) } == 0).then_some(s)
+    }
+}

@@ -1,0 +1,139 @@
+//! The runner as a user runs it: `alloclab`, `alloclab PATH` (absolute,
+//! relative, bare file name), `alloclab no/such/file.so`, `alloclab Cargo.toml`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use alloc_testkit::plugins::{built_plugin, workspace_root};
+
+fn alloclab(args: &[&str], dir: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .args(args)
+        .args(["--repeat", "2"])
+        .current_dir(dir)
+        .output()
+        .expect("cannot run alloclab");
+    assert!(
+        out.status.success(),
+        "alloclab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The value after `label` on the line that starts with it.
+fn field<'a>(stdout: &'a str, label: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+        .trim()
+}
+
+#[test]
+fn no_argument_uses_the_fallback_and_says_why() {
+    let out = alloclab(&[], &workspace_root());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("no plugin path given") && stderr.contains("fallback"),
+        "{stderr}"
+    );
+    assert!(
+        field(&stdout, "allocator").starts_with("mmap fallback"),
+        "{stdout}"
+    );
+    // The fallback maps each block apart: every request succeeds.
+    assert!(
+        field(&stdout, "allocated").starts_with("10000 blocks"),
+        "{stdout}"
+    );
+    assert!(
+        field(&stdout, "usage factor").starts_with("n/a"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_missing_file_falls_back_with_the_loaders_message() {
+    let out = alloclab(&["no/such/file.so"], &workspace_root());
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no/such/file.so"), "{stderr}");
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
+    assert!(field(&text(&out.stdout), "allocator").starts_with("mmap fallback"));
+}
+
+#[test]
+fn a_file_that_is_not_a_library_falls_back_with_the_loaders_message() {
+    let out = alloclab(&["Cargo.toml"], &workspace_root());
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("Cargo.toml") && stderr.contains("invalid ELF header"),
+        "{stderr}"
+    );
+    assert!(field(&text(&out.stdout), "allocator").starts_with("mmap fallback"));
+}
+
+#[test]
+fn a_library_without_the_symbols_falls_back_naming_the_missing_one() {
+    let out = alloclab(&["libc.so.6"], &workspace_root());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("not an allocator plugin") && stderr.contains("allocator_create"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plugins_load_by_absolute_relative_and_bare_paths() {
+    for (package, name) in [("buddy", "buddy"), ("mckusick-karels", "mckusick-karels")] {
+        let lib = built_plugin(package);
+        let root = workspace_root();
+        let relative = lib.strip_prefix(&root).unwrap();
+        let dir = lib.parent().unwrap();
+        let bare = lib.file_name().unwrap();
+        let mut allocated = Vec::new();
+        for (arg, cwd) in [
+            (lib.as_os_str(), &root),
+            (relative.as_os_str(), &root),
+            (bare, &dir.to_path_buf()),
+        ] {
+            let out = alloclab(&[arg.to_str().unwrap()], cwd);
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            assert!(stderr.is_empty(), "{arg:?}: {stderr}");
+            assert!(field(&stdout, "allocator").starts_with(name), "{stdout}");
+            let usage: f64 = field(&stdout, "usage factor")
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(usage > 0.5 && usage < 1.0, "usage factor {usage}");
+            allocated.push(field(&stdout, "allocated").to_string());
+        }
+        assert!(allocated.windows(2).all(|w| w[0] == w[1]), "{allocated:?}");
+        // The brief's workload fills a 1 MiB arena: far fewer than 10,000 fit.
+        let blocks: usize = allocated[0].split(' ').next().unwrap().parse().unwrap();
+        assert!((300..1000).contains(&blocks), "{}", allocated[0]);
+    }
+}
+
+#[test]
+fn bad_options_get_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .args(["--arena-size", "lots"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not a byte count"),
+        "{}",
+        text(&out.stderr)
+    );
+}
