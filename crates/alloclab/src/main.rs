@@ -4,10 +4,13 @@
 //!   (`dlopen`); with no argument, or when nothing loadable is there, says why
 //!   on stderr and uses the built-in `mmap`/`munmap` fallback instead. Then
 //!   runs the brief's workload and prints its figures.
+//! - `alloclab compare`: every allocator (the two plugins, the fallback, the
+//!   peers) on every workload, measured the same way in one run.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arena;
 mod brief;
+mod compare;
 mod facts;
 mod fallback;
 mod subject;
@@ -15,7 +18,7 @@ mod subject;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::brief::BriefConfig;
 use crate::subject::Subject;
@@ -39,10 +42,36 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
-/// Loads an allocator plugin by path and measures it (the brief's run).
+/// Loads an allocator plugin by path and measures it.
+///
+/// `alloclab [PLUGIN]` runs the brief's workload on one plugin (or on the
+/// built-in mmap/munmap fallback); `alloclab compare` compares every allocator.
 #[derive(Parser, Debug)]
-#[command(name = "alloclab", version, about, long_about = None)]
+#[command(
+    name = "alloclab",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    brief: BriefArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compare every allocator on every workload: usage factor, allocation
+    /// and free speed, latency, ease of use.
+    Compare(compare::CompareArgs),
+}
+
+/// The brief's run (no subcommand). A file named like a subcommand
+/// (`compare`) is loaded as `./compare`.
+#[derive(Args, Debug)]
+struct BriefArgs {
     /// Path to an allocator plugin (a shared library exporting the functions
     /// of include/allocator.h): absolute, relative, or a file name in the
     /// current folder. Without it, or if nothing loadable is there, the
@@ -72,27 +101,34 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let chosen = Subject::choose(cli.plugin.as_deref());
-    if let Some(reason) = &chosen.fallback_reason {
-        eprintln!("alloclab: {reason}; using the built-in mmap/munmap fallback");
-    }
-    let cfg = BriefConfig {
-        arena_size: cli.arena_size,
-        count: cli.count,
-        max_size: cli.max_size,
-        seed: cli.seed,
-        repeat: cli.repeat,
+    let result = match &cli.command {
+        Some(Command::Compare(args)) => compare::main(args),
+        None => run_brief(&cli.brief),
     };
-    match brief::run(&chosen.subject, &cfg) {
-        Ok(result) => {
-            brief::print(&chosen.subject, &cfg, &result);
-            ExitCode::SUCCESS
-        }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("alloclab: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
+    let chosen = Subject::choose(args.plugin.as_deref());
+    if let Some(reason) = &chosen.fallback_reason {
+        eprintln!("alloclab: {reason}; using the built-in mmap/munmap fallback");
+    }
+    let cfg = BriefConfig {
+        arena_size: args.arena_size,
+        count: args.count,
+        max_size: args.max_size,
+        seed: args.seed,
+        repeat: args.repeat,
+    };
+    let result = brief::run(&chosen.subject, &cfg)?;
+    brief::print(&chosen.subject, &cfg, &result);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,426 @@
+//! Running a script's phases on an allocator: the timed loop (as little as
+//! possible besides the calls), the per-operation latency loop (cycle counter
+//! around each call) and the checked loop (never timed: bounds, alignment,
+//! overlap, contents).
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::ptr::null_mut;
+
+use plugin_abi::loader::PluginApi;
+use plugin_abi::{AllocFn, Allocator, FreeFn, ReallocFn};
+
+use super::workload::{OpKind, Phase, Script};
+
+/// The three functions a run calls, copied out of the table.
+#[derive(Clone, Copy)]
+pub struct Calls {
+    alloc: AllocFn,
+    free: FreeFn,
+    realloc: Option<ReallocFn>,
+}
+
+impl Calls {
+    /// The calls of `api`.
+    pub fn of(api: &PluginApi) -> Calls {
+        Calls {
+            alloc: api.alloc,
+            free: api.free,
+            realloc: api.realloc,
+        }
+    }
+}
+
+/// What a phase did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhaseOutcome {
+    /// Calls made (a free of an empty slot is skipped, not a call).
+    pub calls: usize,
+    /// Allocations and reallocations that succeeded.
+    pub successes: usize,
+    /// Allocations and reallocations refused.
+    pub refusals: usize,
+    /// Index of the op at which a `stop_at_first_refusal` phase stopped.
+    pub stopped_at: Option<usize>,
+}
+
+/// The choices a run made, to check that every timed run reproduces the
+/// checked run: per phase, its outcome and a hash of which slots hold a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature(pub Vec<(PhaseOutcome, u64)>);
+
+/// Hash of which slots are empty.
+pub fn occupancy_hash(slots: &[*mut c_void]) -> u64 {
+    slots.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, p| {
+        (h ^ u64::from(p.is_null())).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Checks that every slot index of `script` is below `script.slots`, which
+/// the unchecked indexing of the loops relies on.
+pub fn validate(script: &Script) -> bool {
+    script
+        .phases
+        .iter()
+        .flat_map(|p| &p.ops)
+        .all(|op| (op.slot as usize) < script.slots)
+}
+
+/// The timed loop.
+///
+/// # Safety
+///
+/// `a` is a live allocator of the functions in `calls`; `slots` holds NULL or
+/// live blocks of `a`, and is at least as long as every slot index of the
+/// phase ([`validate`]); a realloc op needs `calls.realloc`.
+#[inline(never)]
+pub unsafe fn run_phase(
+    calls: Calls,
+    a: *mut Allocator,
+    phase: &Phase,
+    slots: &mut [*mut c_void],
+) -> PhaseOutcome {
+    let mut out = PhaseOutcome::default();
+    let slots = slots.as_mut_ptr();
+    for (i, op) in phase.ops.iter().enumerate() {
+        // SAFETY: slot indices are in range (caller's contract).
+        let slot = unsafe { &mut *slots.add(op.slot as usize) };
+        match op.kind {
+            OpKind::Alloc => {
+                // SAFETY: `a` is live.
+                let p = unsafe { (calls.alloc)(a, op.size) };
+                *slot = p;
+                out.calls += 1;
+                out.successes += usize::from(!p.is_null());
+                if p.is_null() {
+                    out.refusals += 1;
+                    if phase.stop_at_first_refusal {
+                        out.stopped_at = Some(i);
+                        break;
+                    }
+                }
+            }
+            OpKind::Free => {
+                let p = *slot;
+                if !p.is_null() {
+                    // SAFETY: `p` is a live block of `a`.
+                    unsafe { (calls.free)(a, p) };
+                    *slot = null_mut();
+                    out.calls += 1;
+                }
+            }
+            OpKind::Realloc => {
+                // SAFETY: present for realloc phases (caller's contract);
+                // `*slot` is NULL or a live block of `a`.
+                let q = unsafe { (calls.realloc.unwrap_unchecked())(a, *slot, op.size) };
+                out.calls += 1;
+                if q.is_null() {
+                    out.refusals += 1;
+                } else {
+                    out.successes += 1;
+                    *slot = q;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Latency sample classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Class {
+    /// A successful alloc.
+    Alloc = 0,
+    /// A refused alloc.
+    AllocRefused = 1,
+    /// A free.
+    Free = 2,
+    /// A successful realloc.
+    Realloc = 3,
+    /// A refused realloc.
+    ReallocRefused = 4,
+}
+
+impl Class {
+    /// All classes, in report order.
+    pub const ALL: [Class; 5] = [
+        Class::Alloc,
+        Class::AllocRefused,
+        Class::Free,
+        Class::Realloc,
+        Class::ReallocRefused,
+    ];
+
+    /// Name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Alloc => "alloc",
+            Class::AllocRefused => "alloc refused",
+            Class::Free => "free",
+            Class::Realloc => "realloc",
+            Class::ReallocRefused => "realloc refused",
+        }
+    }
+}
+
+/// The latency loop: like [`run_phase`], with the cycle counter read around
+/// every call; samples are `cycles << 3 | class`.
+///
+/// # Safety
+///
+/// As for [`run_phase`].
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+pub unsafe fn run_phase_latency(
+    calls: Calls,
+    a: *mut Allocator,
+    phase: &Phase,
+    slots: &mut [*mut c_void],
+    samples: &mut Vec<u64>,
+) {
+    use super::measure::tsc;
+    let slots = slots.as_mut_ptr();
+    for op in &phase.ops {
+        // SAFETY: slot indices are in range (caller's contract).
+        let slot = unsafe { &mut *slots.add(op.slot as usize) };
+        let (class, cycles) = match op.kind {
+            OpKind::Alloc => {
+                let t0 = tsc::start();
+                // SAFETY: `a` is live.
+                let p = unsafe { (calls.alloc)(a, op.size) };
+                let t1 = tsc::stop();
+                *slot = p;
+                if p.is_null() {
+                    if phase.stop_at_first_refusal {
+                        samples.push((t1 - t0) << 3 | Class::AllocRefused as u64);
+                        break;
+                    }
+                    (Class::AllocRefused, t1 - t0)
+                } else {
+                    (Class::Alloc, t1 - t0)
+                }
+            }
+            OpKind::Free => {
+                let p = *slot;
+                if p.is_null() {
+                    continue;
+                }
+                let t0 = tsc::start();
+                // SAFETY: `p` is a live block of `a`.
+                unsafe { (calls.free)(a, p) };
+                let t1 = tsc::stop();
+                *slot = null_mut();
+                (Class::Free, t1 - t0)
+            }
+            OpKind::Realloc => {
+                let t0 = tsc::start();
+                // SAFETY: as in `run_phase`.
+                let q = unsafe { (calls.realloc.unwrap_unchecked())(a, *slot, op.size) };
+                let t1 = tsc::stop();
+                if q.is_null() {
+                    (Class::ReallocRefused, t1 - t0)
+                } else {
+                    *slot = q;
+                    (Class::Realloc, t1 - t0)
+                }
+            }
+        };
+        samples.push(cycles << 3 | class as u64);
+    }
+}
+
+/// What the checked loop found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Outcome of each phase and the occupancy after it.
+    pub signature: Vec<(PhaseOutcome, u64)>,
+    /// Requested bytes live after the first phase (successes only).
+    pub requested_after_first: usize,
+    /// OR of every block address (its trailing zeros: the alignment seen).
+    pub address_bits: usize,
+}
+
+/// Live blocks of the checked loop, by address: `(end, slot, size)`.
+struct Shadow {
+    blocks: BTreeMap<usize, (usize, usize)>,
+    in_arena: Option<(usize, usize)>,
+}
+
+impl Shadow {
+    fn add(&mut self, p: *mut c_void, size: usize, slot: usize) -> Result<(), String> {
+        let addr = p as usize;
+        let end = addr.checked_add(size.max(1)).ok_or("block wraps around")?;
+        if addr % 16 != 0 {
+            return Err(format!("block {addr:#x} is not 16-byte aligned"));
+        }
+        if let Some((lo, hi)) = self.in_arena {
+            if addr < lo || end > hi {
+                return Err(format!(
+                    "block [{addr:#x}, {end:#x}) is outside the arena [{lo:#x}, {hi:#x})"
+                ));
+            }
+        }
+        if let Some((&a, &(e, _))) = self.blocks.range(..end).next_back() {
+            if e > addr {
+                return Err(format!(
+                    "block [{addr:#x}, {end:#x}) overlaps live block [{a:#x}, {e:#x})"
+                ));
+            }
+        }
+        self.blocks.insert(addr, (end, slot));
+        // SAFETY: the block is live, ours, and at least `size` bytes.
+        unsafe { fill(p.cast(), size, slot) };
+        Ok(())
+    }
+
+    fn remove(&mut self, p: *mut c_void, keep: usize) -> Result<(), String> {
+        let (_, slot) = self
+            .blocks
+            .remove(&(p as usize))
+            .ok_or("freeing a block the shadow does not hold")?;
+        // SAFETY: the block was live until now and holds at least `keep` bytes.
+        match unsafe { damage(p.cast(), keep, slot) } {
+            None => Ok(()),
+            Some(off) => Err(format!(
+                "block {:#x} (slot {slot}) damaged at byte {off} while live",
+                p as usize
+            )),
+        }
+    }
+}
+
+#[inline]
+fn pattern(slot: usize, i: usize) -> u8 {
+    (slot.wrapping_mul(0x9E37_79B9) ^ i.wrapping_mul(31) ^ (i >> 8)) as u8
+}
+
+/// # Safety
+///
+/// `p` valid for writes of `len` bytes.
+unsafe fn fill(p: *mut u8, len: usize, slot: usize) {
+    for i in 0..len {
+        // SAFETY: `i < len`.
+        unsafe { p.add(i).write(pattern(slot, i)) };
+    }
+}
+
+/// # Safety
+///
+/// `p` valid for reads of `len` bytes.
+unsafe fn damage(p: *const u8, len: usize, slot: usize) -> Option<usize> {
+    // SAFETY: `i < len`.
+    (0..len).find(|&i| unsafe { p.add(i).read() } != pattern(slot, i))
+}
+
+/// The checked loop over the whole script (never timed): every block inside
+/// the arena (`in_arena`), 16-byte aligned, not overlapping another, its
+/// contents intact until freed and across reallocs; `check` (the plugin's
+/// `allocator_check`) passes after every phase.
+///
+/// # Safety
+///
+/// `a` is a live allocator of `calls`, on a fresh arena `in_arena` if given;
+/// `slots` are all NULL and long enough for the script.
+pub unsafe fn run_checked(
+    calls: Calls,
+    a: *mut Allocator,
+    script: &Script,
+    slots: &mut [*mut c_void],
+    in_arena: Option<(usize, usize)>,
+    check: &dyn Fn() -> bool,
+    mut after_first_phase: impl FnMut(),
+) -> Result<Checked, String> {
+    let mut shadow = Shadow {
+        blocks: BTreeMap::new(),
+        in_arena,
+    };
+    let mut sizes = vec![0usize; slots.len()];
+    let mut checked = Checked::default();
+    for (n, phase) in script.phases.iter().enumerate() {
+        let mut out = PhaseOutcome::default();
+        for (i, op) in phase.ops.iter().enumerate() {
+            let s = op.slot as usize;
+            let fail = |e: String| format!("phase {}, op {i}: {e}", phase.name);
+            match op.kind {
+                OpKind::Alloc => {
+                    // SAFETY: `a` is live.
+                    let p = unsafe { (calls.alloc)(a, op.size) };
+                    out.calls += 1;
+                    slots[s] = p;
+                    if p.is_null() {
+                        out.refusals += 1;
+                        if phase.stop_at_first_refusal {
+                            out.stopped_at = Some(i);
+                            break;
+                        }
+                    } else {
+                        out.successes += 1;
+                        checked.address_bits |= p as usize;
+                        sizes[s] = op.size;
+                        shadow.add(p, op.size, s).map_err(fail)?;
+                    }
+                }
+                OpKind::Free => {
+                    let p = slots[s];
+                    if !p.is_null() {
+                        shadow.remove(p, sizes[s]).map_err(fail)?;
+                        // SAFETY: a live block of `a`.
+                        unsafe { (calls.free)(a, p) };
+                        slots[s] = null_mut();
+                        out.calls += 1;
+                    }
+                }
+                OpKind::Realloc => {
+                    let realloc = calls.realloc.ok_or("no allocator_realloc")?;
+                    let p = slots[s];
+                    let old = sizes[s];
+                    if !p.is_null() {
+                        // SAFETY: a live block of at least `old` bytes.
+                        if let Some(off) = unsafe { damage(p.cast(), old, s) } {
+                            return Err(fail(format!("block damaged at byte {off} while live")));
+                        }
+                    }
+                    // SAFETY: `p` is NULL or a live block of `a`.
+                    let q = unsafe { realloc(a, p, op.size) };
+                    out.calls += 1;
+                    if q.is_null() {
+                        out.refusals += 1;
+                        // SAFETY: a failed realloc leaves the old block live.
+                        if !p.is_null() && unsafe { damage(p.cast(), old, s) }.is_some() {
+                            return Err(fail("a failed realloc damaged the old block".into()));
+                        }
+                        continue;
+                    }
+                    out.successes += 1;
+                    checked.address_bits |= q as usize;
+                    if !p.is_null() {
+                        shadow.blocks.remove(&(p as usize));
+                        // SAFETY: the new block holds at least `min(old, new)` bytes.
+                        if let Some(off) = unsafe { damage(q.cast(), old.min(op.size), s) } {
+                            return Err(fail(format!(
+                                "realloc {old} -> {} lost byte {off}",
+                                op.size
+                            )));
+                        }
+                    }
+                    sizes[s] = op.size;
+                    slots[s] = q;
+                    shadow.add(q, op.size, s).map_err(fail)?;
+                }
+            }
+        }
+        if !check() {
+            return Err(format!("allocator_check failed after phase {}", phase.name));
+        }
+        if n == 0 {
+            checked.requested_after_first = (0..slots.len())
+                .filter(|&s| !slots[s].is_null())
+                .map(|s| sizes[s])
+                .sum();
+            after_first_phase();
+        }
+        checked.signature.push((out, occupancy_hash(slots)));
+    }
+    Ok(checked)
+}

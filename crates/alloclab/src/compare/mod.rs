@@ -1,0 +1,248 @@
+//! `alloclab compare`: every allocator on every workload, measured the same
+//! way in the same run. See `run.rs` for the method, `workload.rs` for the
+//! workloads, `results.rs` for what is reported.
+
+pub mod exec;
+pub mod measure;
+pub mod results;
+pub mod run;
+pub mod table;
+pub mod workload;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
+
+use crate::arena::Arena;
+use crate::subject::Subject;
+use results::{CompareResults, Machine, Method, Observed, SubjectInfo};
+use run::Plan;
+use workload::Scale;
+
+/// Options of `alloclab compare`.
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// More allocator plugins to compare (paths), beside the two of this
+    /// project and the built-in peers.
+    pub plugins: Vec<PathBuf>,
+
+    /// A short run (about 20 s): fewer repetitions, smaller workloads.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Timed repetitions per allocator and workload (default 21, 5 with --quick).
+    #[arg(long)]
+    pub reps: Option<usize>,
+
+    /// Workloads to run (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
+
+    /// Allocators to run, by name (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Seed of every workload.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Write the results as JSON to this file (`-`: stdout).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+
+    /// Write one CSV line per allocator, workload and phase to this file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+
+    /// Do not pin the measuring thread to a CPU.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// The plugins of this workspace, next to the running executable (cargo
+/// puts `alloclab` and the `cdylib`s in the same `target/<profile>/`).
+fn own_plugins() -> Vec<(PathBuf, u32, Option<&'static str>)> {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    vec![
+        (dir.join("libbuddy.so"), 0, None),
+        (dir.join("libmckusick_karels.so"), 0, None),
+        (
+            dir.join("libmckusick_karels.so"),
+            ALLOCATOR_FLAG_RETURN_PAGES,
+            Some("mckusick-karels+return"),
+        ),
+    ]
+}
+
+/// Every allocator to compare, in table order.
+fn subjects(args: &CompareArgs) -> Result<Vec<Subject>> {
+    let mut out = Vec::new();
+    for (path, flags, name) in own_plugins() {
+        match Subject::load(&path) {
+            Ok(mut s) => {
+                s.flags = flags;
+                if let Some(n) = name {
+                    s.name = n.into();
+                }
+                out.push(s);
+            }
+            Err(e) => eprintln!(
+                "alloclab: {e} (build the plugins with `cargo build --release` at the workspace root); \
+                 comparing without it"
+            ),
+        }
+    }
+    for path in &args.plugins {
+        out.push(Subject::load(path).with_context(|| format!("plugin {}", path.display()))?);
+    }
+    out.push(Subject::fallback());
+    if !args.only.is_empty() {
+        out.retain(|s| args.only.iter().any(|n| n == &s.name));
+        if out.is_empty() {
+            bail!("--only {} matches no allocator", args.only.join(","));
+        }
+    }
+    Ok(out)
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split(':').nth(1))
+        })
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let uname = rustix::system::uname();
+    Machine {
+        cpu,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kernel: format!(
+            "{} {}",
+            uname.sysname().to_string_lossy(),
+            uname.release().to_string_lossy()
+        ),
+        date: utc_now(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM UTC` without a date crate (civil-from-days, H. Hinnant).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Runs `alloclab compare`.
+pub fn main(args: &CompareArgs) -> Result<()> {
+    let subjects = subjects(args)?;
+    let plan = Plan {
+        reps: args.reps.unwrap_or(if args.quick { 5 } else { 21 }).max(1),
+        quick: args.quick,
+        seed: args.seed,
+        pin: !args.no_pin,
+    };
+    let scale = Scale {
+        divisor: if args.quick { 4 } else { 1 },
+        seed: args.seed,
+    };
+    let names: Vec<String> = if args.workloads.is_empty() {
+        workload::BUILT_IN.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.workloads.clone()
+    };
+    let mut scripts = Vec::new();
+    for name in &names {
+        scripts.push(workload::generate(name, scale).with_context(|| {
+            format!(
+                "no workload `{name}` (known: {})",
+                workload::BUILT_IN.join(", ")
+            )
+        })?);
+    }
+
+    let pinned_cpu = if plan.pin {
+        measure::pin_to_last_cpu()
+    } else {
+        None
+    };
+    #[cfg(target_arch = "x86_64")]
+    let (tsc_hz, tsc_overhead) = match measure::tsc_hz() {
+        Some(hz) => (Some(hz), Some(measure::tsc_overhead_cycles())),
+        None => (None, None),
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (tsc_hz, tsc_overhead) = (None, None);
+    let method = Method {
+        repetitions: plan.reps,
+        quick: plan.quick,
+        seed: plan.seed,
+        pinned_cpu,
+        instant_ns: measure::instant_cost_ns(),
+        tsc_hz,
+        tsc_overhead_cycles: tsc_overhead,
+    };
+
+    let max_arena = scripts.iter().map(|s| s.arena).max().unwrap_or(1 << 20);
+    let arena = Arena::map(max_arena)?;
+    let bar = run::progress(run::steps(subjects.len(), &plan) * scripts.len() as u64);
+    let mut workloads = Vec::new();
+    for script in &scripts {
+        let w = run::run_workload(script, &subjects, &arena, &plan, &method, &bar);
+        bar.suspend(|| {
+            println!("{}", table::workload_legend(&w));
+            println!("{}\n", table::workload_table(&w));
+        });
+        workloads.push(w);
+    }
+    bar.finish_and_clear();
+
+    let results = CompareResults {
+        machine: machine(),
+        method,
+        subjects: subjects
+            .iter()
+            .map(|s| SubjectInfo {
+                name: s.name.clone(),
+                origin: s.origin.clone(),
+                isolated: false,
+                facts: s.facts,
+                description: None,
+                observed: Observed::default(),
+            })
+            .collect(),
+        workloads,
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&results)?;
+        if path.as_os_str() == "-" {
+            println!("{text}");
+        } else {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,524 @@
+//! The method: for each workload, a checked pass per allocator (never
+//! timed), one warm-up, then `reps` timed repetitions with the allocators
+//! interleaved (rotated each round), each on a fresh allocator over the same
+//! pre-faulted arena, after evicting the arena, the slot table and the
+//! script from every cache level and scrambling the branch predictor; every
+//! timed repetition must make exactly the choices of the checked pass. Then
+//! one latency pass per allocator with the cycle counter around each call.
+
+use std::ffi::c_void;
+use std::ptr::null_mut;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use plugin_abi::Allocator;
+use plugin_abi::loader::PluginApi;
+
+use super::exec::{self, Calls, Class, Signature};
+use super::measure::{self, Rusage};
+use super::results::*;
+use super::workload::{self, OpKind, Script, UsageKind};
+use crate::arena::Arena;
+use crate::subject::Subject;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Timed repetitions.
+    pub reps: usize,
+    /// The `--quick` scale.
+    pub quick: bool,
+    /// Seed of every workload.
+    pub seed: u64,
+    /// Pin the measuring thread to one CPU.
+    pub pin: bool,
+}
+
+/// Per-subject accumulation for one workload.
+struct Acc {
+    failure: Option<String>,
+    signature: Option<Signature>,
+    /// Per timed phase: per-repetition (seconds, calls).
+    times: Vec<Vec<(f64, usize)>>,
+    kernel: Vec<Rusage>,
+    reproduced: bool,
+    usage: Option<Usage>,
+    largest_restored: Option<bool>,
+    latency: Vec<Latency>,
+    address_bits: usize,
+}
+
+/// The empty call: functions with the allocator ABI that do nothing, called
+/// in the same loop as every allocator; what they cost is the loop's and the
+/// indirect call's share of every figure.
+mod empty {
+    use std::ffi::c_void;
+
+    use plugin_abi::Allocator;
+    use plugin_abi::loader::PluginApi;
+
+    unsafe extern "C" fn create(memory: *mut c_void, _size: usize) -> *mut Allocator {
+        memory.cast()
+    }
+    unsafe extern "C" fn destroy(_a: *mut Allocator) {}
+    unsafe extern "C" fn alloc(a: *mut Allocator, _size: usize) -> *mut c_void {
+        a.cast::<u8>().wrapping_add(64).cast()
+    }
+    unsafe extern "C" fn free(_a: *mut Allocator, _p: *mut c_void) {}
+    unsafe extern "C" fn realloc(a: *mut Allocator, p: *mut c_void, _size: usize) -> *mut c_void {
+        if p.is_null() {
+            a.cast::<u8>().wrapping_add(64).cast()
+        } else {
+            p
+        }
+    }
+
+    /// The empty function table.
+    pub fn api() -> PluginApi {
+        PluginApi {
+            create,
+            destroy,
+            alloc,
+            free,
+            realloc: Some(realloc),
+            create_with_flags: None,
+            alloc_aligned: None,
+            usable_size: None,
+            stats: None,
+            check: None,
+            info: None,
+        }
+    }
+}
+
+/// Creates an allocator of `subject` on the first `len` bytes of `arena`.
+fn create(subject: &Subject, arena: &Arena, len: usize) -> Result<*mut Allocator, String> {
+    // SAFETY: the arena is mapped, pre-faulted, at least `len` bytes, and
+    // used by this allocator alone until it is destroyed.
+    let a = unsafe { subject.create(arena.as_ptr(), len) };
+    if a.is_null() {
+        Err(format!("allocator_create refused a {len}-byte arena"))
+    } else {
+        Ok(a)
+    }
+}
+
+/// The largest single allocation a fresh allocator serves (binary search,
+/// each probe on a fresh allocator).
+fn largest_fresh_block(subject: &Subject, arena: &Arena, len: usize) -> Option<usize> {
+    let fits = |size: usize| {
+        let Ok(a) = create(subject, arena, len) else {
+            return false;
+        };
+        // SAFETY: `a` is live; the block is freed before destroy.
+        unsafe {
+            let p = (subject.api.alloc)(a, size);
+            if !p.is_null() {
+                (subject.api.free)(a, p);
+            }
+            subject.destroy(a);
+            !p.is_null()
+        }
+    };
+    if !fits(1) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1usize, len); // fits(lo), and nothing above len fits
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) { lo = mid } else { hi = mid - 1 }
+    }
+    Some(lo)
+}
+
+fn signature_of(outcomes: Vec<(exec::PhaseOutcome, u64)>) -> Signature {
+    Signature(outcomes)
+}
+
+/// Evicts what the previous repetition touched and scrambles the predictor.
+fn scrub(arena: &Arena, len: usize, slots: &[*mut c_void], script: &Script, round: u64) {
+    measure::flush_range(arena.as_ptr().cast(), len);
+    measure::flush_range(slots.as_ptr().cast(), std::mem::size_of_val(slots));
+    for phase in &script.phases {
+        measure::flush_range(
+            phase.ops.as_ptr().cast(),
+            std::mem::size_of_val(phase.ops.as_slice()),
+        );
+    }
+    measure::scramble_branch_predictor(round);
+}
+
+/// One subject's checked pass: correctness, usage, the choices every timed
+/// repetition must reproduce, and whether the largest block comes back.
+fn checked_pass(
+    subject: &Subject,
+    script: &Script,
+    arena: &Arena,
+    bounds: Option<workload::IdealBounds>,
+    acc: &mut Acc,
+) {
+    let len = script.arena;
+    let largest = subject
+        .blocks_in_arena
+        .then(|| largest_fresh_block(subject, arena, len))
+        .flatten();
+    let a = match create(subject, arena, len) {
+        Ok(a) => a,
+        Err(e) => {
+            acc.failure = Some(e);
+            return;
+        }
+    };
+    let mut slots = vec![null_mut(); script.slots];
+    let in_arena = subject
+        .blocks_in_arena
+        .then(|| arena.bounds())
+        .map(|(lo, _)| (lo, lo + len));
+    let check_fn = subject.api.check;
+    // SAFETY (closure): `a` is live while the checked loop runs.
+    let check = || check_fn.is_none_or(|f| unsafe { f(a) } == 0);
+    let mut stats_after_first = None;
+    // SAFETY: `a` is a fresh allocator on `arena`; slots are NULL and sized
+    // for the script.
+    let result = unsafe {
+        exec::run_checked(
+            Calls::of(&subject.api),
+            a,
+            script,
+            &mut slots,
+            in_arena,
+            &check,
+            || {
+                stats_after_first = subject.stats(a);
+            },
+        )
+    };
+    match result {
+        Err(e) => acc.failure = Some(format!("wrong answer: {e}")),
+        Ok(checked) => {
+            acc.address_bits |= checked.address_bits;
+            if subject.blocks_in_arena && script.usage != UsageKind::None {
+                let factor = checked.requested_after_first as f64 / len as f64;
+                let req = checked.requested_after_first as f64;
+                acc.usage = Some(Usage {
+                    factor,
+                    vs_ideal_pow2: bounds.map(|b| factor / b.pow2),
+                    utilization: stats_after_first.map(|s| req / s.bytes_reserved.max(1) as f64),
+                    utilization_with_metadata: stats_after_first
+                        .map(|s| req / (s.bytes_reserved + s.metadata_bytes).max(1) as f64),
+                });
+            }
+            acc.signature = Some(signature_of(checked.signature));
+            if let Some(l) = largest {
+                // SAFETY: `a` is live and everything was freed by the script.
+                acc.largest_restored = Some(unsafe {
+                    let p = (subject.api.alloc)(a, l);
+                    if !p.is_null() {
+                        (subject.api.free)(a, p);
+                    }
+                    !p.is_null()
+                });
+            }
+        }
+    }
+    // SAFETY: `a` is live and not used afterwards.
+    unsafe { subject.destroy(a) };
+}
+
+/// One plain run of the whole script; returns per timed phase (seconds,
+/// calls), the kernel counters of the timed phases, and the signature.
+fn timed_rep(
+    api: &PluginApi,
+    a: *mut Allocator,
+    script: &Script,
+    slots: &mut [*mut c_void],
+) -> (Vec<(f64, usize)>, Rusage, Signature) {
+    let calls = Calls::of(api);
+    let mut times = Vec::new();
+    let mut kernel = Rusage::default();
+    let mut sig = Vec::new();
+    for phase in &script.phases {
+        let r0 = Rusage::now();
+        let t0 = Instant::now();
+        // SAFETY: `a` is live; slots hold NULL or its blocks; the script was
+        // validated; realloc phases only run for subjects with realloc.
+        let out = unsafe { exec::run_phase(calls, a, phase, slots) };
+        let t1 = Instant::now();
+        let r1 = Rusage::now();
+        if phase.timed {
+            times.push(((t1 - t0).as_secs_f64(), out.calls));
+            let d = r1.since(r0);
+            kernel.minflt += d.minflt;
+            kernel.majflt += d.majflt;
+            kernel.csw += d.csw;
+        }
+        sig.push((out, exec::occupancy_hash(slots)));
+    }
+    (times, kernel, Signature(sig))
+}
+
+/// The latency pass: cycle counts per call of the timed phases.
+#[cfg(target_arch = "x86_64")]
+fn latency_pass(
+    subject: &Subject,
+    script: &Script,
+    arena: &Arena,
+    slots: &mut [*mut c_void],
+    tsc_hz: f64,
+    overhead: f64,
+) -> Vec<Latency> {
+    let Ok(a) = create(subject, arena, script.arena) else {
+        return Vec::new();
+    };
+    slots.fill(null_mut());
+    let calls = Calls::of(&subject.api);
+    let mut samples = Vec::with_capacity(script.phases.iter().map(|p| p.ops.len()).sum());
+    scrub(arena, script.arena, slots, script, 7);
+    for phase in &script.phases {
+        // SAFETY: as in `timed_rep`.
+        unsafe {
+            if phase.timed {
+                exec::run_phase_latency(calls, a, phase, slots, &mut samples);
+            } else {
+                exec::run_phase(calls, a, phase, slots);
+            }
+        }
+    }
+    // SAFETY: `a` is live and not used afterwards.
+    unsafe { subject.destroy(a) };
+    let ns = |cycles: u64| cycles as f64 * 1e9 / tsc_hz;
+    Class::ALL
+        .iter()
+        .filter_map(|&class| {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 1 << 40, 3).ok()?;
+            for s in samples.iter().filter(|&&s| s & 7 == class as u64) {
+                let cycles = ((s >> 3) as f64 - overhead).max(0.0) as u64;
+                h.saturating_record(cycles);
+            }
+            (h.len() > 0).then(|| Latency {
+                op: class.name().into(),
+                count: h.len(),
+                p50: ns(h.value_at_quantile(0.5)),
+                p99: ns(h.value_at_quantile(0.99)),
+                p999: ns(h.value_at_quantile(0.999)),
+                max: ns(h.max()),
+            })
+        })
+        .collect()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn latency_pass(
+    _: &Subject,
+    _: &Script,
+    _: &Arena,
+    _: &mut [*mut c_void],
+    _: f64,
+    _: f64,
+) -> Vec<Latency> {
+    Vec::new()
+}
+
+/// Runs one workload on every subject.
+pub fn run_workload(
+    script: &Script,
+    subjects: &[Subject],
+    arena: &Arena,
+    plan: &Plan,
+    method: &Method,
+    bar: &ProgressBar,
+) -> WorkloadResult {
+    assert!(
+        exec::validate(script),
+        "workload {} names a slot out of range",
+        script.name
+    );
+    let needs_realloc = script
+        .phases
+        .iter()
+        .flat_map(|p| &p.ops)
+        .any(|o| o.kind == OpKind::Realloc);
+    let bounds = workload::ideal_bounds(script);
+    let timed_phases: Vec<&str> = script
+        .phases
+        .iter()
+        .filter(|p| p.timed)
+        .map(|p| p.name)
+        .collect();
+    let new_acc = || Acc {
+        failure: None,
+        signature: None,
+        times: vec![Vec::new(); timed_phases.len()],
+        kernel: Vec::new(),
+        reproduced: true,
+        usage: None,
+        largest_restored: None,
+        latency: Vec::new(),
+        address_bits: 0,
+    };
+    let mut accs: Vec<Acc> = subjects.iter().map(|_| new_acc()).collect();
+    let mut slots: Vec<*mut c_void> = vec![null_mut(); script.slots];
+
+    bar.set_message(format!("{}: checked pass", script.name));
+    for (subject, acc) in subjects.iter().zip(&mut accs) {
+        if needs_realloc && subject.api.realloc.is_none() {
+            acc.failure = Some("no allocator_realloc".into());
+        } else {
+            checked_pass(subject, script, arena, bounds, acc);
+        }
+        bar.inc(1);
+    }
+
+    // The empty call takes part in the rotation like any allocator.
+    let empty = Subject::builtin("empty call", empty::api(), crate::fallback::FACTS);
+    let mut empty_times: Vec<Vec<(f64, usize)>> = vec![Vec::new(); timed_phases.len()];
+    let active: Vec<usize> = (0..subjects.len())
+        .filter(|&i| accs[i].failure.is_none())
+        .collect();
+    let mut order: Vec<Option<usize>> = active.iter().map(|&i| Some(i)).collect();
+    order.push(None);
+
+    bar.set_message(format!("{}: timed repetitions", script.name));
+    // Round 0 is the warm-up: timed like the others, not kept.
+    for round in 0..=plan.reps {
+        order.rotate_left(1);
+        for &who in &order {
+            let (subject, api) = match who {
+                Some(i) => (&subjects[i], subjects[i].api),
+                None => (&empty, empty.api),
+            };
+            scrub(arena, script.arena, &slots, script, round as u64);
+            slots.fill(null_mut());
+            let Ok(a) = create(subject, arena, script.arena) else {
+                if let Some(i) = who {
+                    accs[i].failure = Some("allocator_create failed in a timed repetition".into());
+                }
+                continue;
+            };
+            let (times, kernel, sig) = timed_rep(&api, a, script, &mut slots);
+            // SAFETY: `a` is live and not used afterwards.
+            unsafe { subject.destroy(a) };
+            if round == 0 {
+                continue;
+            }
+            match who {
+                Some(i) => {
+                    let acc = &mut accs[i];
+                    if acc.signature.as_ref() != Some(&sig) {
+                        acc.reproduced = false;
+                    }
+                    for (k, t) in times.into_iter().enumerate() {
+                        acc.times[k].push(t);
+                    }
+                    acc.kernel.push(kernel);
+                    bar.inc(1);
+                }
+                None => {
+                    for (k, t) in times.into_iter().enumerate() {
+                        empty_times[k].push(t);
+                    }
+                }
+            }
+        }
+    }
+
+    bar.set_message(format!("{}: latency pass", script.name));
+    if let (Some(hz), Some(overhead)) = (method.tsc_hz, method.tsc_overhead_cycles) {
+        for &i in &active {
+            accs[i].latency = latency_pass(&subjects[i], script, arena, &mut slots, hz, overhead);
+            bar.inc(1);
+        }
+    }
+
+    let per_op = |v: &[(f64, usize)]| -> Vec<f64> {
+        v.iter().map(|&(s, n)| s * 1e9 / n.max(1) as f64).collect()
+    };
+    let empty_call_ns: Vec<(String, f64)> = timed_phases
+        .iter()
+        .zip(&empty_times)
+        .map(|(name, v)| (name.to_string(), Summary::of(&per_op(v)).median))
+        .collect();
+
+    let rows = subjects
+        .iter()
+        .zip(accs)
+        .map(|(subject, acc)| {
+            let sig = acc.signature.as_ref();
+            let timed_outcomes: Vec<exec::PhaseOutcome> = sig
+                .map(|s| {
+                    s.0.iter()
+                        .zip(&script.phases)
+                        .filter(|(_, p)| p.timed)
+                        .map(|(o, _)| o.0)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let phases = if acc.failure.is_some() {
+                Vec::new()
+            } else {
+                timed_phases
+                    .iter()
+                    .enumerate()
+                    .map(|(k, name)| {
+                        let ns = per_op(&acc.times[k]);
+                        let net: Vec<f64> = ns.iter().map(|x| x - empty_call_ns[k].1).collect();
+                        let outcome = timed_outcomes.get(k).copied().unwrap_or_default();
+                        PhaseResult {
+                            name: name.to_string(),
+                            calls: outcome.calls,
+                            successes: outcome.successes,
+                            refusals: outcome.refusals,
+                            ns_per_op: Summary::of(&ns),
+                            net_ns_per_op: Summary::of(&net),
+                            total_s: Summary::of(
+                                &acc.times[k].iter().map(|t| t.0).collect::<Vec<_>>(),
+                            ),
+                        }
+                    })
+                    .collect()
+            };
+            let n = acc.kernel.len().max(1) as f64;
+            Row {
+                subject: subject.name.clone(),
+                failure: acc.failure,
+                phases,
+                latency: acc.latency,
+                usage: acc.usage,
+                kernel: Kernel {
+                    minor_faults: acc.kernel.iter().map(|k| k.minflt as f64).sum::<f64>() / n,
+                    major_faults: acc.kernel.iter().map(|k| k.majflt as f64).sum::<f64>() / n,
+                    context_switches: acc.kernel.iter().map(|k| k.csw as f64).sum::<f64>() / n,
+                },
+                reproduced: acc.reproduced,
+                largest_restored: acc.largest_restored,
+            }
+        })
+        .collect();
+
+    WorkloadResult {
+        name: script.name.clone(),
+        description: script.description.clone(),
+        arena_bytes: script.arena,
+        usage_kind: script.usage,
+        bounds,
+        empty_call_ns,
+        rows,
+    }
+}
+
+/// A progress bar over `steps` steps on stderr (hidden when stderr is not a terminal).
+pub fn progress(steps: u64) -> ProgressBar {
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Steps of one workload for the progress bar.
+pub fn steps(subjects: usize, plan: &Plan) -> u64 {
+    (subjects * (plan.reps + 2)) as u64
+}
