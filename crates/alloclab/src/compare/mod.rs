@@ -56,6 +56,11 @@ pub struct CompareArgs {
     #[arg(long)]
     pub csv: Option<PathBuf>,
 
+    /// Replay this allocation trace (alloclab trace format) as a workload;
+    /// repeatable. The traces shipped in `traces/` run by default.
+    #[arg(long)]
+    pub trace: Vec<PathBuf>,
+
     /// Do not pin the measuring thread to a CPU.
     #[arg(long)]
     pub no_pin: bool,
@@ -108,6 +113,21 @@ fn subjects(args: &CompareArgs) -> Result<Vec<Subject>> {
         }
     }
     Ok(out)
+}
+
+/// `--trace` files, or with none given (and no `--workloads` filter), the
+/// traces shipped in the repository's `traces/` folder.
+fn trace_files(args: &CompareArgs) -> Vec<PathBuf> {
+    if !args.trace.is_empty() || !args.workloads.is_empty() {
+        return args.trace.clone();
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "trace"));
+    files.sort();
+    files
 }
 
 fn machine() -> Machine {
@@ -206,6 +226,16 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         tsc_overhead_cycles: tsc_overhead,
     };
 
+    for path in trace_files(args) {
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("reading trace {}", path.display()))?;
+        let events =
+            alloc_trace::decode(&bytes).with_context(|| format!("trace {}", path.display()))?;
+        let name = path
+            .file_stem()
+            .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
+        scripts.push(workload::from_trace(&name, &events).map_err(anyhow::Error::msg)?);
+    }
     let max_arena = scripts.iter().map(|s| s.arena).max().unwrap_or(1 << 20);
     let arena = Arena::map(max_arena)?;
     let bar = run::progress(run::steps(subjects.len(), &plan) * scripts.len() as u64);

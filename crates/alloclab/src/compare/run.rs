@@ -132,6 +132,36 @@ fn largest_fresh_block(subject: &Subject, arena: &Arena, len: usize) -> Option<u
     Some(lo)
 }
 
+/// The smallest arena (within 0.5%) on which `subject` runs the whole script
+/// without refusing anything, or None if even the script's own arena is too small.
+fn smallest_arena(subject: &Subject, script: &Script, arena: &Arena) -> Option<usize> {
+    let mut slots = vec![null_mut(); script.slots];
+    let mut runs = |len: usize| {
+        let Ok(a) = create(subject, arena, len) else {
+            return false;
+        };
+        slots.fill(null_mut());
+        let calls = Calls::of(&subject.api);
+        let mut refused = 0;
+        for phase in &script.phases {
+            // SAFETY: as in `timed_rep`.
+            refused += unsafe { exec::run_phase(calls, a, phase, &mut slots) }.refusals;
+        }
+        // SAFETY: `a` is live and not used afterwards.
+        unsafe { subject.destroy(a) };
+        refused == 0
+    };
+    if !runs(script.arena) {
+        return None;
+    }
+    let (mut lo, mut hi) = (script.peak_live.max(1), script.arena); // !runs(lo - 1) unknown, runs(hi)
+    while hi - lo > hi / 200 {
+        let mid = lo + (hi - lo) / 2;
+        if runs(mid) { hi = mid } else { lo = mid + 1 }
+    }
+    Some(hi)
+}
+
 fn signature_of(outcomes: Vec<(exec::PhaseOutcome, u64)>) -> Signature {
     Signature(outcomes)
 }
@@ -198,7 +228,14 @@ fn checked_pass(
         Err(e) => acc.failure = Some(format!("wrong answer: {e}")),
         Ok(checked) => {
             acc.address_bits |= checked.address_bits;
-            if subject.blocks_in_arena && script.usage != UsageKind::None {
+            if subject.blocks_in_arena && script.usage == UsageKind::Trace {
+                acc.usage = smallest_arena(subject, script, arena).map(|len| Usage {
+                    factor: script.peak_live as f64 / len as f64,
+                    vs_ideal_pow2: None,
+                    utilization: None,
+                    utilization_with_metadata: None,
+                });
+            } else if subject.blocks_in_arena && script.usage != UsageKind::None {
                 let factor = checked.requested_after_first as f64 / len as f64;
                 let req = checked.requested_after_first as f64;
                 acc.usage = Some(Usage {

@@ -32,6 +32,7 @@ pub fn workload_table(w: &WorkloadResult) -> Table {
     if w.usage_kind != UsageKind::None {
         header.push(match w.usage_kind {
             UsageKind::Fill => "fill efficiency".into(),
+            UsageKind::Trace => "peak live / smallest arena".into(),
             _ => "usage factor".into(),
         });
         header.push("vs ideal 2^k".into());
