@@ -66,6 +66,9 @@ enum Command {
     /// Compare every allocator on every workload: usage factor, allocation
     /// and free speed, latency, ease of use.
     Compare(compare::CompareArgs),
+    /// (internal) One ease-of-use probe, run by `compare` in a child process.
+    #[command(name = "__probe", hide = true)]
+    Probe(compare::observe::ProbeArgs),
 }
 
 /// The brief's run (no subcommand). A file named like a subcommand
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Compare(args)) => compare::main(args),
+        Some(Command::Probe(args)) => compare::observe::child_main(args),
         None => run_brief(&cli.brief),
     };
     match result {

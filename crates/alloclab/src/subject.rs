@@ -2,7 +2,7 @@
 //! seen through one function table.
 
 use std::ffi::c_void;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use plugin_abi::loader::{Plugin, PluginApi};
 use plugin_abi::{Allocator, AllocatorStats};
@@ -10,8 +10,19 @@ use plugin_abi::{Allocator, AllocatorStats};
 use crate::facts::TypedFacts;
 use crate::fallback;
 
+/// How to make a [`Subject`] again, in a child process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spec {
+    /// A plugin loaded from this path.
+    Plugin(PathBuf),
+    /// A subject built into the runner, by name.
+    Builtin(String),
+}
+
 /// An allocator the runner can create on an arena and call.
 pub struct Subject {
+    /// How to make it again (in a child process).
+    pub spec: Spec,
     /// What to call it in reports.
     pub name: String,
     /// Where it came from (a path, or "built in").
@@ -42,6 +53,7 @@ impl Subject {
     /// The built-in `mmap`/`munmap` fallback.
     pub fn fallback() -> Subject {
         Subject {
+            spec: Spec::Builtin("mmap fallback".into()),
             name: "mmap fallback".into(),
             origin: "built into alloclab".into(),
             api: fallback::api(),
@@ -55,6 +67,7 @@ impl Subject {
     /// A subject built into the runner (a peer adapter).
     pub fn builtin(name: &str, api: PluginApi, facts: TypedFacts) -> Subject {
         Subject {
+            spec: Spec::Builtin(name.into()),
             name: name.into(),
             origin: "built into alloclab".into(),
             api,
@@ -77,6 +90,7 @@ impl Subject {
                 .unwrap_or_else(|| path.display().to_string())
         });
         Ok(Subject {
+            spec: Spec::Plugin(path.to_path_buf()),
             name,
             origin: path.display().to_string(),
             api,
@@ -85,6 +99,22 @@ impl Subject {
             facts: None,
             _plugin: Some(plugin),
         })
+    }
+
+    /// The subject built into the runner called `name`.
+    pub fn builtin_named(name: &str) -> Option<Subject> {
+        (name == "mmap fallback").then(Subject::fallback)
+    }
+
+    /// Makes the subject `spec` describes, with creation `flags`.
+    pub fn from_spec(spec: &Spec, flags: u32) -> Result<Subject, String> {
+        let mut s = match spec {
+            Spec::Plugin(path) => Subject::load(path).map_err(|e| e.to_string())?,
+            Spec::Builtin(name) => Subject::builtin_named(name)
+                .ok_or_else(|| format!("no built-in allocator `{name}`"))?,
+        };
+        s.flags = flags;
+        Ok(s)
     }
 
     /// The plugin at `path`, or the fallback (with the reason) when no path

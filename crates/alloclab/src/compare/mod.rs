@@ -4,6 +4,7 @@
 
 pub mod exec;
 pub mod measure;
+pub mod observe;
 pub mod results;
 pub mod run;
 pub mod table;
@@ -236,6 +237,13 @@ pub fn main(args: &CompareArgs) -> Result<()> {
             .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
         scripts.push(workload::from_trace(&name, &events).map_err(anyhow::Error::msg)?);
     }
+    let observed: Vec<Observed> = subjects
+        .iter()
+        .map(|s| {
+            eprintln!("alloclab: probing {} (bad pointers, exhaustion, smallest arena) in child processes", s.name);
+            observe::observe(s)
+        })
+        .collect();
     let max_arena = scripts.iter().map(|s| s.arena).max().unwrap_or(1 << 20);
     let arena = Arena::map(max_arena)?;
     let bar = run::progress(run::steps(subjects.len(), &plan) * scripts.len() as u64);
@@ -255,17 +263,33 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         method,
         subjects: subjects
             .iter()
-            .map(|s| SubjectInfo {
-                name: s.name.clone(),
-                origin: s.origin.clone(),
-                isolated: false,
-                facts: s.facts,
-                description: None,
-                observed: Observed::default(),
+            .zip(observed)
+            .map(|(s, mut observed)| {
+                observed.alignment = workloads
+                    .iter()
+                    .flat_map(|w| w.rows.iter().filter(|r| r.subject == s.name))
+                    .filter_map(|r| r.alignment)
+                    .min();
+                SubjectInfo {
+                    name: s.name.clone(),
+                    origin: s.origin.clone(),
+                    isolated: false,
+                    facts: s.facts,
+                    description: s.api.info().and_then(|i| {
+                        // SAFETY: a non-null description is a static C string (header).
+                        (!i.description.is_null()).then(|| {
+                            unsafe { std::ffi::CStr::from_ptr(i.description) }
+                                .to_string_lossy()
+                                .into_owned()
+                        })
+                    }),
+                    observed,
+                }
             })
             .collect(),
         workloads,
     };
+    println!("── ease of use ──\n{}", table::ease_table(&results));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results)?;
         if path.as_os_str() == "-" {

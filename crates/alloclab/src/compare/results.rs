@@ -183,6 +183,9 @@ pub struct Row {
     /// After freeing everything, the largest block of a fresh arena could be
     /// allocated again (None: not probed).
     pub largest_restored: Option<bool>,
+    /// The largest power of two (up to 4096) every block of the checked pass
+    /// was aligned to.
+    pub alignment: Option<usize>,
 }
 
 /// One timed phase of one allocator.

@@ -529,6 +529,8 @@ pub fn run_workload(
                 },
                 reproduced: acc.reproduced,
                 largest_restored: acc.largest_restored,
+                alignment: (acc.address_bits != 0)
+                    .then(|| 1usize << acc.address_bits.trailing_zeros().min(12)),
             }
         })
         .collect();

@@ -112,3 +112,68 @@ pub fn workload_legend(w: &WorkloadResult) -> String {
     }
     s
 }
+
+/// The ease-of-use table: documented facts beside observed ones.
+pub fn ease_table(r: &CompareResults) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header([
+        "allocator",
+        "calls a user makes",
+        "free needs size",
+        "realloc",
+        "alignment seen",
+        "smallest arena",
+        "bad pointer: interior / double / foreign",
+        "when full",
+        "threads",
+        "introspection",
+    ]);
+    for s in &r.subjects {
+        let o = &s.observed;
+        let (calls, needs_size, realloc, threads, intro) = match &s.facts {
+            Some(f) => (
+                f.calls.to_string(),
+                if f.free_needs_size { "yes" } else { "no" }.to_string(),
+                format!("{:?}", f.realloc).to_lowercase(),
+                f.threads.to_string(),
+                f.introspection.to_string(),
+            ),
+            None => (
+                "allocator_create, allocator_alloc, allocator_free, allocator_destroy".into(),
+                "no".into(),
+                if o.has_realloc { "native" } else { "none" }.into(),
+                "one instance per thread, or ALLOCATOR_FLAG_LOCKED".into(),
+                [
+                    o.has_stats.then_some("allocator_stats"),
+                    o.has_check.then_some("allocator_check"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+            ),
+        };
+        let na = || "-".to_string();
+        table.add_row([
+            s.name.clone(),
+            calls,
+            needs_size,
+            realloc,
+            o.alignment.map_or_else(na, |a| format!("{a} B")),
+            o.smallest_arena.map_or_else(na, |a| format!("{a} B")),
+            format!(
+                "{}\n{}\n{}",
+                o.interior_free.as_deref().unwrap_or("-"),
+                o.double_free.as_deref().unwrap_or("-"),
+                o.foreign_free.as_deref().unwrap_or("-")
+            ),
+            o.exhaustion.clone().unwrap_or_else(na),
+            threads,
+            intro,
+        ]);
+    }
+    table
+}
