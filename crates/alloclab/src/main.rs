@@ -69,6 +69,9 @@ enum Command {
     /// (internal) One ease-of-use probe, run by `compare` in a child process.
     #[command(name = "__probe", hide = true)]
     Probe(compare::observe::ProbeArgs),
+    /// (internal) A third-party plugin's measurements, run by `compare` in a child process.
+    #[command(name = "__worker", hide = true)]
+    Worker(compare::worker::WorkerArgs),
 }
 
 /// The brief's run (no subcommand). A file named like a subcommand
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Compare(args)) => compare::main(args),
         Some(Command::Probe(args)) => compare::observe::child_main(args),
+        Some(Command::Worker(args)) => compare::worker::child_main(args),
         None => run_brief(&cli.brief),
     };
     match result {

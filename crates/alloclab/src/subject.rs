@@ -166,6 +166,24 @@ impl Subject {
         unsafe { (self.api.destroy)(a) }
     }
 
+    /// The plugin's one-line description from `allocator_info`, if any.
+    pub fn description(&self) -> Option<String> {
+        let info = self.api.info()?;
+        // SAFETY: a non-null description is a static NUL-terminated string (header).
+        (!info.description.is_null()).then(|| {
+            unsafe { std::ffi::CStr::from_ptr(info.description) }
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+
+    /// `allocator_info` says the plugin supports `ALLOCATOR_FLAG_LOCKED`.
+    pub fn lockable(&self) -> bool {
+        self.api
+            .info()
+            .is_some_and(|i| i.supported_flags & plugin_abi::ALLOCATOR_FLAG_LOCKED != 0)
+    }
+
     /// The allocator's stats, if the plugin exports them.
     ///
     /// # Safety

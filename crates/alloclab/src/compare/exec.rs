@@ -32,7 +32,7 @@ impl Calls {
 }
 
 /// What a phase did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PhaseOutcome {
     /// Calls made (a free of an empty slot is skipped, not a call).
     pub calls: usize,
@@ -46,7 +46,7 @@ pub struct PhaseOutcome {
 
 /// The choices a run made, to check that every timed run reproduces the
 /// checked run: per phase, its outcome and a hash of which slots hold a block.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Signature(pub Vec<(PhaseOutcome, u64)>);
 
 /// Hash of which slots are empty.

@@ -145,7 +145,7 @@ pub fn scramble_branch_predictor(seed: u64) -> u64 {
 }
 
 /// Kernel counters of the calling thread.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Rusage {
     /// Minor faults.
     pub minflt: i64,

@@ -8,6 +8,7 @@ pub mod observe;
 pub mod results;
 pub mod run;
 pub mod table;
+pub mod worker;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -17,9 +18,10 @@ use clap::Args;
 use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
 
 use crate::arena::Arena;
-use crate::subject::Subject;
+use crate::subject::{Spec, Subject};
 use results::{CompareResults, Machine, Method, Observed, SubjectInfo};
-use run::Plan;
+use run::{Entry, Plan};
+use worker::WorkloadSpec;
 use workload::Scale;
 
 /// Options of `alloclab compare`.
@@ -85,8 +87,10 @@ fn own_plugins() -> Vec<(PathBuf, u32, Option<&'static str>)> {
     ]
 }
 
-/// Every allocator to compare, in table order.
-fn subjects(args: &CompareArgs) -> Result<Vec<Subject>> {
+/// Every allocator to compare, in table order: this project's plugins
+/// (called in this process), third-party plugins given on the command line
+/// (each in a worker child process), the fallback and the peers.
+fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for (path, flags, name) in own_plugins() {
         match Subject::load(&path) {
@@ -95,7 +99,7 @@ fn subjects(args: &CompareArgs) -> Result<Vec<Subject>> {
                 if let Some(n) = name {
                     s.name = n.into();
                 }
-                out.push(s);
+                out.push(Entry::local(s));
             }
             Err(e) => eprintln!(
                 "alloclab: {e} (build the plugins with `cargo build --release` at the workspace root); \
@@ -104,9 +108,12 @@ fn subjects(args: &CompareArgs) -> Result<Vec<Subject>> {
         }
     }
     for path in &args.plugins {
-        out.push(Subject::load(path).with_context(|| format!("plugin {}", path.display()))?);
+        let entry = Entry::isolated(path)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("plugin {}", path.display()))?;
+        out.push(entry);
     }
-    out.push(Subject::fallback());
+    out.push(Entry::local(Subject::fallback()));
     if !args.only.is_empty() {
         out.retain(|s| args.only.iter().any(|n| n == &s.name));
         if out.is_empty() {
@@ -179,7 +186,7 @@ fn utc_now() -> String {
 
 /// Runs `alloclab compare`.
 pub fn main(args: &CompareArgs) -> Result<()> {
-    let subjects = subjects(args)?;
+    let mut entries = entries(args)?;
     let plan = Plan {
         reps: args.reps.unwrap_or(if args.quick { 5 } else { 21 }).max(1),
         quick: args.quick,
@@ -197,12 +204,18 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     };
     let mut scripts = Vec::new();
     for name in &names {
-        scripts.push(workload::generate(name, scale).with_context(|| {
+        let script = workload::generate(name, scale).with_context(|| {
             format!(
                 "no workload `{name}` (known: {})",
                 workload::BUILT_IN.join(", ")
             )
-        })?);
+        })?;
+        let spec = WorkloadSpec::BuiltIn {
+            name: name.clone(),
+            divisor: scale.divisor,
+            seed: scale.seed,
+        };
+        scripts.push((script, spec));
     }
 
     let pinned_cpu = if plan.pin {
@@ -235,21 +248,26 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         let name = path
             .file_stem()
             .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
-        scripts.push(workload::from_trace(&name, &events).map_err(anyhow::Error::msg)?);
+        let script = workload::from_trace(&name, &events).map_err(anyhow::Error::msg)?;
+        scripts.push((script, WorkloadSpec::Trace { path }));
     }
-    let observed: Vec<Observed> = subjects
+    let observed: Vec<Observed> = entries
         .iter()
-        .map(|s| {
-            eprintln!("alloclab: probing {} (bad pointers, exhaustion, smallest arena) in child processes", s.name);
-            observe::observe(s)
+        .map(|e| {
+            eprintln!("alloclab: probing {} (bad pointers, exhaustion, smallest arena) in child processes", e.name);
+            observe::observe(e)
         })
         .collect();
-    let max_arena = scripts.iter().map(|s| s.arena).max().unwrap_or(1 << 20);
+    let max_arena = scripts
+        .iter()
+        .map(|(s, _)| s.arena)
+        .max()
+        .unwrap_or(1 << 20);
     let arena = Arena::map(max_arena)?;
-    let bar = run::progress(run::steps(subjects.len(), &plan) * scripts.len() as u64);
+    let bar = run::progress(run::steps(entries.len(), &plan) * scripts.len() as u64);
     let mut workloads = Vec::new();
-    for script in &scripts {
-        let w = run::run_workload(script, &subjects, &arena, &plan, &method, &bar);
+    for (script, spec) in &scripts {
+        let w = run::run_workload(script, spec, &mut entries, &arena, &plan, &method, &bar);
         bar.suspend(|| {
             println!("{}", table::workload_legend(&w));
             println!("{}\n", table::workload_table(&w));
@@ -261,7 +279,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     let results = CompareResults {
         machine: machine(),
         method,
-        subjects: subjects
+        subjects: entries
             .iter()
             .zip(observed)
             .map(|(s, mut observed)| {
@@ -272,17 +290,13 @@ pub fn main(args: &CompareArgs) -> Result<()> {
                     .min();
                 SubjectInfo {
                     name: s.name.clone(),
-                    origin: s.origin.clone(),
-                    isolated: false,
+                    origin: match &s.spec {
+                        Spec::Plugin(p) => p.display().to_string(),
+                        Spec::Builtin(_) => "built into alloclab".into(),
+                    },
+                    isolated: matches!(s.exec, run::Exec::Worker(_)),
                     facts: s.facts,
-                    description: s.api.info().and_then(|i| {
-                        // SAFETY: a non-null description is a static C string (header).
-                        (!i.description.is_null()).then(|| {
-                            unsafe { std::ffi::CStr::from_ptr(i.description) }
-                                .to_string_lossy()
-                                .into_owned()
-                        })
-                    }),
+                    description: s.description.clone(),
                     observed,
                 }
             })

@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::results::Observed;
+use super::run::Entry;
 use crate::arena::Arena;
 use crate::subject::{Spec, Subject};
 
@@ -258,19 +259,19 @@ fn smallest_arena(subject: &Subject) -> anyhow::Result<Found> {
     })
 }
 
-/// Parent side: runs `probe` for `subject` in a child process (10 s at most).
-fn run_child(exe: &Path, subject: &Subject, probe: Probe) -> Found {
+/// Parent side: runs `probe` for `entry` in a child process (10 s at most).
+fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
     let mut cmd = Command::new(exe);
     cmd.arg("__probe").arg("--probe").arg(
         probe
             .to_possible_value()
             .map_or("".into(), |v| v.get_name().to_string()),
     );
-    match &subject.spec {
+    match &entry.spec {
         Spec::Plugin(p) => cmd.arg("--plugin").arg(p),
         Spec::Builtin(b) => cmd.arg("--builtin").arg(b),
     };
-    cmd.arg("--flags").arg(subject.flags.to_string());
+    cmd.arg("--flags").arg(entry.flags.to_string());
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -336,25 +337,26 @@ fn run_child(exe: &Path, subject: &Subject, probe: Probe) -> Found {
     }
 }
 
-/// Every probe for `subject`.
-pub fn observe(subject: &Subject) -> Observed {
+/// Every probe for `entry`.
+pub fn observe(entry: &Entry) -> Observed {
     let Ok(exe) = std::env::current_exe() else {
         return Observed::default();
     };
-    let run = |p| run_child(&exe, subject, p);
+    let run = |p| run_child(&exe, entry, p);
     Observed {
         alignment: None,
         interior_free: Some(run(Probe::InteriorFree).outcome),
         double_free: Some(run(Probe::DoubleFree).outcome),
         foreign_free: Some(run(Probe::ForeignFree).outcome),
         exhaustion: Some(run(Probe::Exhaustion).outcome),
-        smallest_arena: if subject.blocks_in_arena {
+        smallest_arena: if entry.blocks_in_arena {
             run(Probe::SmallestArena).number
         } else {
             None
         },
-        has_stats: subject.api.stats.is_some(),
-        has_check: subject.api.check.is_some(),
-        has_realloc: subject.api.realloc.is_some(),
+        has_stats: entry.has_stats,
+        has_check: entry.has_check,
+        has_realloc: entry.has_realloc,
+        lockable: entry.lockable,
     }
 }

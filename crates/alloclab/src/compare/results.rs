@@ -1,7 +1,7 @@
 //! What `alloclab compare` measured, as one serialisable value: the terminal
 //! tables, `--json`, `--csv` and `--report` are all views of it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::workload::{IdealBounds, UsageKind};
 use crate::facts::TypedFacts;
@@ -94,6 +94,8 @@ pub struct Observed {
     pub has_check: bool,
     /// Exports `allocator_realloc`.
     pub has_realloc: bool,
+    /// Supports `ALLOCATOR_FLAG_LOCKED` (a thread-safe instance).
+    pub lockable: bool,
 }
 
 /// A summary of repeated measurements.
@@ -208,7 +210,7 @@ pub struct PhaseResult {
 }
 
 /// Latency percentiles of one kind of operation (ns).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Latency {
     /// "alloc", "alloc refused", "free", "realloc", "realloc refused".
     pub op: String,
@@ -225,7 +227,7 @@ pub struct Latency {
 }
 
 /// Usage figures.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Usage {
     /// The workload's usage factor (brief's or fill efficiency).
     pub factor: f64,

@@ -15,12 +15,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
 
+use serde::{Deserialize, Serialize};
+
 use super::exec::{self, Calls, Class, Signature};
 use super::measure::{self, Rusage};
 use super::results::*;
+use super::worker::{Worker, WorkloadSpec};
 use super::workload::{self, OpKind, Script, UsageKind};
 use crate::arena::Arena;
-use crate::subject::Subject;
+use crate::facts::TypedFacts;
+use crate::subject::{Spec, Subject};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -35,18 +39,111 @@ pub struct Plan {
     pub pin: bool,
 }
 
+/// What a subject's checked pass found.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CheckedOut {
+    /// Why the subject cannot be measured on this workload.
+    pub failure: Option<String>,
+    /// The choices every timed repetition must reproduce.
+    pub signature: Option<Signature>,
+    /// Usage figures.
+    pub usage: Option<Usage>,
+    /// After freeing everything the largest fresh block came back.
+    pub largest_restored: Option<bool>,
+    /// OR of every block address.
+    pub address_bits: usize,
+}
+
+/// One timed repetition's figures.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RepOut {
+    /// Per timed phase: (seconds, calls).
+    pub times: Vec<(f64, usize)>,
+    /// Kernel counters over the timed phases.
+    pub kernel: Rusage,
+    /// The choices made.
+    pub signature: Signature,
+}
+
 /// Per-subject accumulation for one workload.
 struct Acc {
-    failure: Option<String>,
-    signature: Option<Signature>,
+    checked: CheckedOut,
     /// Per timed phase: per-repetition (seconds, calls).
     times: Vec<Vec<(f64, usize)>>,
     kernel: Vec<Rusage>,
     reproduced: bool,
-    usage: Option<Usage>,
-    largest_restored: Option<bool>,
     latency: Vec<Latency>,
-    address_bits: usize,
+}
+
+/// Where a subject runs: in this process, or in a worker child process.
+pub enum Exec {
+    /// A trusted allocator, called in this process.
+    Local(Subject),
+    /// A third-party plugin, called in a child process.
+    Worker(Worker),
+}
+
+/// An allocator of the comparison and where it runs.
+pub struct Entry {
+    /// Its name in the tables.
+    pub name: String,
+    /// How to make it again (for the probes' child processes).
+    pub spec: Spec,
+    /// Creation flags.
+    pub flags: u32,
+    /// Its blocks lie in the arena.
+    pub blocks_in_arena: bool,
+    /// Documented facts (built-in allocators).
+    pub facts: Option<TypedFacts>,
+    /// The plugin's `allocator_info` description.
+    pub description: Option<String>,
+    /// It exports `allocator_realloc`.
+    pub has_realloc: bool,
+    /// It exports `allocator_stats`.
+    pub has_stats: bool,
+    /// It exports `allocator_check`.
+    pub has_check: bool,
+    /// It supports `ALLOCATOR_FLAG_LOCKED`.
+    pub lockable: bool,
+    /// Where it runs.
+    pub exec: Exec,
+}
+
+impl Entry {
+    /// An allocator called in this process.
+    pub fn local(subject: Subject) -> Entry {
+        Entry {
+            name: subject.name.clone(),
+            spec: subject.spec.clone(),
+            flags: subject.flags,
+            blocks_in_arena: subject.blocks_in_arena,
+            facts: subject.facts,
+            description: subject.description(),
+            has_realloc: subject.api.realloc.is_some(),
+            has_stats: subject.api.stats.is_some(),
+            has_check: subject.api.check.is_some(),
+            lockable: subject.lockable(),
+            exec: Exec::Local(subject),
+        }
+    }
+
+    /// A third-party plugin, called in a child process.
+    pub fn isolated(path: &std::path::Path) -> Result<Entry, String> {
+        let (worker, hello) = Worker::start(path, 0)?;
+        Ok(Entry {
+            name: hello.name,
+            spec: Spec::Plugin(path.to_path_buf()),
+            flags: 0,
+            blocks_in_arena: true,
+            facts: None,
+            description: hello.description,
+            has_realloc: hello.has_realloc,
+            has_stats: hello.has_stats,
+            has_check: hello.has_check,
+            lockable: hello.lockable,
+            exec: Exec::Worker(worker),
+        })
+    }
 }
 
 /// The empty call: functions with the allocator ABI that do nothing, called
@@ -181,13 +278,13 @@ fn scrub(arena: &Arena, len: usize, slots: &[*mut c_void], script: &Script, roun
 
 /// One subject's checked pass: correctness, usage, the choices every timed
 /// repetition must reproduce, and whether the largest block comes back.
-fn checked_pass(
+pub fn checked_pass(
     subject: &Subject,
     script: &Script,
     arena: &Arena,
     bounds: Option<workload::IdealBounds>,
-    acc: &mut Acc,
-) {
+) -> CheckedOut {
+    let mut out = CheckedOut::default();
     let len = script.arena;
     let largest = subject
         .blocks_in_arena
@@ -196,8 +293,8 @@ fn checked_pass(
     let a = match create(subject, arena, len) {
         Ok(a) => a,
         Err(e) => {
-            acc.failure = Some(e);
-            return;
+            out.failure = Some(e);
+            return out;
         }
     };
     let mut slots = vec![null_mut(); script.slots];
@@ -225,11 +322,11 @@ fn checked_pass(
         )
     };
     match result {
-        Err(e) => acc.failure = Some(format!("wrong answer: {e}")),
+        Err(e) => out.failure = Some(format!("wrong answer: {e}")),
         Ok(checked) => {
-            acc.address_bits |= checked.address_bits;
+            out.address_bits |= checked.address_bits;
             if subject.blocks_in_arena && script.usage == UsageKind::Trace {
-                acc.usage = smallest_arena(subject, script, arena).map(|len| Usage {
+                out.usage = smallest_arena(subject, script, arena).map(|len| Usage {
                     factor: script.peak_live as f64 / len as f64,
                     vs_ideal_pow2: None,
                     utilization: None,
@@ -238,7 +335,7 @@ fn checked_pass(
             } else if subject.blocks_in_arena && script.usage != UsageKind::None {
                 let factor = checked.requested_after_first as f64 / len as f64;
                 let req = checked.requested_after_first as f64;
-                acc.usage = Some(Usage {
+                out.usage = Some(Usage {
                     factor,
                     vs_ideal_pow2: bounds.map(|b| factor / b.pow2),
                     utilization: stats_after_first.map(|s| req / s.bytes_reserved.max(1) as f64),
@@ -246,10 +343,10 @@ fn checked_pass(
                         .map(|s| req / (s.bytes_reserved + s.metadata_bytes).max(1) as f64),
                 });
             }
-            acc.signature = Some(signature_of(checked.signature));
+            out.signature = Some(signature_of(checked.signature));
             if let Some(l) = largest {
                 // SAFETY: `a` is live and everything was freed by the script.
-                acc.largest_restored = Some(unsafe {
+                out.largest_restored = Some(unsafe {
                     let p = (subject.api.alloc)(a, l);
                     if !p.is_null() {
                         (subject.api.free)(a, p);
@@ -261,6 +358,27 @@ fn checked_pass(
     }
     // SAFETY: `a` is live and not used afterwards.
     unsafe { subject.destroy(a) };
+    out
+}
+
+/// One timed repetition on a fresh allocator, after a scrub.
+pub fn one_rep(
+    subject: &Subject,
+    script: &Script,
+    arena: &Arena,
+    round: u64,
+) -> Result<RepOut, String> {
+    let mut slots: Vec<*mut c_void> = vec![null_mut(); script.slots];
+    scrub(arena, script.arena, &slots, script, round);
+    let a = create(subject, arena, script.arena)?;
+    let (times, kernel, signature) = timed_rep(&subject.api, a, script, &mut slots);
+    // SAFETY: `a` is live and not used afterwards.
+    unsafe { subject.destroy(a) };
+    Ok(RepOut {
+        times,
+        kernel,
+        signature,
+    })
 }
 
 /// One plain run of the whole script; returns per timed phase (seconds,
@@ -297,18 +415,18 @@ fn timed_rep(
 
 /// The latency pass: cycle counts per call of the timed phases.
 #[cfg(target_arch = "x86_64")]
-fn latency_pass(
+pub fn latency_pass(
     subject: &Subject,
     script: &Script,
     arena: &Arena,
-    slots: &mut [*mut c_void],
     tsc_hz: f64,
     overhead: f64,
 ) -> Vec<Latency> {
     let Ok(a) = create(subject, arena, script.arena) else {
         return Vec::new();
     };
-    slots.fill(null_mut());
+    let mut slots: Vec<*mut c_void> = vec![null_mut(); script.slots];
+    let slots = slots.as_mut_slice();
     let calls = Calls::of(&subject.api);
     let mut samples = Vec::with_capacity(script.phases.iter().map(|p| p.ops.len()).sum());
     scrub(arena, script.arena, slots, script, 7);
@@ -357,10 +475,48 @@ fn latency_pass(
     Vec::new()
 }
 
-/// Runs one workload on every subject.
+impl Entry {
+    fn checked(
+        &mut self,
+        script: &Script,
+        arena: &Arena,
+        bounds: Option<workload::IdealBounds>,
+    ) -> CheckedOut {
+        match &mut self.exec {
+            Exec::Local(subject) => checked_pass(subject, script, arena, bounds),
+            Exec::Worker(w) => w.checked(bounds).unwrap_or_else(|e| CheckedOut {
+                failure: Some(e),
+                ..CheckedOut::default()
+            }),
+        }
+    }
+
+    fn rep(&mut self, script: &Script, arena: &Arena, round: u64) -> Result<RepOut, String> {
+        match &mut self.exec {
+            Exec::Local(subject) => one_rep(subject, script, arena, round),
+            Exec::Worker(w) => w.rep(round),
+        }
+    }
+
+    fn latency(
+        &mut self,
+        script: &Script,
+        arena: &Arena,
+        hz: f64,
+        overhead: f64,
+    ) -> Result<Vec<Latency>, String> {
+        match &mut self.exec {
+            Exec::Local(subject) => Ok(latency_pass(subject, script, arena, hz, overhead)),
+            Exec::Worker(w) => w.latency(hz, overhead),
+        }
+    }
+}
+
+/// Runs one workload on every entry.
 pub fn run_workload(
     script: &Script,
-    subjects: &[Subject],
+    spec: &WorkloadSpec,
+    entries: &mut [Entry],
     arena: &Arena,
     plan: &Plan,
     method: &Method,
@@ -383,76 +539,76 @@ pub fn run_workload(
         .filter(|p| p.timed)
         .map(|p| p.name)
         .collect();
-    let new_acc = || Acc {
-        failure: None,
-        signature: None,
-        times: vec![Vec::new(); timed_phases.len()],
-        kernel: Vec::new(),
-        reproduced: true,
-        usage: None,
-        largest_restored: None,
-        latency: Vec::new(),
-        address_bits: 0,
-    };
-    let mut accs: Vec<Acc> = subjects.iter().map(|_| new_acc()).collect();
-    let mut slots: Vec<*mut c_void> = vec![null_mut(); script.slots];
+    let mut accs: Vec<Acc> = entries
+        .iter()
+        .map(|_| Acc {
+            checked: CheckedOut::default(),
+            times: vec![Vec::new(); timed_phases.len()],
+            kernel: Vec::new(),
+            reproduced: true,
+            latency: Vec::new(),
+        })
+        .collect();
 
     bar.set_message(format!("{}: checked pass", script.name));
-    for (subject, acc) in subjects.iter().zip(&mut accs) {
-        if needs_realloc && subject.api.realloc.is_none() {
-            acc.failure = Some("no allocator_realloc".into());
+    for (entry, acc) in entries.iter_mut().zip(&mut accs) {
+        acc.checked = if needs_realloc && !entry.has_realloc {
+            CheckedOut {
+                failure: Some("no allocator_realloc".into()),
+                ..CheckedOut::default()
+            }
         } else {
-            checked_pass(subject, script, arena, bounds, acc);
-        }
+            let ready = match &mut entry.exec {
+                Exec::Worker(w) => w.workload(spec),
+                Exec::Local(_) => Ok(()),
+            };
+            match ready {
+                Ok(()) => entry.checked(script, arena, bounds),
+                Err(e) => CheckedOut {
+                    failure: Some(e),
+                    ..CheckedOut::default()
+                },
+            }
+        };
         bar.inc(1);
     }
 
     // The empty call takes part in the rotation like any allocator.
     let empty = Subject::builtin("empty call", empty::api(), crate::fallback::FACTS);
     let mut empty_times: Vec<Vec<(f64, usize)>> = vec![Vec::new(); timed_phases.len()];
-    let active: Vec<usize> = (0..subjects.len())
-        .filter(|&i| accs[i].failure.is_none())
+    let mut order: Vec<Option<usize>> = (0..entries.len())
+        .filter(|&i| accs[i].checked.failure.is_none())
+        .map(Some)
         .collect();
-    let mut order: Vec<Option<usize>> = active.iter().map(|&i| Some(i)).collect();
     order.push(None);
 
     bar.set_message(format!("{}: timed repetitions", script.name));
-    // Round 0 is the warm-up: timed like the others, not kept.
+    // Round 0 is the warm-up: run like the others, not kept.
     for round in 0..=plan.reps {
         order.rotate_left(1);
         for &who in &order {
-            let (subject, api) = match who {
-                Some(i) => (&subjects[i], subjects[i].api),
-                None => (&empty, empty.api),
+            let rep = match who {
+                Some(i) if accs[i].checked.failure.is_some() => continue,
+                Some(i) => entries[i].rep(script, arena, round as u64),
+                None => one_rep(&empty, script, arena, round as u64),
             };
-            scrub(arena, script.arena, &slots, script, round as u64);
-            slots.fill(null_mut());
-            let Ok(a) = create(subject, arena, script.arena) else {
-                if let Some(i) = who {
-                    accs[i].failure = Some("allocator_create failed in a timed repetition".into());
-                }
-                continue;
-            };
-            let (times, kernel, sig) = timed_rep(&api, a, script, &mut slots);
-            // SAFETY: `a` is live and not used afterwards.
-            unsafe { subject.destroy(a) };
-            if round == 0 {
-                continue;
-            }
-            match who {
-                Some(i) => {
+            match (who, rep) {
+                (Some(i), Err(e)) => accs[i].checked.failure = Some(e),
+                (None, Err(e)) => panic!("the empty call failed: {e}"),
+                (_, Ok(_)) if round == 0 => {}
+                (Some(i), Ok(rep)) => {
                     let acc = &mut accs[i];
-                    if acc.signature.as_ref() != Some(&sig) {
+                    if acc.checked.signature.as_ref() != Some(&rep.signature) {
                         acc.reproduced = false;
                     }
-                    for (k, t) in times.into_iter().enumerate() {
+                    for (k, t) in rep.times.into_iter().enumerate() {
                         acc.times[k].push(t);
                     }
-                    acc.kernel.push(kernel);
+                    acc.kernel.push(rep.kernel);
                     bar.inc(1);
                 }
-                None => {
-                    for (k, t) in times.into_iter().enumerate() {
+                (None, Ok(rep)) => {
+                    for (k, t) in rep.times.into_iter().enumerate() {
                         empty_times[k].push(t);
                     }
                 }
@@ -462,8 +618,13 @@ pub fn run_workload(
 
     bar.set_message(format!("{}: latency pass", script.name));
     if let (Some(hz), Some(overhead)) = (method.tsc_hz, method.tsc_overhead_cycles) {
-        for &i in &active {
-            accs[i].latency = latency_pass(&subjects[i], script, arena, &mut slots, hz, overhead);
+        for (entry, acc) in entries.iter_mut().zip(&mut accs) {
+            if acc.checked.failure.is_none() {
+                match entry.latency(script, arena, hz, overhead) {
+                    Ok(l) => acc.latency = l,
+                    Err(e) => acc.checked.failure = Some(e),
+                }
+            }
             bar.inc(1);
         }
     }
@@ -477,12 +638,14 @@ pub fn run_workload(
         .map(|(name, v)| (name.to_string(), Summary::of(&per_op(v)).median))
         .collect();
 
-    let rows = subjects
+    let rows = entries
         .iter()
         .zip(accs)
-        .map(|(subject, acc)| {
-            let sig = acc.signature.as_ref();
-            let timed_outcomes: Vec<exec::PhaseOutcome> = sig
+        .map(|(entry, acc)| {
+            let checked = acc.checked;
+            let timed_outcomes: Vec<exec::PhaseOutcome> = checked
+                .signature
+                .as_ref()
                 .map(|s| {
                     s.0.iter()
                         .zip(&script.phases)
@@ -491,7 +654,7 @@ pub fn run_workload(
                         .collect()
                 })
                 .unwrap_or_default();
-            let phases = if acc.failure.is_some() {
+            let phases = if checked.failure.is_some() {
                 Vec::new()
             } else {
                 timed_phases
@@ -517,20 +680,20 @@ pub fn run_workload(
             };
             let n = acc.kernel.len().max(1) as f64;
             Row {
-                subject: subject.name.clone(),
-                failure: acc.failure,
+                subject: entry.name.clone(),
+                failure: checked.failure,
                 phases,
                 latency: acc.latency,
-                usage: acc.usage,
+                usage: checked.usage,
                 kernel: Kernel {
                     minor_faults: acc.kernel.iter().map(|k| k.minflt as f64).sum::<f64>() / n,
                     major_faults: acc.kernel.iter().map(|k| k.majflt as f64).sum::<f64>() / n,
                     context_switches: acc.kernel.iter().map(|k| k.csw as f64).sum::<f64>() / n,
                 },
                 reproduced: acc.reproduced,
-                largest_restored: acc.largest_restored,
-                alignment: (acc.address_bits != 0)
-                    .then(|| 1usize << acc.address_bits.trailing_zeros().min(12)),
+                largest_restored: checked.largest_restored,
+                alignment: (checked.address_bits != 0)
+                    .then(|| 1usize << checked.address_bits.trailing_zeros().min(12)),
             }
         })
         .collect();

@@ -145,7 +145,12 @@ pub fn ease_table(r: &CompareResults) -> Table {
                 "allocator_create, allocator_alloc, allocator_free, allocator_destroy".into(),
                 "no".into(),
                 if o.has_realloc { "native" } else { "none" }.into(),
-                "one instance per thread, or ALLOCATOR_FLAG_LOCKED".into(),
+                if o.lockable {
+                    "one instance per thread, or created ALLOCATOR_FLAG_LOCKED"
+                } else {
+                    "not documented (assume one instance per thread)"
+                }
+                .into(),
                 [
                     o.has_stats.then_some("allocator_stats"),
                     o.has_check.then_some("allocator_check"),

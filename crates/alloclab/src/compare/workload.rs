@@ -458,7 +458,7 @@ pub fn from_trace(name: &str, events: &[alloc_trace::Event]) -> Result<Script, S
 /// The ideal bounds of a usage workload's first phase: what an allocator with
 /// zero metadata would reach, rounding every request up to a power of two
 /// (at least 16 B), and with no rounding at all.
-#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct IdealBounds {
     /// Usage of the ideal power-of-two allocator.
     pub pow2: f64,
