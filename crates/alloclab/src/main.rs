@@ -10,6 +10,7 @@ mod arena;
 mod brief;
 mod facts;
 mod fallback;
+mod peers;
 mod subject;
 
 use std::path::PathBuf;
