@@ -3,19 +3,24 @@
 //! the runner calls every allocator through the same kind of function pointer.
 //!
 //! Three are system allocators that take memory from the OS themselves
-//! ([`glibc`], [`mimalloc`], [`jemalloc`]). Every adapter keeps its state at the
+//! ([`glibc`], [`mimalloc`], [`jemalloc`]); six manage the arena given to
+//! `allocator_create` ([`talc`], [`rlsf`], [`linked_list`], [`buddy_system`],
+//! [`buddy_alloc`], [`bump`]). Every adapter keeps its state at the
 //! (16-byte aligned) start of the arena, as the ABI asks, so the handle is a
 //! pointer into the arena and is checked against a magic number on every call.
 //!
-//! What the adapters add is what a C caller would have to add: `malloc`'s
-//! rules for size 0, `realloc(NULL, n)` and `realloc(p, 0)`. They do **not**
-//! add what the allocators lack on purpose: a pointer the peer did not hand
-//! out, or one freed twice, is undefined behaviour for the peers (see
-//! [`Peer`]).
+//! What the adapters add is what a C caller with a `malloc`/`free(ptr)` API
+//! would have to add: a 16-byte size header in front of each block where the
+//! crate's `free` needs the size ([`HEADER`]), `realloc` emulated by
+//! alloc + copy + free where the crate has none, `malloc`'s rules for size 0,
+//! `realloc(NULL, n)` and `realloc(p, 0)`. They do **not** add what the
+//! crates lack on purpose: a pointer the peer did not hand out, or one freed
+//! twice, is undefined behaviour for the peers (see [`Peer`]).
 
+use std::alloc::Layout;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::ptr::null_mut;
+use std::ptr::{self, NonNull, null_mut};
 
 use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
@@ -23,12 +28,23 @@ use plugin_abi::loader::PluginApi;
 use crate::facts::TypedFacts;
 use crate::subject::Subject;
 
+pub mod buddy_alloc;
+pub mod buddy_system;
+pub mod bump;
 pub mod glibc;
 pub mod jemalloc;
+pub mod linked_list;
 pub mod mimalloc;
+pub mod rlsf;
+pub mod talc;
 
 /// Every block handed out by a peer adapter is aligned to this.
 pub const ALIGN: usize = plugin_abi::ALLOCATOR_ALIGNMENT;
+
+/// Bytes an adapter puts in front of each block when the crate's free needs
+/// the block's size: the size is kept in the first word, and 16 keeps the
+/// block 16-byte aligned.
+pub const HEADER: usize = 16;
 
 /// A peer allocator behind the plugin ABI.
 ///
@@ -67,7 +83,17 @@ impl Peer {
 // unit tests use it.
 #[allow(dead_code)]
 pub fn all() -> Vec<Peer> {
-    vec![glibc::peer(), mimalloc::peer(), jemalloc::peer()]
+    vec![
+        glibc::peer(),
+        mimalloc::peer(),
+        jemalloc::peer(),
+        talc::peer(),
+        rlsf::peer(),
+        linked_list::peer(),
+        buddy_system::peer(),
+        buddy_alloc::peer(),
+        bump::peer(),
+    ]
 }
 
 /// The peer called `name` (ASCII case-insensitive), if there is one.
@@ -208,4 +234,72 @@ impl<T> Slot<T> {
         s.magic = DEAD;
         Some(&mut s.inner)
     }
+}
+
+/// The layout of a block with a size header: `HEADER + max(size, 1)` bytes,
+/// 16-byte aligned; `None` when that overflows or exceeds `isize::MAX`.
+pub(crate) fn header_layout(size: usize) -> Option<Layout> {
+    let total = size.max(1).checked_add(HEADER)?;
+    Layout::from_size_align(total, ALIGN).ok()
+}
+
+/// Writes the size header at the start of `block` and returns the caller's
+/// pointer, `HEADER` bytes in.
+///
+/// # Safety
+///
+/// `block` is a fresh block of [`header_layout`]`(size)`.
+pub(crate) unsafe fn put_header(block: NonNull<u8>, size: usize) -> *mut c_void {
+    // SAFETY: the block is at least HEADER + 1 bytes and 16-byte aligned.
+    unsafe {
+        block.as_ptr().cast::<usize>().write(size.max(1));
+        block.as_ptr().add(HEADER).cast()
+    }
+}
+
+/// The block start and the size (as recorded, at least 1) of a caller's
+/// pointer made by [`put_header`].
+///
+/// # Safety
+///
+/// `p` came from [`put_header`] and its block is live.
+pub(crate) unsafe fn get_header(p: *mut c_void) -> (NonNull<u8>, usize) {
+    // SAFETY: `p` is HEADER bytes into a live block whose first word holds
+    // its size; a live block is never at address 0.
+    unsafe {
+        let block = p.cast::<u8>().sub(HEADER);
+        (NonNull::new_unchecked(block), block.cast::<usize>().read())
+    }
+}
+
+/// `realloc` as a C caller writes it over `malloc`/`free`: a new block,
+/// `copy` bytes copied, the old block freed. NULL (and the old block intact)
+/// when the new block cannot be had.
+///
+/// # Safety
+///
+/// `a` is a live handle of the peer whose `alloc`/`free` these are, `p` a
+/// live block of it with at least `copy` readable bytes (bytes past the
+/// block's end, up to `copy`, may be garbage but must be inside the arena),
+/// `size > 0`.
+pub(crate) unsafe fn emulated_realloc(
+    api: (plugin_abi::AllocFn, plugin_abi::FreeFn),
+    a: *mut Allocator,
+    p: *mut c_void,
+    size: usize,
+    copy: usize,
+) -> *mut c_void {
+    let (alloc, free) = api;
+    // SAFETY: forwarded contract.
+    let q = unsafe { alloc(a, size) };
+    if q.is_null() {
+        return null_mut();
+    }
+    // SAFETY: `q` holds `size >= copy.min(size)` bytes; `p` has `copy`
+    // readable bytes. `ptr::copy` (memmove) because an over-read past the old
+    // block (when its size is unknown) may reach into the new one.
+    unsafe { ptr::copy(p.cast::<u8>(), q.cast::<u8>(), copy.min(size)) };
+    // SAFETY: `p` is live and not used again by the caller.
+    unsafe { free(a, p) };
+    q
 }
