@@ -303,3 +303,6 @@ pub(crate) unsafe fn emulated_realloc(
     unsafe { free(a, p) };
     q
 }
+
+#[cfg(test)]
+mod tests;
