@@ -559,3 +559,39 @@ fn buddy_alloc_size_check_matches_the_crate() {
         "fits() differs from the crate at {mismatches:?}"
     );
 }
+
+#[test]
+fn a_bad_free_that_panics_poisons_the_instance() {
+    // linked_list_allocator asserts that a freed block does not alias a
+    // hole: a double free panics inside the crate. The panic stops at the C
+    // boundary and the instance answers nothing afterwards.
+    let inst = Instance::new(linked_list::peer(), 1 << 16);
+    let a = inst.block(100, 1);
+    let b = inst.block(100, 2);
+    let c = inst.block(100, 3);
+    inst.free(b.p.cast());
+    inst.free(b.p.cast());
+    assert!(inst.alloc(8).is_null(), "poisoned");
+    inst.free(a.p.cast());
+    assert!(inst.realloc(c.p.cast(), 8).is_null());
+}
+
+#[test]
+fn the_brief_workload_runs_on_every_peer() {
+    use crate::brief::{BriefConfig, run};
+    let cfg = BriefConfig {
+        arena_size: 1 << 20,
+        count: 2000,
+        max_size: 4096,
+        seed: 42,
+        repeat: 2,
+    };
+    for peer in all() {
+        let r = run(&peer.subject(), &cfg).unwrap_or_else(|e| panic!("{}: {e:#}", peer.name));
+        assert!(r.successes > 0, "{}", peer.name);
+        eprintln!(
+            "{:24} {:5} of {} blocks, usage factor {:.3}",
+            peer.name, r.successes, cfg.count, r.usage_factor
+        );
+    }
+}
