@@ -13,6 +13,7 @@ mod brief;
 mod compare;
 mod facts;
 mod fallback;
+mod peers;
 mod subject;
 
 use std::path::PathBuf;
