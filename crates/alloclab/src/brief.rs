@@ -213,13 +213,13 @@ fn check_blocks(
                 subject.name
             );
         }
-        if let Some(&(next, _)) = blocks.get(i + 1) {
-            if addr + size > next {
-                bail!(
-                    "{} returned overlapping blocks at {addr:#x} and {next:#x}",
-                    subject.name
-                );
-            }
+        if let Some(&(next, _)) = blocks.get(i + 1)
+            && addr + size > next
+        {
+            bail!(
+                "{} returned overlapping blocks at {addr:#x} and {next:#x}",
+                subject.name
+            );
         }
     }
     Ok(())

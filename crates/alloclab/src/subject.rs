@@ -103,7 +103,10 @@ impl Subject {
 
     /// The subject built into the runner called `name`.
     pub fn builtin_named(name: &str) -> Option<Subject> {
-        (name == "mmap fallback").then(Subject::fallback)
+        if name == "mmap fallback" {
+            return Some(Subject::fallback());
+        }
+        crate::peers::by_name(name).map(|p| p.subject())
     }
 
     /// Makes the subject `spec` describes, with creation `flags`.
@@ -169,11 +172,10 @@ impl Subject {
     /// The plugin's one-line description from `allocator_info`, if any.
     pub fn description(&self) -> Option<String> {
         let info = self.api.info()?;
-        // SAFETY: a non-null description is a static NUL-terminated string (header).
         (!info.description.is_null()).then(|| {
-            unsafe { std::ffi::CStr::from_ptr(info.description) }
-                .to_string_lossy()
-                .into_owned()
+            // SAFETY: a non-null description is a static NUL-terminated string (header).
+            let text = unsafe { std::ffi::CStr::from_ptr(info.description) };
+            text.to_string_lossy().into_owned()
         })
     }
 

@@ -37,7 +37,10 @@ fn both_plugins_keep_the_contract_from_c() {
     let exe = compile("crates/alloclab/tests/c/contract.c", "contract");
     for package in ["buddy", "mckusick-karels"] {
         let stdout = run(Command::new(&exe).arg(built_plugin(package)));
-        assert!(stdout.contains("all ") && stdout.contains("checks passed"), "{stdout}");
+        assert!(
+            stdout.contains("all ") && stdout.contains("checks passed"),
+            "{stdout}"
+        );
         assert!(!stdout.contains("FAIL"), "{stdout}");
     }
 }
@@ -45,15 +48,26 @@ fn both_plugins_keep_the_contract_from_c() {
 #[test]
 fn the_contract_and_the_example_are_clean_under_valgrind() {
     let vg = "valgrind";
-    let found = Command::new(vg).arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(found, "valgrind is needed for this test (Debian: apt-get install valgrind)");
+    let found = Command::new(vg)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "valgrind is needed for this test (Debian: apt-get install valgrind)"
+    );
     let contract = compile("crates/alloclab/tests/c/contract.c", "contract-vg");
     let example = compile("examples/c/main.c", "brief-vg");
     for package in ["buddy", "mckusick-karels"] {
         let lib = built_plugin(package);
         for exe in [&contract, &example] {
             run(Command::new(vg)
-                .args(["--quiet", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite"])
+                .args([
+                    "--quiet",
+                    "--error-exitcode=99",
+                    "--leak-check=full",
+                    "--errors-for-leak-kinds=definite",
+                ])
                 .arg(exe)
                 .arg(&lib));
         }

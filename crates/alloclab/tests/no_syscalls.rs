@@ -27,8 +27,14 @@ fn compile_stress() -> PathBuf {
 
 #[test]
 fn the_plugins_make_no_system_call_between_create_and_destroy() {
-    let found = Command::new("strace").arg("-V").output().is_ok_and(|o| o.status.success());
-    assert!(found, "strace is needed for this test (Debian: apt-get install strace)");
+    let found = Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "strace is needed for this test (Debian: apt-get install strace)"
+    );
     let exe = compile_stress();
     let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("stress.strace");
     for package in ["buddy", "mckusick-karels"] {
@@ -48,8 +54,12 @@ fn the_plugins_make_no_system_call_between_create_and_destroy() {
                 String::from_utf8_lossy(&out.stderr)
             );
             let trace = std::fs::read_to_string(&log).unwrap();
-            let begin = trace.find("ALLOCLAB-BEGIN").expect("no begin marker in the trace");
-            let end = trace.find("ALLOCLAB-END").expect("no end marker in the trace");
+            let begin = trace
+                .find("ALLOCLAB-BEGIN")
+                .expect("no begin marker in the trace");
+            let end = trace
+                .find("ALLOCLAB-END")
+                .expect("no end marker in the trace");
             // The lines strictly between the marker lines.
             let between: Vec<&str> = trace[begin..end].lines().skip(1).collect();
             let between = &between[..between.len().saturating_sub(1)];
@@ -60,7 +70,10 @@ fn the_plugins_make_no_system_call_between_create_and_destroy() {
             );
             // And the arena was mapped once, before.
             let before = &trace[..begin];
-            assert!(before.contains("mmap("), "the stress maps its arena before create");
+            assert!(
+                before.contains("mmap("),
+                "the stress maps its arena before create"
+            );
         }
     }
 }

@@ -27,7 +27,13 @@ fn a_locked_allocator_serves_many_threads() {
         let arena = vec![0u128; (32 << 20) / 16];
         let create = api.create_with_flags.expect("allocator_create_with_flags");
         // SAFETY: the arena outlives the allocator and is used by nothing else.
-        let a = unsafe { create(arena.as_ptr().cast_mut().cast(), 32 << 20, ALLOCATOR_FLAG_LOCKED) };
+        let a = unsafe {
+            create(
+                arena.as_ptr().cast_mut().cast(),
+                32 << 20,
+                ALLOCATOR_FLAG_LOCKED,
+            )
+        };
         assert!(!a.is_null());
         let shared = Shared(a);
         let realloc = api.realloc.unwrap();
@@ -51,7 +57,10 @@ fn a_locked_allocator_serves_many_threads() {
                         unsafe {
                             if !p.is_null() {
                                 let bytes = std::slice::from_raw_parts(p.cast::<u8>(), n);
-                                assert!(bytes.iter().all(|&b| b == old), "{package}: thread {t}'s block was overwritten");
+                                assert!(
+                                    bytes.iter().all(|&b| b == old),
+                                    "{package}: thread {t}'s block was overwritten"
+                                );
                             }
                             if p.is_null() {
                                 let q = (api.alloc)(a, size);
@@ -82,9 +91,17 @@ fn a_locked_allocator_serves_many_threads() {
         // SAFETY: `a` is live; all threads are joined.
         unsafe {
             assert_eq!((api.stats.unwrap())(a, &mut s), 0);
-            assert_eq!((api.check.unwrap())(a), 0, "{package}: inconsistent after the threads");
+            assert_eq!(
+                (api.check.unwrap())(a),
+                0,
+                "{package}: inconsistent after the threads"
+            );
             (api.destroy)(a);
         }
-        assert_eq!((s.live_blocks, s.bytes_reserved, s.rejected_frees), (0, 0, 0), "{package}: {s:?}");
+        assert_eq!(
+            (s.live_blocks, s.bytes_reserved, s.rejected_frees),
+            (0, 0, 0),
+            "{package}: {s:?}"
+        );
     }
 }

@@ -251,22 +251,22 @@ impl Shadow {
     fn add(&mut self, p: *mut c_void, size: usize, slot: usize) -> Result<(), String> {
         let addr = p as usize;
         let end = addr.checked_add(size.max(1)).ok_or("block wraps around")?;
-        if addr % 16 != 0 {
+        if !addr.is_multiple_of(16) {
             return Err(format!("block {addr:#x} is not 16-byte aligned"));
         }
-        if let Some((lo, hi)) = self.in_arena {
-            if addr < lo || end > hi {
-                return Err(format!(
-                    "block [{addr:#x}, {end:#x}) is outside the arena [{lo:#x}, {hi:#x})"
-                ));
-            }
+        if let Some((lo, hi)) = self.in_arena
+            && (addr < lo || end > hi)
+        {
+            return Err(format!(
+                "block [{addr:#x}, {end:#x}) is outside the arena [{lo:#x}, {hi:#x})"
+            ));
         }
-        if let Some((&a, &(e, _))) = self.blocks.range(..end).next_back() {
-            if e > addr {
-                return Err(format!(
-                    "block [{addr:#x}, {end:#x}) overlaps live block [{a:#x}, {e:#x})"
-                ));
-            }
+        if let Some((&a, &(e, _))) = self.blocks.range(..end).next_back()
+            && e > addr
+        {
+            return Err(format!(
+                "block [{addr:#x}, {end:#x}) overlaps live block [{a:#x}, {e:#x})"
+            ));
         }
         self.blocks.insert(addr, (end, slot));
         // SAFETY: the block is live, ours, and at least `size` bytes.

@@ -114,6 +114,11 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
         out.push(entry);
     }
     out.push(Entry::local(Subject::fallback()));
+    out.extend(
+        crate::peers::all()
+            .into_iter()
+            .map(|p| Entry::local(p.subject())),
+    );
     if !args.only.is_empty() {
         out.retain(|s| args.only.iter().any(|n| n == &s.name));
         if out.is_empty() {

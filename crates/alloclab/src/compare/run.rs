@@ -78,7 +78,7 @@ struct Acc {
 /// Where a subject runs: in this process, or in a worker child process.
 pub enum Exec {
     /// A trusted allocator, called in this process.
-    Local(Subject),
+    Local(Box<Subject>),
     /// A third-party plugin, called in a child process.
     Worker(Worker),
 }
@@ -123,7 +123,7 @@ impl Entry {
             has_stats: subject.api.stats.is_some(),
             has_check: subject.api.check.is_some(),
             lockable: subject.lockable(),
-            exec: Exec::Local(subject),
+            exec: Exec::Local(Box::new(subject)),
         }
     }
 
@@ -303,8 +303,10 @@ pub fn checked_pass(
         .then(|| arena.bounds())
         .map(|(lo, _)| (lo, lo + len));
     let check_fn = subject.api.check;
-    // SAFETY (closure): `a` is live while the checked loop runs.
-    let check = || check_fn.is_none_or(|f| unsafe { f(a) } == 0);
+    let check = || {
+        // SAFETY: `a` is live while the checked loop runs.
+        check_fn.is_none_or(|f| unsafe { f(a) } == 0)
+    };
     let mut stats_after_first = None;
     // SAFETY: `a` is a fresh allocator on `arena`; slots are NULL and sized
     // for the script.
@@ -451,7 +453,7 @@ pub fn latency_pass(
                 let cycles = ((s >> 3) as f64 - overhead).max(0.0) as u64;
                 h.saturating_record(cycles);
             }
-            (h.len() > 0).then(|| Latency {
+            (!h.is_empty()).then(|| Latency {
                 op: class.name().into(),
                 count: h.len(),
                 p50: ns(h.value_at_quantile(0.5)),

@@ -71,17 +71,12 @@ pub struct Peer {
 
 impl Peer {
     /// The peer as a subject the runner can measure.
-    // Not called by the runner yet (see `all`).
-    #[allow(dead_code)]
     pub fn subject(&self) -> Subject {
         Subject::builtin(self.name, self.api, self.facts)
     }
 }
 
 /// Every peer, system allocators first.
-// Not called by the runner yet (it will be, to measure the peers); the
-// unit tests use it.
-#[allow(dead_code)]
 pub fn all() -> Vec<Peer> {
     vec![
         glibc::peer(),
@@ -97,8 +92,6 @@ pub fn all() -> Vec<Peer> {
 }
 
 /// The peer called `name` (ASCII case-insensitive), if there is one.
-// Not called by the runner yet (see `all`).
-#[allow(dead_code)]
 pub fn by_name(name: &str) -> Option<Peer> {
     all()
         .into_iter()
