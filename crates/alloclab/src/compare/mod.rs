@@ -64,6 +64,11 @@ pub struct CompareArgs {
     #[arg(long)]
     pub trace: Vec<PathBuf>,
 
+    /// Start every repetition with the arena flushed from the caches (a cold
+    /// heap) instead of read once (a heap in use, the default).
+    #[arg(long)]
+    pub cold: bool,
+
     /// Do not pin the measuring thread to a CPU.
     #[arg(long)]
     pub no_pin: bool,
@@ -191,6 +196,7 @@ fn utc_now() -> String {
 
 /// Runs `alloclab compare`.
 pub fn main(args: &CompareArgs) -> Result<()> {
+    run::COLD.store(args.cold, std::sync::atomic::Ordering::Relaxed);
     let mut entries = entries(args)?;
     let plan = Plan {
         reps: args.reps.unwrap_or(if args.quick { 5 } else { 21 }).max(1),
@@ -272,7 +278,17 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     let bar = run::progress(run::steps(entries.len(), &plan) * scripts.len() as u64);
     let mut workloads = Vec::new();
     for (script, spec) in &scripts {
-        let w = run::run_workload(script, spec, &mut entries, &arena, &plan, &method, &bar);
+        let warmup = spec.scripts().map_err(anyhow::Error::msg)?.1;
+        let w = run::run_workload(
+            script,
+            &warmup,
+            spec,
+            &mut entries,
+            &arena,
+            &plan,
+            &method,
+            &bar,
+        );
         bar.suspend(|| {
             println!("{}", table::workload_legend(&w));
             println!("{}\n", table::workload_table(&w));

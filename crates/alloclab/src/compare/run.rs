@@ -8,6 +8,7 @@
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -264,14 +265,51 @@ fn signature_of(outcomes: Vec<(exec::PhaseOutcome, u64)>) -> Signature {
 }
 
 /// Evicts what the previous repetition touched and scrambles the predictor.
-fn scrub(arena: &Arena, len: usize, slots: &[*mut c_void], script: &Script, round: u64) {
-    measure::flush_range(arena.as_ptr().cast(), len);
-    measure::flush_range(slots.as_ptr().cast(), std::mem::size_of_val(slots));
-    for phase in &script.phases {
-        measure::flush_range(
-            phase.ops.as_ptr().cast(),
-            std::mem::size_of_val(phase.ops.as_slice()),
-        );
+/// Whether repetitions start cold (`--cold`): see [`prepare`].
+pub static COLD: AtomicBool = AtomicBool::new(false);
+
+/// Puts the machine in the same state before every repetition, whatever the
+/// previous one (of this allocator or another) left.
+///
+/// *Warm* (the default): the allocator first runs the same workload
+/// generated from another seed (`warmup`), untimed, on an allocator that is
+/// then destroyed; its code, its metadata and the memory it hands out are in
+/// the caches, as in a program that has been allocating for a while, and
+/// this is equally true of the system allocators, whose heaps the runner
+/// cannot see. Then the branch predictor is scrambled, so nothing it learnt
+/// is the timed sequence's own.
+///
+/// *Cold* (`--cold`): the arena, the slot table and the script are flushed
+/// from every cache level and the predictor scrambled: every first touch of
+/// the arena goes to memory, as on a fresh heap (a system allocator's own
+/// heap cannot be flushed, so cold figures favour them).
+fn prepare(
+    subject: &Subject,
+    warmup: &Script,
+    arena: &Arena,
+    script: &Script,
+    slots: &mut [*mut c_void],
+    round: u64,
+) {
+    if COLD.load(Ordering::Relaxed) {
+        measure::flush_range(arena.as_ptr().cast(), script.arena);
+        measure::flush_range(slots.as_ptr().cast(), std::mem::size_of_val(slots));
+        for phase in &script.phases {
+            measure::flush_range(
+                phase.ops.as_ptr().cast(),
+                std::mem::size_of_val(phase.ops.as_slice()),
+            );
+        }
+    } else if let Ok(a) = create(subject, arena, warmup.arena) {
+        let mut warm_slots: Vec<*mut c_void> = vec![null_mut(); warmup.slots];
+        let calls = Calls::of(&subject.api);
+        for phase in &warmup.phases {
+            // SAFETY: as in `timed_rep`; the warm-up script was validated too.
+            unsafe { exec::run_phase(calls, a, phase, &mut warm_slots) };
+        }
+        // SAFETY: `a` is live and not used afterwards.
+        unsafe { subject.destroy(a) };
+        slots.fill(null_mut());
     }
     measure::scramble_branch_predictor(round);
 }
@@ -367,11 +405,12 @@ pub fn checked_pass(
 pub fn one_rep(
     subject: &Subject,
     script: &Script,
+    warmup: &Script,
     arena: &Arena,
     round: u64,
 ) -> Result<RepOut, String> {
     let mut slots: Vec<*mut c_void> = vec![null_mut(); script.slots];
-    scrub(arena, script.arena, &slots, script, round);
+    prepare(subject, warmup, arena, script, &mut slots, round);
     let a = create(subject, arena, script.arena)?;
     let (times, kernel, signature) = timed_rep(&subject.api, a, script, &mut slots);
     // SAFETY: `a` is live and not used afterwards.
@@ -420,18 +459,19 @@ fn timed_rep(
 pub fn latency_pass(
     subject: &Subject,
     script: &Script,
+    warmup: &Script,
     arena: &Arena,
     tsc_hz: f64,
     overhead: f64,
 ) -> Vec<Latency> {
+    let mut slots: Vec<*mut c_void> = vec![null_mut(); script.slots];
+    let slots = slots.as_mut_slice();
+    let mut samples = Vec::with_capacity(script.phases.iter().map(|p| p.ops.len()).sum());
+    prepare(subject, warmup, arena, script, slots, 7);
     let Ok(a) = create(subject, arena, script.arena) else {
         return Vec::new();
     };
-    let mut slots: Vec<*mut c_void> = vec![null_mut(); script.slots];
-    let slots = slots.as_mut_slice();
     let calls = Calls::of(&subject.api);
-    let mut samples = Vec::with_capacity(script.phases.iter().map(|p| p.ops.len()).sum());
-    scrub(arena, script.arena, slots, script, 7);
     for phase in &script.phases {
         // SAFETY: as in `timed_rep`.
         unsafe {
@@ -466,11 +506,11 @@ pub fn latency_pass(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn latency_pass(
+pub fn latency_pass(
     _: &Subject,
     _: &Script,
+    _: &Script,
     _: &Arena,
-    _: &mut [*mut c_void],
     _: f64,
     _: f64,
 ) -> Vec<Latency> {
@@ -493,9 +533,15 @@ impl Entry {
         }
     }
 
-    fn rep(&mut self, script: &Script, arena: &Arena, round: u64) -> Result<RepOut, String> {
+    fn rep(
+        &mut self,
+        script: &Script,
+        warmup: &Script,
+        arena: &Arena,
+        round: u64,
+    ) -> Result<RepOut, String> {
         match &mut self.exec {
-            Exec::Local(subject) => one_rep(subject, script, arena, round),
+            Exec::Local(subject) => one_rep(subject, script, warmup, arena, round),
             Exec::Worker(w) => w.rep(round),
         }
     }
@@ -503,12 +549,13 @@ impl Entry {
     fn latency(
         &mut self,
         script: &Script,
+        warmup: &Script,
         arena: &Arena,
         hz: f64,
         overhead: f64,
     ) -> Result<Vec<Latency>, String> {
         match &mut self.exec {
-            Exec::Local(subject) => Ok(latency_pass(subject, script, arena, hz, overhead)),
+            Exec::Local(subject) => Ok(latency_pass(subject, script, warmup, arena, hz, overhead)),
             Exec::Worker(w) => w.latency(hz, overhead),
         }
     }
@@ -517,6 +564,7 @@ impl Entry {
 /// Runs one workload on every entry.
 pub fn run_workload(
     script: &Script,
+    warmup: &Script,
     spec: &WorkloadSpec,
     entries: &mut [Entry],
     arena: &Arena,
@@ -591,8 +639,8 @@ pub fn run_workload(
         for &who in &order {
             let rep = match who {
                 Some(i) if accs[i].checked.failure.is_some() => continue,
-                Some(i) => entries[i].rep(script, arena, round as u64),
-                None => one_rep(&empty, script, arena, round as u64),
+                Some(i) => entries[i].rep(script, warmup, arena, round as u64),
+                None => one_rep(&empty, script, warmup, arena, round as u64),
             };
             match (who, rep) {
                 (Some(i), Err(e)) => accs[i].checked.failure = Some(e),
@@ -622,7 +670,7 @@ pub fn run_workload(
     if let (Some(hz), Some(overhead)) = (method.tsc_hz, method.tsc_overhead_cycles) {
         for (entry, acc) in entries.iter_mut().zip(&mut accs) {
             if acc.checked.failure.is_none() {
-                match entry.latency(script, arena, hz, overhead) {
+                match entry.latency(script, warmup, arena, hz, overhead) {
                     Ok(l) => acc.latency = l,
                     Err(e) => acc.checked.failure = Some(e),
                 }

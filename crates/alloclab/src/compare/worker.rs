@@ -55,6 +55,26 @@ pub enum WorkloadSpec {
 }
 
 impl WorkloadSpec {
+    /// The script and its warm-up (the same workload from another seed; a
+    /// trace warms up with itself).
+    pub fn scripts(&self) -> Result<(Script, Script), String> {
+        let script = self.script()?;
+        let warmup = match self {
+            WorkloadSpec::BuiltIn {
+                name,
+                divisor,
+                seed,
+            } => WorkloadSpec::BuiltIn {
+                name: name.clone(),
+                divisor: *divisor,
+                seed: seed ^ 0xA5A5_A5A5_A5A5_A5A5,
+            }
+            .script()?,
+            WorkloadSpec::Trace { .. } => script.clone(),
+        };
+        Ok((script, warmup))
+    }
+
     /// Generates the script.
     pub fn script(&self) -> Result<Script, String> {
         match self {
@@ -125,40 +145,43 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
     };
     writeln!(out, "{}", serde_json::to_string(&hello)?)?;
     out.flush()?;
-    let mut script: Option<Script> = None;
+    let mut script: Option<(Script, Script)> = None;
     let mut arena: Option<Arena> = None;
     for line in std::io::stdin().lock().lines() {
         let request: Request = serde_json::from_str(&line?)?;
         let reply = match request {
             Request::Workload(spec) => {
-                let s = spec.script();
+                let s = spec.scripts();
                 let answer: Reply<()> = s.as_ref().map(|_| ()).map_err(Clone::clone);
-                if let Ok(s) = s {
-                    if arena.as_ref().is_none_or(|a| a.len() < s.arena) {
-                        arena = Some(Arena::map(s.arena)?);
+                if let Ok((s, w)) = s {
+                    let need = s.arena.max(w.arena);
+                    if arena.as_ref().is_none_or(|a| a.len() < need) {
+                        arena = Some(Arena::map(need)?);
                     }
-                    script = Some(s);
+                    script = Some((s, w));
                 }
                 serde_json::to_string(&answer)?
             }
             Request::Checked(bounds) => {
                 let (s, a) = (script.as_ref(), arena.as_ref());
                 let answer: Reply<CheckedOut> = match (s, a) {
-                    (Some(s), Some(a)) => Ok(run::checked_pass(&subject, s, a, bounds)),
+                    (Some((s, _)), Some(a)) => Ok(run::checked_pass(&subject, s, a, bounds)),
                     _ => Err("no workload".into()),
                 };
                 serde_json::to_string(&answer)?
             }
             Request::Rep(round) => {
                 let answer: Reply<RepOut> = match (script.as_ref(), arena.as_ref()) {
-                    (Some(s), Some(a)) => run::one_rep(&subject, s, a, round),
+                    (Some((s, w)), Some(a)) => run::one_rep(&subject, s, w, a, round),
                     _ => Err("no workload".into()),
                 };
                 serde_json::to_string(&answer)?
             }
             Request::Latency(hz, overhead) => {
                 let answer: Reply<Vec<Latency>> = match (script.as_ref(), arena.as_ref()) {
-                    (Some(s), Some(a)) => Ok(run::latency_pass(&subject, s, a, hz, overhead)),
+                    (Some((s, w)), Some(a)) => {
+                        Ok(run::latency_pass(&subject, s, w, a, hz, overhead))
+                    }
                     _ => Err("no workload".into()),
                 };
                 serde_json::to_string(&answer)?
