@@ -2,9 +2,11 @@
 //! way in the same run. See `run.rs` for the method, `workload.rs` for the
 //! workloads, `results.rs` for what is reported.
 
+pub mod csv;
 pub mod exec;
 pub mod measure;
 pub mod observe;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod table;
@@ -297,6 +299,9 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }
+    }
+    if let Some(path) = &args.csv {
+        csv::write_file(&results, path)?;
     }
     Ok(())
 }
