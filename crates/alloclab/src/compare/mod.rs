@@ -59,6 +59,17 @@ pub struct CompareArgs {
     #[arg(long)]
     pub csv: Option<PathBuf>,
 
+    /// Write a Markdown report (report.md) with SVG and PNG charts into this
+    /// directory.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+
+    /// Replace the text between `<!-- results:begin -->` and
+    /// `<!-- results:end -->` in this file (the README) with the headline
+    /// results, linking the --report directory's report and a chart.
+    #[arg(long, value_name = "FILE")]
+    pub readme: Option<PathBuf>,
+
     /// Replay this allocation trace (alloclab trace format) as a workload;
     /// repeatable. The traces shipped in `traces/` run by default.
     #[arg(long)]
@@ -302,6 +313,13 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     }
     if let Some(path) = &args.csv {
         csv::write_file(&results, path)?;
+    }
+    let charts = match &args.report {
+        Some(dir) => Some((dir.as_path(), report::write(&results, dir)?)),
+        None => None,
+    };
+    if let Some(path) = &args.readme {
+        report::update_readme(path, &results, charts.as_ref().map(|(d, c)| (*d, &c[..])))?;
     }
     Ok(())
 }

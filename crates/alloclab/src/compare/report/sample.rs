@@ -203,7 +203,7 @@ fn workload(
                 "grow" | "shrink" => 3.0 * s.alloc_ns,
                 _ => s.alloc_ns,
             };
-            let phases = phases
+            let phases: Vec<PhaseResult> = phases
                 .iter()
                 .map(|&p| PhaseResult {
                     name: p.into(),
@@ -223,6 +223,7 @@ fn workload(
                 p999: 10.0 * ns,
                 max: 50.0 * ns,
             };
+            let faults = phases.iter().map(|p| p.successes as f64).sum();
             let latency = match name {
                 "realloc" => vec![lat("realloc", 3.0 * s.alloc_ns)],
                 _ => vec![lat("alloc", s.alloc_ns), lat("free", s.free_ns)],
@@ -246,7 +247,8 @@ fn workload(
                     utilization_with_metadata: Some(0.85),
                 }),
                 kernel: Kernel {
-                    minor_faults: if s.usage.is_some() { 0.0 } else { 2000.0 },
+                    // Like the mmap fallback: a page fault per allocation.
+                    minor_faults: if s.usage.is_some() { 0.0 } else { faults },
                     major_faults: 0.0,
                     context_switches: 0.0,
                 },
