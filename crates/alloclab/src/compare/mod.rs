@@ -192,6 +192,9 @@ fn utc_now() -> String {
 
 /// Runs `alloclab compare`.
 pub fn main(args: &CompareArgs) -> Result<()> {
+    if let Some(path) = &args.readme {
+        report::check_readme(path)?; // before a long run, not after it
+    }
     let subjects = subjects(args)?;
     let plan = Plan {
         reps: args.reps.unwrap_or(if args.quick { 5 } else { 21 }).max(1),

@@ -43,6 +43,8 @@ pub struct Section {
     pub characteristic: Characteristic,
     /// The allocator that leads on it, if the numbers name one.
     pub leader: Option<String>,
+    /// The allocators tied for the lead, when there is no single leader.
+    pub tied: Vec<String>,
     /// The headline sentence.
     pub summary: String,
     /// Per-workload figures and trade-offs, one Markdown bullet each.
@@ -70,11 +72,12 @@ impl Analysis {
         self.sections
             .iter()
             .map(|s| {
-                format!(
-                    "{}: {}",
-                    s.characteristic.title().to_lowercase(),
-                    s.leader.as_deref().unwrap_or("no single leader")
-                )
+                let who = match (&s.leader, s.tied.as_slice()) {
+                    (Some(l), _) => l.clone(),
+                    (None, []) => "no figures".into(),
+                    (None, t) => format!("a tie between {}", and_list(t)),
+                };
+                format!("{}: {who}", s.characteristic.title().to_lowercase())
             })
             .collect::<Vec<_>>()
             .join("; ")
@@ -350,6 +353,7 @@ fn usage(r: &CompareResults) -> Section {
         return Section {
             characteristic: Characteristic::Usage,
             leader: None,
+            tied: Vec::new(),
             summary: "No allocator has usage figures (no usage workload ran, or no arena \
                       allocator took part)."
                 .into(),
@@ -385,6 +389,7 @@ fn usage(r: &CompareResults) -> Section {
     Section {
         characteristic: Characteristic::Usage,
         leader: Some(ranking.leader),
+        tied: Vec::new(),
         summary,
         points,
     }
@@ -657,6 +662,7 @@ fn speed(r: &CompareResults, phase: &str, c: Characteristic) -> Section {
         return Section {
             characteristic: c,
             leader: None,
+            tied: Vec::new(),
             summary: format!("No workload has a timed `{phase}` phase with figures."),
             points: Vec::new(),
         };
@@ -691,6 +697,7 @@ fn speed(r: &CompareResults, phase: &str, c: Characteristic) -> Section {
     Section {
         characteristic: c,
         leader: Some(ranking.leader),
+        tied: Vec::new(),
         summary,
         points,
     }
@@ -911,6 +918,7 @@ fn ease(r: &CompareResults) -> Section {
         return Section {
             characteristic: Characteristic::EaseOfUse,
             leader: None,
+            tied: Vec::new(),
             summary: "No allocator was probed.".into(),
             points: Vec::new(),
         };
@@ -918,12 +926,13 @@ fn ease(r: &CompareResults) -> Section {
     let tied: Vec<String> = scored
         .iter()
         .filter(|s| s.1 == best)
-        .map(|s| format!("**{}**", s.0))
+        .map(|s| s.0.clone())
         .collect();
+    let bold: Vec<String> = tied.iter().map(|t| format!("**{t}**")).collect();
     let summary = if tied.len() > 1 {
         format!(
             "{} tie with {best} of {total} ease-of-use checks passed ({WHAT}).",
-            and_list(&tied)
+            and_list(&bold)
         )
     } else if scored.len() == 1 {
         format!("**{leader}** passes {best} of {total} ease-of-use checks ({WHAT}).")
@@ -969,7 +978,8 @@ fn ease(r: &CompareResults) -> Section {
     }
     Section {
         characteristic: Characteristic::EaseOfUse,
-        leader: if tied.len() > 1 { None } else { Some(leader) },
+        leader: (tied.len() == 1).then_some(leader),
+        tied: if tied.len() > 1 { tied } else { Vec::new() },
         summary,
         points,
     }

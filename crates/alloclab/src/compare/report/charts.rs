@@ -169,9 +169,18 @@ impl Figure {
                 .pos(Pos::new(HPos::Center, VPos::Center)),
         ))
         .map_err(draw_err)?;
+        // One axis for all panels, so that they compare at a glance.
+        let axis = Axis::new(
+            &self
+                .panels
+                .iter()
+                .flat_map(Panel::values)
+                .collect::<Vec<_>>(),
+            self.panels.first().map_or(Unit::Ns, |p| p.unit),
+        );
         for panel in &self.panels {
             let (area, below) = rest.split_vertically(Self::panel_height(panel));
-            draw_panel(&area, panel)?;
+            draw_panel(&area, panel, &axis)?;
             rest = below;
         }
         if !self.legend.is_empty() {
@@ -334,18 +343,28 @@ fn tick_label(v: f64, unit: Unit) -> String {
     }
 }
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> Result<()> {
-    let mut values = Vec::new();
-    for g in &p.groups {
-        for b in &g.bars {
-            values.push(b.value);
-            if let Some((lo, hi)) = b.whisker {
-                values.extend([lo, hi]);
+impl Panel {
+    /// Every value the axis must show: bars, whiskers, reference lines.
+    fn values(&self) -> Vec<f64> {
+        let mut values = Vec::new();
+        for g in &self.groups {
+            for b in &g.bars {
+                values.push(b.value);
+                if let Some((lo, hi)) = b.whisker {
+                    values.extend([lo, hi]);
+                }
             }
+            values.extend(g.refs.iter().map(|r| r.0));
         }
-        values.extend(g.refs.iter().map(|r| r.0));
+        values
     }
-    let axis = Axis::new(&values, p.unit);
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    p: &Panel,
+    axis: &Axis,
+) -> Result<()> {
     let total = Figure::slots(p).max(1.0);
     // Slot positions, top down; y grows upwards in plotters.
     let mut at = 0.0;
@@ -683,12 +702,7 @@ fn time_figure(w: &WorkloadResult, colors: &Colors) -> Option<Figure> {
         unit: Unit::Ns,
         groups,
     };
-    let values: Vec<f64> = panel
-        .groups
-        .iter()
-        .flat_map(|g| g.bars.iter().map(|b| b.value))
-        .collect();
-    let log = Axis::new(&values, Unit::Ns).log;
+    let log = Axis::new(&panel.values(), Unit::Ns).log;
     Some(Figure {
         title: format!("{}: time per operation (lower is better)", w.name),
         panels: vec![Panel {
@@ -732,20 +746,23 @@ fn latency_figure(w: &WorkloadResult) -> Option<Figure> {
         if groups.is_empty() {
             continue;
         }
-        let values: Vec<f64> = groups
-            .iter()
-            .flat_map(|g| g.bars.iter().map(|b| b.value))
-            .collect();
-        let log = Axis::new(&values, Unit::Ns).log;
         panels.push(Panel {
             title: format!("{op} (one call)"),
-            x_desc: format!("ns per call{}", if log { " (log scale)" } else { "" }),
+            x_desc: String::new(),
             unit: Unit::Ns,
             groups,
         });
     }
     if panels.is_empty() {
         return None;
+    }
+    let values: Vec<f64> = panels.iter().flat_map(Panel::values).collect();
+    let log = Axis::new(&values, Unit::Ns).log;
+    for p in &mut panels {
+        p.x_desc = format!(
+            "ns per call, net of the cycle counter's own cost{}",
+            if log { " (log scale)" } else { "" }
+        );
     }
     Some(Figure {
         title: format!("{}: latency percentiles per call (lower is better)", w.name),

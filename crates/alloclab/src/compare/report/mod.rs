@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::results::CompareResults;
-use analysis::{ns, pct};
+use analysis::pct;
 pub use charts::Chart;
 
 /// The operation whose latency describes a timed phase: `free` phases free,
@@ -48,6 +48,43 @@ pub fn write(results: &CompareResults, dir: &Path) -> Result<Vec<Chart>> {
     Ok(charts)
 }
 
+/// `12.3`, `4567`: ns without a unit, for the README table.
+fn plain_ns(x: f64) -> String {
+    if !x.is_finite() {
+        "–".into()
+    } else if x.abs() < 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// The command with the program's directory left out
+/// (`/long/path/target/release/alloclab compare` → `alloclab compare`).
+fn short_command(command: &str) -> String {
+    match command.split_once(' ') {
+        Some((program, rest)) => format!(
+            "{} {rest}",
+            Path::new(program)
+                .file_name()
+                .map_or_else(|| program.into(), |f| f.to_string_lossy())
+        ),
+        None => Path::new(command)
+            .file_name()
+            .map_or_else(|| command.to_string(), |f| f.to_string_lossy().into_owned()),
+    }
+}
+
+/// Checks, before anything is measured, that `path` can be updated: it is
+/// readable and has exactly one results block.
+pub fn check_readme(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {} (for --readme)", path.display()))?;
+    replace_block(&text, "")
+        .map(drop)
+        .with_context(|| format!("--readme {}", path.display()))
+}
+
 /// The marker line before the README's results block.
 pub const BEGIN: &str = "<!-- results:begin -->";
 /// The marker line after it.
@@ -65,7 +102,7 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
         if m.cpus == 1 { "" } else { "s" },
         m.kernel,
         m.date,
-        m.command,
+        short_command(&m.command),
         r.method.repetitions,
         if r.method.repetitions == 1 { "" } else { "s" }
     );
@@ -102,9 +139,7 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
                             row.phases
                                 .iter()
                                 .find(|x| x.name == *p)
-                                .map_or("–".into(), |x| {
-                                    ns(x.net_ns_per_op.median).replace(" ns", "")
-                                })
+                                .map_or("–".into(), |x| plain_ns(x.net_ns_per_op.median))
                         })
                         .collect::<Vec<_>>()
                         .join(" / "),
@@ -121,8 +156,7 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
         let _ = writeln!(s, "| {} |", cells.join(" | "));
     }
     s.push_str(
-        "\nns: median time per call over the repetitions, net of an empty call (µs values are \
-         written in ns). Usage: the usage factor (`fill`: fill efficiency; traces: peak live bytes \
+        "\nns: median time per call over the repetitions, net of an empty call. Usage: the usage factor (`fill`: fill efficiency; traces: peak live bytes \
          / smallest arena that replays the trace); n/a: the allocator does not manage the arena.\n",
     );
     let a = analysis::analyse(r);
@@ -430,6 +464,24 @@ mod tests {
             .collect();
         write(&sample::results(&many), &dir.join("many")).unwrap();
         println!("{}", dir.display());
+    }
+
+    #[test]
+    fn commands_and_numbers_are_shortened() {
+        assert_eq!(
+            short_command("/a/b/target/release/alloclab compare --quick"),
+            "alloclab compare --quick"
+        );
+        assert_eq!(short_command("./alloclab"), "alloclab");
+        assert_eq!(plain_ns(12.34), "12.3");
+        assert_eq!(plain_ns(12_345.6), "12346");
+        assert_eq!(plain_ns(f64::NAN), "–");
+        let root = temp_dir("check");
+        let ok = root.join("ok.md");
+        std::fs::write(&ok, format!("{BEGIN}\n{END}\n")).unwrap();
+        assert!(check_readme(&ok).is_ok());
+        assert!(check_readme(&root.join("missing.md")).is_err());
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
