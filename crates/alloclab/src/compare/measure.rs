@@ -111,7 +111,7 @@ pub fn flush_range(ptr: *const u8, len: usize) {
         while line < end {
             // SAFETY: clflush of an address inside a live mapping (the caller
             // passes ranges it owns) only evicts the line.
-            unsafe { _mm_clflush(ptr.wrapping_add(line - ptr as usize)) };
+            unsafe { _mm_clflush(ptr.wrapping_add(line.wrapping_sub(ptr as usize))) };
             line += 64;
         }
         // SAFETY: a fence has no memory-safety preconditions.

@@ -2,9 +2,11 @@
 //! way in the same run. See `run.rs` for the method, `workload.rs` for the
 //! workloads, `results.rs` for what is reported.
 
+pub mod csv;
 pub mod exec;
 pub mod measure;
 pub mod observe;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod table;
@@ -58,6 +60,17 @@ pub struct CompareArgs {
     /// Write one CSV line per allocator, workload and phase to this file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+
+    /// Write a Markdown report (report.md) with SVG and PNG charts into this
+    /// directory.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+
+    /// Replace the text between `<!-- results:begin -->` and
+    /// `<!-- results:end -->` in this file (the README) with the headline
+    /// results, linking the --report directory's report and a chart.
+    #[arg(long, value_name = "FILE")]
+    pub readme: Option<PathBuf>,
 
     /// Replay this allocation trace (alloclab trace format) as a workload;
     /// repeatable. The traces shipped in `traces/` run by default.
@@ -196,6 +209,9 @@ fn utc_now() -> String {
 
 /// Runs `alloclab compare`.
 pub fn main(args: &CompareArgs) -> Result<()> {
+    if let Some(path) = &args.readme {
+        report::check_readme(path)?; // before a long run, not after it
+    }
     run::COLD.store(args.cold, std::sync::atomic::Ordering::Relaxed);
     let mut entries = entries(args)?;
     let plan = Plan {
@@ -332,6 +348,16 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }
+    }
+    if let Some(path) = &args.csv {
+        csv::write_file(&results, path)?;
+    }
+    let charts = match &args.report {
+        Some(dir) => Some((dir.as_path(), report::write(&results, dir)?)),
+        None => None,
+    };
+    if let Some(path) = &args.readme {
+        report::update_readme(path, &results, charts.as_ref().map(|(d, c)| (*d, &c[..])))?;
     }
     Ok(())
 }
