@@ -23,6 +23,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::report::main_op;
+use super::results::Latency;
 use super::results::{CompareResults, PhaseResult, Row, WorkloadResult};
 
 /// The header: the fields of [`Line`], in order (written by hand so that a
@@ -93,7 +94,14 @@ impl<'a> Line<'a> {
     fn new(w: &'a WorkloadResult, row: &'a Row, phase: Option<&'a PhaseResult>) -> Line<'a> {
         let usage = row.usage.as_ref();
         let op = phase.map(|p| main_op(&p.name));
-        let latency = op.and_then(|op| row.latency.iter().find(|l| l.op == op));
+        // The phase's own samples of its main operation (a mixed phase: its allocs).
+        let latency = phase.zip(op).and_then(|(p, op)| {
+            let mine = |l: &&Latency| l.op == op && l.phase == p.name;
+            row.latency
+                .iter()
+                .find(mine)
+                .or_else(|| row.latency.iter().find(|l| l.op == op))
+        });
         let figures = phase.is_some();
         Line {
             workload: &w.name,

@@ -161,6 +161,18 @@ fn trace_files(args: &CompareArgs) -> Vec<PathBuf> {
     files
 }
 
+/// `a` as a POSIX shell word: unchanged when it is plain, in single quotes otherwise.
+fn shell_quote(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
 fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
@@ -181,7 +193,10 @@ fn machine() -> Machine {
             uname.release().to_string_lossy()
         ),
         date: utc_now(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: std::env::args()
+            .map(|a| shell_quote(&a))
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
@@ -245,6 +260,8 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         scripts.push((script, spec));
     }
 
+    // Before pinning: afterwards this thread sees one CPU.
+    let machine = machine();
     let pinned_cpu = if plan.pin {
         measure::pin_to_last_cpu()
     } else {
@@ -262,6 +279,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         quick: plan.quick,
         seed: plan.seed,
         pinned_cpu,
+        cold: args.cold,
         instant_ns: measure::instant_cost_ns(),
         tsc_hz,
         tsc_overhead_cycles: tsc_overhead,
@@ -295,16 +313,13 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     let mut workloads = Vec::new();
     for (script, spec) in &scripts {
         let warmup = spec.scripts().map_err(anyhow::Error::msg)?.1;
-        let w = run::run_workload(
-            script,
-            &warmup,
-            spec,
-            &mut entries,
-            &arena,
-            &plan,
-            &method,
-            &bar,
-        );
+        let bench = run::Bench {
+            arena: &arena,
+            plan: &plan,
+            method: &method,
+            bar: &bar,
+        };
+        let w = run::run_workload(script, &warmup, spec, &mut entries, &bench);
         bar.suspend(|| {
             println!("{}", table::workload_legend(&w));
             println!("{}\n", table::workload_table(&w));
@@ -314,7 +329,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     bar.finish_and_clear();
 
     let results = CompareResults {
-        machine: machine(),
+        machine,
         method,
         subjects: entries
             .iter()
@@ -360,4 +375,27 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         report::update_readme(path, &results, charts.as_ref().map(|(d, c)| (*d, &c[..])))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_quoted_for_a_shell() {
+        assert_eq!(shell_quote("--only"), "--only");
+        assert_eq!(shell_quote("mmap fallback"), "'mmap fallback'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        let d = utc_now();
+        assert!(
+            d.ends_with(" UTC") && d.len() == "2026-11-26 12:00 UTC".len(),
+            "{d}"
+        );
+        assert!(d.starts_with("20"), "{d}");
+    }
 }

@@ -45,6 +45,9 @@ pub struct Method {
     pub seed: u64,
     /// The CPU the measuring thread was pinned to, if pinning worked.
     pub pinned_cpu: Option<usize>,
+    /// Repetitions start cold (`--cold`: the arena flushed from the caches)
+    /// rather than warm (a warm-up run from another seed first).
+    pub cold: bool,
     /// Cost of one `Instant::now()` (ns, smallest of many back-to-back reads).
     pub instant_ns: f64,
     /// Cycle counter frequency (Hz), if there is one.
@@ -212,6 +215,8 @@ pub struct PhaseResult {
 /// Latency percentiles of one kind of operation (ns).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Latency {
+    /// The timed phase.
+    pub phase: String,
     /// "alloc", "alloc refused", "free", "realloc", "realloc refused".
     pub op: String,
     /// Samples.

@@ -472,28 +472,25 @@ pub fn latency_pass(
         return Vec::new();
     };
     let calls = Calls::of(&subject.api);
-    for phase in &script.phases {
-        // SAFETY: as in `timed_rep`.
-        unsafe {
-            if phase.timed {
-                exec::run_phase_latency(calls, a, phase, slots, &mut samples);
-            } else {
-                exec::run_phase(calls, a, phase, slots);
-            }
-        }
-    }
-    // SAFETY: `a` is live and not used afterwards.
-    unsafe { subject.destroy(a) };
     let ns = |cycles: u64| cycles as f64 * 1e9 / tsc_hz;
-    Class::ALL
-        .iter()
-        .filter_map(|&class| {
+    let mut out = Vec::new();
+    for phase in &script.phases {
+        if !phase.timed {
+            // SAFETY: as in `timed_rep`.
+            unsafe { exec::run_phase(calls, a, phase, slots) };
+            continue;
+        }
+        samples.clear();
+        // SAFETY: as in `timed_rep`.
+        unsafe { exec::run_phase_latency(calls, a, phase, slots, &mut samples) };
+        out.extend(Class::ALL.iter().filter_map(|&class| {
             let mut h = Histogram::<u64>::new_with_bounds(1, 1 << 40, 3).ok()?;
             for s in samples.iter().filter(|&&s| s & 7 == class as u64) {
                 let cycles = ((s >> 3) as f64 - overhead).max(0.0) as u64;
                 h.saturating_record(cycles);
             }
             (!h.is_empty()).then(|| Latency {
+                phase: phase.name.into(),
                 op: class.name().into(),
                 count: h.len(),
                 p50: ns(h.value_at_quantile(0.5)),
@@ -501,8 +498,11 @@ pub fn latency_pass(
                 p999: ns(h.value_at_quantile(0.999)),
                 max: ns(h.max()),
             })
-        })
-        .collect()
+        }));
+    }
+    // SAFETY: `a` is live and not used afterwards.
+    unsafe { subject.destroy(a) };
+    out
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -561,17 +561,32 @@ impl Entry {
     }
 }
 
+/// What every workload of one `compare` run shares.
+pub struct Bench<'a> {
+    /// The pre-faulted arena (as large as the largest workload's).
+    pub arena: &'a Arena,
+    /// Repetitions and the like.
+    pub plan: &'a Plan,
+    /// Clock costs.
+    pub method: &'a Method,
+    /// Progress.
+    pub bar: &'a ProgressBar,
+}
+
 /// Runs one workload on every entry.
 pub fn run_workload(
     script: &Script,
     warmup: &Script,
     spec: &WorkloadSpec,
     entries: &mut [Entry],
-    arena: &Arena,
-    plan: &Plan,
-    method: &Method,
-    bar: &ProgressBar,
+    bench: &Bench,
 ) -> WorkloadResult {
+    let Bench {
+        arena,
+        plan,
+        method,
+        bar,
+    } = *bench;
     assert!(
         exec::validate(script),
         "workload {} names a slot out of range",

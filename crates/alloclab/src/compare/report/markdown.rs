@@ -61,21 +61,32 @@ pub fn table_markdown(t: &Table) -> String {
 /// empty-call costs.
 pub fn method_paragraph(m: &Method, workloads: &[WorkloadResult]) -> String {
     let mut s = format!(
-        "Every allocator runs every workload in the same process on the same pre-faulted arena. \
+        "Every allocator runs every workload in the same process on the same pre-faulted arena \
+         (a third-party plugin given on the command line runs in a worker process, in step). \
          For each workload, each allocator first makes one untimed checked pass (every block is \
          checked to lie in the arena, not to overlap a live block and to keep its contents; \
          `allocator_check` runs when the allocator has it), which also records every choice the \
          allocator makes; then one warm-up and {} timed repetition{}{}, the allocators \
          interleaved and rotated each round, each repetition on a fresh allocator. Every timed \
          repetition must make exactly the checked pass's choices, or its row is marked NOT \
-         REPRODUCED. Before each repetition the arena, the slot table and the script are evicted \
-         from every cache level and the branch predictor is scrambled. ",
+         REPRODUCED. {}",
         m.repetitions,
         if m.repetitions == 1 { "" } else { "s" },
         if m.quick {
             " (`--quick`: smaller workloads, fewer repetitions)"
         } else {
             ""
+        },
+        if m.cold {
+            "Before each repetition (`--cold`) the arena, the slot table and the script are \
+             evicted from every cache level and the branch predictor is scrambled: every first \
+             touch of the arena goes to memory (a system allocator's own heap cannot be flushed). "
+        } else {
+            "Before each repetition the allocator runs the same workload generated from another \
+             seed, untimed, on an allocator then destroyed (its code, metadata and blocks are in \
+             the caches, as in a program that has been allocating for a while, the system \
+             allocators' heaps included), and then the branch predictor is scrambled, so nothing \
+             it learnt is the timed sequence's own. "
         },
     );
     match m.pinned_cpu {

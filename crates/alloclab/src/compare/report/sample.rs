@@ -114,6 +114,7 @@ pub fn results(specs: &[Spec]) -> CompareResults {
             quick: true,
             seed: 42,
             pinned_cpu: Some(1),
+            cold: false,
             instant_ns: 18.5,
             tsc_hz: Some(3.0e9),
             tsc_overhead_cycles: Some(24.0),
@@ -159,6 +160,7 @@ fn subject(s: &Spec) -> SubjectInfo {
             has_stats: s.safe,
             has_check: s.safe,
             has_realloc: s.realloc,
+            lockable: s.safe,
         },
     }
 }
@@ -216,6 +218,12 @@ fn workload(
                 })
                 .collect();
             let lat = |op: &str, ns: f64| Latency {
+                phase: match op {
+                    "free" => "free",
+                    "realloc" => "grow",
+                    _ => "alloc",
+                }
+                .into(),
                 op: op.into(),
                 count: 1000,
                 p50: 0.9 * ns,
