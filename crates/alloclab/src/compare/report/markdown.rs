@@ -334,7 +334,7 @@ mod tests {
             "1.5 ns here",
             "3.00 GHz",
             "24 cycles, 8.0 ns",
-            "evicted",
+            "another seed",
             "branch predictor",
             "checked pass",
             "NOT REPRODUCED",
@@ -342,6 +342,8 @@ mod tests {
             assert!(p.contains(want), "{want:?} missing from {p}");
         }
         let mut m = r.method.clone();
+        m.cold = true;
+        assert!(method_paragraph(&m, &[]).contains("evicted from every cache level"));
         m.pinned_cpu = None;
         m.tsc_hz = None;
         let p = method_paragraph(&m, &[]);
