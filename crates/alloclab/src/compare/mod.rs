@@ -234,6 +234,8 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         quick: args.quick,
         seed: args.seed,
         pin: !args.no_pin,
+        budget_s: if args.quick { 1.0 } else { 8.0 },
+        min_reps: if args.quick { 3 } else { 5 },
     };
     let scale = Scale {
         divisor: if args.quick { 4 } else { 1 },

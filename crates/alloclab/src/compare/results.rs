@@ -173,6 +173,9 @@ pub struct WorkloadResult {
 pub struct Row {
     /// The allocator.
     pub subject: String,
+    /// Timed repetitions kept (fewer than asked when the allocator is too
+    /// slow for the time budget).
+    pub repetitions: usize,
     /// Why it has no figures, if it failed (crash, hang, wrong answer).
     pub failure: Option<String>,
     /// Timed phases.

@@ -38,6 +38,12 @@ pub struct Plan {
     pub seed: u64,
     /// Pin the measuring thread to one CPU.
     pub pin: bool,
+    /// Seconds of timed repetitions one allocator may take on one workload:
+    /// an allocator slower than `budget_s / reps` per repetition gets fewer
+    /// (at least `min_reps`), and its row says how many.
+    pub budget_s: f64,
+    /// The fewest repetitions an allocator gets.
+    pub min_reps: usize,
 }
 
 /// What a subject's checked pass found.
@@ -648,15 +654,25 @@ pub fn run_workload(
     order.push(None);
 
     bar.set_message(format!("{}: timed repetitions", script.name));
-    // Round 0 is the warm-up: run like the others, not kept.
+    // Round 0 is the warm-up: run like the others, not kept. Its duration
+    // sets how many repetitions a slow allocator gets within the time budget.
+    let mut allowed = vec![plan.reps; entries.len()];
     for round in 0..=plan.reps {
         order.rotate_left(1);
         for &who in &order {
+            let started = Instant::now();
             let rep = match who {
                 Some(i) if accs[i].checked.failure.is_some() => continue,
+                Some(i) if round > allowed[i] => continue,
                 Some(i) => entries[i].rep(script, warmup, arena, round as u64),
                 None => one_rep(&empty, script, warmup, arena, round as u64),
             };
+            if let (Some(i), 0) = (who, round) {
+                let each = started.elapsed().as_secs_f64().max(1e-9);
+                let fits = (plan.budget_s / each) as usize;
+                allowed[i] = fits.clamp(plan.min_reps.min(plan.reps), plan.reps);
+                bar.inc((plan.reps - allowed[i]) as u64);
+            }
             match (who, rep) {
                 (Some(i), Err(e)) => accs[i].checked.failure = Some(e),
                 (None, Err(e)) => panic!("the empty call failed: {e}"),
@@ -746,6 +762,7 @@ pub fn run_workload(
             let n = acc.kernel.len().max(1) as f64;
             Row {
                 subject: entry.name.clone(),
+                repetitions: acc.times.first().map_or(0, Vec::len),
                 failure: checked.failure,
                 phases,
                 latency: acc.latency,

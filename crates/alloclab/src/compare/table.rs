@@ -41,8 +41,14 @@ pub fn workload_table(w: &WorkloadResult) -> Table {
     header.push("p50 / p99 / max ns".into());
     header.push("faults/rep".into());
     table.set_header(header);
+    let most_reps = w.rows.iter().map(|r| r.repetitions).max().unwrap_or(0);
     for row in &w.rows {
-        let mut cells = vec![Cell::new(&row.subject)];
+        let name = if row.failure.is_none() && row.repetitions < most_reps {
+            format!("{}\n({} reps: slow)", row.subject, row.repetitions)
+        } else {
+            row.subject.clone()
+        };
+        let mut cells = vec![Cell::new(name)];
         if let Some(f) = &row.failure {
             cells.push(Cell::new(format!("failed: {f}")));
             table.add_row(cells);

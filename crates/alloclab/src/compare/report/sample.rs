@@ -189,6 +189,7 @@ fn workload(
             if name == "realloc" && !s.realloc {
                 return Row {
                     subject: s.name.into(),
+                    repetitions: 0,
                     failure: Some("no allocator_realloc".into()),
                     phases: Vec::new(),
                     latency: Vec::new(),
@@ -245,6 +246,7 @@ fn workload(
             };
             Row {
                 subject: s.name.into(),
+                repetitions: 5,
                 failure: None,
                 phases,
                 latency,
