@@ -131,7 +131,7 @@ impl ShadowModel {
                 self.lo, self.hi
             ));
         }
-        if addr % align.max(MIN_ALIGN) != 0 {
+        if !addr.is_multiple_of(align.max(MIN_ALIGN)) {
             return Err(format!(
                 "block {addr:#x} is not aligned to {}",
                 align.max(MIN_ALIGN)
@@ -142,12 +142,12 @@ impl ShadowModel {
                 "block {addr:#x}: usable size {usable} < requested {size}"
             ));
         }
-        if let Some((&a, &e)) = self.ranges.range(..end).next_back() {
-            if e > addr {
-                return Err(format!(
-                    "block [{addr:#x}, {end:#x}) overlaps live block [{a:#x}, {e:#x})"
-                ));
-            }
+        if let Some((&a, &e)) = self.ranges.range(..end).next_back()
+            && e > addr
+        {
+            return Err(format!(
+                "block [{addr:#x}, {end:#x}) overlaps live block [{a:#x}, {e:#x})"
+            ));
         }
         let seed = self.next_seed;
         self.next_seed = self
@@ -352,6 +352,7 @@ fn check_stats(
 }
 
 /// Records the answer to an allocation request of `size` bytes.
+#[allow(clippy::too_many_arguments)]
 fn allocated<T: Target>(
     target: &mut T,
     arena: &TestArena,
