@@ -185,8 +185,7 @@ impl McKusickKarels {
             kbp.kb_total -= slots - reserved;
         }
         self.inpage_bitmap_bytes -= reserved << indx;
-        self.pages
-            .free_run(page, pages_per_run(shift, indx) as u32);
+        self.pages.free_run(page, pages_per_run(shift, indx) as u32);
     }
 
     /// Gives the large run at `page` back to the page allocator.

@@ -73,7 +73,10 @@ impl McKusickKarels {
             }
             match d.ku_kind {
                 FREE => {
-                    ensure!(!prev_free, "free runs before page {page} and at it are not merged");
+                    ensure!(
+                        !prev_free,
+                        "free runs before page {page} and at it are not merged"
+                    );
                     free_pages += len as usize;
                     runs_in_class[run_class(len)] += 1;
                 }
@@ -103,7 +106,11 @@ impl McKusickKarels {
                     bitmap_bytes += reserved_slots(shift, indx) << indx;
                 }
                 LARGE => large += 1,
-                k => ensure!(false, "page {page} heads a run but has kind {}", kind_name(k)),
+                k => ensure!(
+                    false,
+                    "page {page} heads a run but has kind {}",
+                    kind_name(k)
+                ),
             }
             prev_free = d.ku_kind == FREE;
             page += len;
@@ -184,8 +191,14 @@ impl McKusickKarels {
             );
             let (mut p, mut prev, mut count) = (head, NIL, 0usize);
             while p != NIL {
-                ensure!(count < expected, "class {c}: list longer than its {expected} runs");
-                ensure!(p < self.pages.npages, "class {c}: link to page {p} out of range");
+                ensure!(
+                    count < expected,
+                    "class {c}: list longer than its {expected} runs"
+                );
+                ensure!(
+                    p < self.pages.npages,
+                    "class {c}: link to page {p} out of range"
+                );
                 // SAFETY: `p < npages`.
                 let d = unsafe { *self.pages.kup(p) };
                 ensure!(
@@ -194,7 +207,10 @@ impl McKusickKarels {
                     kind_name(d.ku_kind),
                     d.ku_pagecnt
                 );
-                ensure!(d.prev() == prev, "class {c}: page {p} has a wrong back link");
+                ensure!(
+                    d.prev() == prev,
+                    "class {c}: page {p} has a wrong back link"
+                );
                 prev = p;
                 p = d.next();
                 count += 1;
@@ -220,7 +236,7 @@ impl McKusickKarels {
             );
             let off = p.addr().wrapping_sub(self.base.addr());
             ensure!(
-                off < self.pages_len && off % 16 == 0,
+                off < self.pages_len && off.is_multiple_of(16),
                 "bucket {indx}: list entry {p:?} outside the pages or misaligned"
             );
             let page = self.page_of(off);
@@ -237,8 +253,9 @@ impl McKusickKarels {
             // SAFETY: a BUCKET page of bucket `indx`, aligned offset.
             let (word, mask) = unsafe { self.bit_of(page, indx, in_page) };
             // SAFETY: the bitmap word is in the arena or the table.
+            let bit = unsafe { *word } & mask;
             ensure!(
-                unsafe { *word } & mask == 0,
+                bit == 0,
                 "bucket {indx}: object at offset {off:#x} is on the free list but allocated"
             );
             // Re-derive the pointer from `base` rather than trusting the link.

@@ -5,8 +5,7 @@ use core::ptr::{self, NonNull};
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::{
-    bucket_index, objects_per_run, pages_per_run, reserved_slots, set_next, set_prev,
-    slots_per_run,
+    bucket_index, objects_per_run, pages_per_run, reserved_slots, set_next, set_prev, slots_per_run,
 };
 use crate::kmemusage::{BUCKET, BUCKET_TAIL, KmemUsage, LARGE, LARGE_TAIL};
 

@@ -7,8 +7,8 @@ use core::ptr::NonNull;
 use plugin_abi::{
     ALLOCATOR_ABI_VERSION, ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_RETURN_PAGES,
     ALLOCATOR_PROP_NO_BLOCK_HEADER, ALLOCATOR_PROP_NO_SYSCALLS, ALLOCATOR_PROP_REALLOC_IN_PLACE,
-    ALLOCATOR_PROP_REJECTS_BAD_FREE, ALLOCATOR_PROP_STATE_IN_ARENA, AllocatorInfo,
-    AllocatorStats, ArenaAllocator, BadPointer, InvariantViolation, ReallocError,
+    ALLOCATOR_PROP_REJECTS_BAD_FREE, ALLOCATOR_PROP_STATE_IN_ARENA, AllocatorInfo, AllocatorStats,
+    ArenaAllocator, BadPointer, InvariantViolation, ReallocError,
 };
 
 use crate::allocator::{Config, McKusickKarels};

@@ -29,7 +29,11 @@ impl McKusickKarels {
     ///
     /// O(1) in place; moving costs a [`McKusickKarels::malloc`], a copy of
     /// the old block and a [`McKusickKarels::free`].
-    pub fn realloc(&mut self, p: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, ReallocError> {
+    pub fn realloc(
+        &mut self,
+        p: NonNull<u8>,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, ReallocError> {
         let Some(block) = self.lookup(p) else {
             self.rejected_frees += 1;
             return Err(ReallocError::BadPointer);
@@ -51,10 +55,11 @@ impl McKusickKarels {
             }
             Block::Large { page, pagecnt } => {
                 let old = (pagecnt as usize) << self.page_shift;
-                if new_size <= self.maxallocsave && (1usize << bucket_index(new_size)) < page_size {
-                    if let Some(q) = self.move_block(block, old, new_size) {
-                        return Ok(q);
-                    }
+                if new_size <= self.maxallocsave
+                    && (1usize << bucket_index(new_size)) < page_size
+                    && let Some(q) = self.move_block(block, old, new_size)
+                {
+                    return Ok(q);
                 }
                 let Some(m) = new_size
                     .checked_add(self.page_mask)

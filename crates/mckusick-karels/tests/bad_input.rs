@@ -42,27 +42,36 @@ fn bad_frees_are_rejected_counted_and_change_nothing() {
         fill(tiny, 16, 2);
         fill(large, 4 * PAGE, 3);
         let before = heap.stats();
-        let tiny_page = (tiny.as_ptr().addr() & !(PAGE - 1)) as isize - tiny.as_ptr().addr() as isize;
+        let tiny_page =
+            (tiny.as_ptr().addr() & !(PAGE - 1)) as isize - tiny.as_ptr().addr() as isize;
         let bad = [
-            at(start, 0),                        // the allocator's own state
-            at(start, -16),                      // before the arena
-            at(start, len as isize),             // just past it
-            at(start, len as isize + 4096),      // far past it
-            at(small, 16),                       // interior of an object
-            at(small, 1),                        // misaligned
-            at(small, 32),                       // interior, 32-aligned
-            at(tiny, 8),                         // misaligned in the 16-byte bucket
-            at(tiny, tiny_page),                 // slot 0: holds the in-page bitmap
-            at(tiny, tiny_page + 16),            // slot 1: holds the in-page bitmap
-            at(two_pages, PAGE as isize),        // second page of a 2-page object
-            at(large, PAGE as isize),            // interior page of a large run
-            at(large, 16),                       // interior of the first page
-            at(large, 3 * PAGE as isize + 64),   // last page
+            at(start, 0),                      // the allocator's own state
+            at(start, -16),                    // before the arena
+            at(start, len as isize),           // just past it
+            at(start, len as isize + 4096),    // far past it
+            at(small, 16),                     // interior of an object
+            at(small, 1),                      // misaligned
+            at(small, 32),                     // interior, 32-aligned
+            at(tiny, 8),                       // misaligned in the 16-byte bucket
+            at(tiny, tiny_page),               // slot 0: holds the in-page bitmap
+            at(tiny, tiny_page + 16),          // slot 1: holds the in-page bitmap
+            at(two_pages, PAGE as isize),      // second page of a 2-page object
+            at(large, PAGE as isize),          // interior page of a large run
+            at(large, 16),                     // interior of the first page
+            at(large, 3 * PAGE as isize + 64), // last page
         ];
         for (i, &p) in bad.iter().enumerate() {
-            assert_eq!(heap.free(p), Err(mckusick_karels::BadPointer), "pointer {i}");
+            assert_eq!(
+                heap.free(p),
+                Err(mckusick_karels::BadPointer),
+                "pointer {i}"
+            );
             assert_eq!(heap.usable_size(p), None, "pointer {i}");
-            assert_eq!(heap.realloc(p, 100), Err(ReallocError::BadPointer), "pointer {i}");
+            assert_eq!(
+                heap.realloc(p, 100),
+                Err(ReallocError::BadPointer),
+                "pointer {i}"
+            );
         }
         let after = heap.stats();
         assert_eq!(after.rejected_frees, before.rejected_frees + 2 * bad.len());

@@ -81,9 +81,6 @@ fn real_rust_code_runs_on_the_arena() {
     assert_eq!(s.failed_allocs, 0);
     // Only what the harness and this test still hold is live.
     assert!(s.live_blocks < before + 200, "{s:?}");
-    GLOBAL
-        .with(|a| a.check_invariants())
-        .unwrap()
-        .unwrap();
+    GLOBAL.with(|a| a.check_invariants()).unwrap().unwrap();
     println!("{s:#?}");
 }

@@ -80,6 +80,9 @@ fn scenarios_do_real_work() {
     assert!(created > 0);
     assert!(total.allocations > 0 && total.frees > 0, "{total:?}");
     if !cfg!(miri) {
-        assert!(total.rejected > 0 && total.in_place > 0 && total.failed > 0, "{total:?}");
+        assert!(
+            total.rejected > 0 && total.in_place > 0 && total.failed > 0,
+            "{total:?}"
+        );
     }
 }
