@@ -253,3 +253,63 @@ impl McKusickKarels {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 4 } else { 256 },
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// For any region size, misalignment and page size, the state, the
+        /// table and the pages lie inside the region, pages are page-aligned
+        /// in absolute address, and the page of an offset is `off / page`.
+        #[test]
+        fn layout_fits_and_pages_of_pointers_are_arithmetic(
+            len in 0usize..(if cfg!(miri) { 8 << 10 } else { 300 << 10 }),
+            misalign in 0usize..4096,
+            shift in MIN_PAGE_SHIFT..=MAX_PAGE_SHIFT,
+            probe in any::<usize>(),
+        ) {
+            let mut mem = vec![0u8; len + misalign];
+            let region = mem.as_mut_ptr().wrapping_add(misalign);
+            let config = Config { page_size: 1 << shift, return_pages: false };
+            // SAFETY: `[region, region + len)` lies inside `mem`.
+            match unsafe { McKusickKarels::create(region, len, config) } {
+                Err(e) => {
+                    prop_assert_eq!(e, CreateError::TooSmall);
+                    prop_assert!(len < 64 + McKusickKarels::min_region(1 << shift));
+                }
+                Ok(a) => {
+                    // SAFETY: just created, used by nothing else.
+                    let a = unsafe { a.as_ref() };
+                    let (lo, hi) = (region.addr(), region.addr() + len);
+                    let state = (a as *const McKusickKarels).addr();
+                    let table = a.pages.kmemusage.addr();
+                    let base = a.base.addr();
+                    prop_assert!(lo <= state && state + size_of::<McKusickKarels>() <= table);
+                    prop_assert!(table + a.npages() * size_of::<KmemUsage>() <= base);
+                    prop_assert!(base + a.pages_len <= hi);
+                    prop_assert_eq!(base % (1 << shift), 0);
+                    prop_assert_eq!(a.pages_len, a.npages() << shift);
+                    // One page more (and its descriptor) would not have fitted.
+                    let more = a.npages() + 1;
+                    let first = (table + more * size_of::<KmemUsage>()).next_multiple_of(1 << shift);
+                    prop_assert!(first + (more << shift) > hi);
+                    let off = probe % a.pages_len;
+                    prop_assert_eq!(a.page_of(off) as usize, off / (1 << shift));
+                    let s = a.stats();
+                    prop_assert_eq!(s.bytes_free, a.pages_len);
+                    prop_assert_eq!(s.largest_free_block, a.pages_len);
+                    prop_assert!(s.adds_up());
+                    prop_assert!(a.check_invariants().is_ok());
+                }
+            }
+        }
+    }
+}

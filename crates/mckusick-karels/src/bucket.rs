@@ -101,7 +101,8 @@ pub const fn slots_per_run(page_shift: u32, indx: u32) -> usize {
 /// O(1).
 #[inline]
 pub const fn bitmap_in_page(page_shift: u32, indx: u32) -> bool {
-    slots_per_run(page_shift, indx) > 64
+    // slots = 2^(page_shift - indx) > 64 = 2^6
+    indx + 6 < page_shift
 }
 
 /// Leading object slots of a page of bucket `indx` that hold its in-page
@@ -333,6 +334,7 @@ mod tests {
             for i in MINBUCKET..=s + 1 {
                 let slots = slots_per_run(s, i);
                 let r = reserved_slots(s, i);
+                assert_eq!(bitmap_in_page(s, i), slots > 64);
                 // The bitmap fits the reserved slots, and they are a small share.
                 if bitmap_in_page(s, i) {
                     assert!(r << i >= slots / 8);

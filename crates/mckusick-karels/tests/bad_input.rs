@@ -314,7 +314,7 @@ mod c_abi {
             p.write_bytes(0xAB, 200);
             allocator_free(a, p.add(8).cast());
             allocator_free(a, p.add(1).cast());
-            allocator_free(a, base.cast::<u8>().add(len + 64).cast());
+            allocator_free(a, base.cast::<u8>().wrapping_add(len + 64).cast());
             allocator_free(a, base);
             assert!(allocator_realloc(a, p.add(16).cast(), 10).is_null());
             assert_eq!(allocator_usable_size(a, p.add(16).cast()), 0);

@@ -11,15 +11,15 @@ use proptest::prelude::*;
 #[cfg(not(miri))]
 const MAX_ARENA: usize = 1 << 20;
 #[cfg(miri)]
-const MAX_ARENA: usize = 48 << 10;
+const MAX_ARENA: usize = 32 << 10;
 #[cfg(not(miri))]
 const ACTIONS: usize = 400;
 #[cfg(miri)]
-const ACTIONS: usize = 40;
+const ACTIONS: usize = 32;
 #[cfg(not(miri))]
 const CASES: u32 = 300;
 #[cfg(miri)]
-const CASES: u32 = 3;
+const CASES: u32 = 2;
 
 fn expectations(return_pages: bool) -> Expectations {
     Expectations {
@@ -60,7 +60,7 @@ fn scenarios_do_real_work() {
     let strategy = scenario_strategy(MAX_ARENA, ACTIONS);
     let mut total = alloc_testkit::Report::default();
     let mut created = 0;
-    for _ in 0..if cfg!(miri) { 2 } else { 60 } {
+    for _ in 0..if cfg!(miri) { 1 } else { 60 } {
         let s = strategy.new_tree(&mut runner).unwrap().current();
         for flags in [0, ALLOCATOR_FLAG_RETURN_PAGES] {
             let exp = expectations(flags != 0);
