@@ -231,25 +231,31 @@ impl KmemBuckets {
         va
     }
 
-    /// Pushes a free object at the head of the list (LIFO).
+    /// Pushes a free object at the head of the list (LIFO). Its links are
+    /// written through `via`, a pointer to the same object: the caller's
+    /// pointer on `free` (whose borrow may still be protected, e.g. a `Box`
+    /// argument being dropped), so that the write is the caller's own and
+    /// not a foreign one under Rust's aliasing models; `obj` (derived from
+    /// the arena) is what the list keeps.
     ///
     /// # Safety
     ///
-    /// `obj` is an object of this bucket that is not on the list, valid for
-    /// writes of its size; the list is well formed.
+    /// `obj` is an object of this bucket that is not on the list, `via` is a
+    /// pointer to it valid for writes of its size; the list is well formed.
     ///
     /// # Time complexity
     ///
     /// O(1).
     #[inline(always)]
-    pub unsafe fn push(&mut self, obj: *mut u8, doubly: bool) {
+    pub unsafe fn push(&mut self, obj: *mut u8, via: *mut u8, doubly: bool) {
+        debug_assert_eq!(obj.addr(), via.addr());
         let head = self.kb_next;
-        // SAFETY: caller's contract: `obj` is ours to write.
-        unsafe { set_next(obj, head) };
+        // SAFETY: caller's contract: the object is ours to write through `via`.
+        unsafe { set_next(via, head) };
         if doubly {
-            // SAFETY: `obj` and `head` (if any) are free objects of this bucket.
+            // SAFETY: the object and `head` (if any) are free objects of this bucket.
             unsafe {
-                set_prev(obj, ptr::null_mut());
+                set_prev(via, ptr::null_mut());
                 if !head.is_null() {
                     set_prev(head, obj);
                 }
@@ -356,7 +362,7 @@ mod tests {
             // SAFETY: the objects are distinct 16-byte, 8-aligned cells.
             unsafe {
                 for &o in &objs {
-                    b.push(o, doubly);
+                    b.push(o, o, doubly);
                 }
                 assert_eq!(b.kb_totalfree, 4);
                 if doubly {

@@ -102,10 +102,11 @@ impl McKusickKarels {
                     let (word, mask) = unsafe { self.bit_of(page, indx, in_page) };
                     // SAFETY: the bitmap word is inside the arena (or table).
                     if unsafe { *word } & mask != 0 {
-                        // SAFETY: the object is live: clear its bit and push it.
+                        // SAFETY: the object is live: clear its bit and push
+                        // it, writing its link through the caller's pointer.
                         unsafe {
                             *word &= !mask;
-                            self.free_object(off, page, indx);
+                            self.free_object(off, page, indx, p.as_ptr());
                         }
                         return Ok(());
                     }
@@ -119,15 +120,16 @@ impl McKusickKarels {
         Err(BadPointer)
     }
 
-    /// Frees a block found by [`McKusickKarels::lookup`].
-    pub(crate) fn free_block(&mut self, b: Block) {
+    /// Frees a block found by [`McKusickKarels::lookup`] from the caller's
+    /// pointer `p`.
+    pub(crate) fn free_block(&mut self, b: Block, p: NonNull<u8>) {
         match b {
             Block::Object { off, page, indx } => {
-                // SAFETY: `lookup` found the object live.
+                // SAFETY: `lookup` found the object live at `p`.
                 unsafe {
                     let (word, mask) = self.bit_of(page, indx, off & self.page_mask);
                     *word &= !mask;
-                    self.free_object(off, page, indx);
+                    self.free_object(off, page, indx, p.as_ptr());
                 }
             }
             Block::Large { page, .. } => self.free_large(page),
@@ -141,9 +143,9 @@ impl McKusickKarels {
     /// # Safety
     ///
     /// `off` is an object of bucket `indx` in BUCKET page `page`, live until
-    /// its bit was just cleared.
+    /// its bit was just cleared; `via` is the caller's pointer to it.
     #[inline(always)]
-    unsafe fn free_object(&mut self, off: usize, page: u32, indx: u32) {
+    unsafe fn free_object(&mut self, off: usize, page: u32, indx: u32, via: *mut u8) {
         // SAFETY: `page` is in the table.
         let kup = unsafe { self.pages.kup(page) };
         kup.ku_freecnt += 1;
@@ -153,7 +155,7 @@ impl McKusickKarels {
             let va = self.base.add(off);
             self.buckets
                 .get_unchecked_mut(indx as usize)
-                .push(va, self.return_pages);
+                .push(va, via, self.return_pages);
         }
         if self.return_pages && freecnt == objects_per_run(self.page_shift, indx) {
             self.return_run(page, indx);

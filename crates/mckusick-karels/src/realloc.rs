@@ -49,15 +49,15 @@ impl McKusickKarels {
                 if new_size < old {
                     // A smaller bucket saves memory; if it has no room the
                     // block stays where it is, which is still a success.
-                    return Ok(self.move_block(block, old, new_size).unwrap_or(p));
+                    return Ok(self.move_block(block, p, old, new_size).unwrap_or(p));
                 }
-                self.move_or_fail(block, old, new_size)
+                self.move_or_fail(block, p, old, new_size)
             }
             Block::Large { page, pagecnt } => {
                 let old = (pagecnt as usize) << self.page_shift;
                 if new_size <= self.maxallocsave
                     && (1usize << bucket_index(new_size)) < page_size
-                    && let Some(q) = self.move_block(block, old, new_size)
+                    && let Some(q) = self.move_block(block, p, old, new_size)
                 {
                     return Ok(q);
                 }
@@ -84,7 +84,7 @@ impl McKusickKarels {
                         .set_tags(page, m, KmemUsage::head(LARGE, 0), LARGE_TAIL);
                     return Ok(p);
                 }
-                self.move_or_fail(block, old, new_size)
+                self.move_or_fail(block, p, old, new_size)
             }
         }
     }
@@ -92,30 +92,34 @@ impl McKusickKarels {
     fn move_or_fail(
         &mut self,
         block: Block,
+        p: NonNull<u8>,
         old: usize,
         new_size: usize,
     ) -> Result<NonNull<u8>, ReallocError> {
-        self.move_block(block, old, new_size).ok_or_else(|| {
+        self.move_block(block, p, old, new_size).ok_or_else(|| {
             self.failed_allocs += 1;
             ReallocError::OutOfMemory
         })
     }
 
     /// Allocates `new_size` bytes, copies `min(old, new_size)` bytes of
-    /// `block` into them and frees `block`; `None` (nothing changed) if the
-    /// allocation fails.
-    fn move_block(&mut self, block: Block, old: usize, new_size: usize) -> Option<NonNull<u8>> {
-        let src_off = match block {
-            Block::Object { off, .. } => off,
-            Block::Large { page, .. } => (page as usize) << self.page_shift,
-        };
+    /// `block` (the caller's pointer `p`) into them and frees `block`;
+    /// `None` (nothing changed) if the allocation fails.
+    fn move_block(
+        &mut self,
+        block: Block,
+        p: NonNull<u8>,
+        old: usize,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
         let q = self.malloc_uncounted(new_size)?;
-        // SAFETY: the old block (`old` bytes at `src_off`) and the new one
-        // (at least `new_size` bytes) are both live and distinct.
+        // SAFETY: the old block (`old` bytes at `p`, the caller's pointer to
+        // it) and the new one (at least `new_size` bytes) are both live and
+        // distinct.
         unsafe {
-            ptr::copy_nonoverlapping(self.base.add(src_off), q.as_ptr(), old.min(new_size));
+            ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old.min(new_size));
         }
-        self.free_block(block);
+        self.free_block(block, p);
         Some(q)
     }
 }

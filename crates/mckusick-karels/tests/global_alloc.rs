@@ -19,47 +19,53 @@ fn live() -> usize {
 fn real_rust_code_runs_on_the_arena() {
     // Blocks come from the arena: a thousand boxes are a thousand more live blocks.
     let before = live();
-    let boxes: Vec<Box<u64>> = (0..1000).map(Box::new).collect();
-    assert!(live() >= before + 1000, "{} -> {}", before, live());
-    assert_eq!(boxes.iter().map(|b| **b).sum::<u64>(), 999 * 1000 / 2);
+    let n: u64 = if cfg!(miri) { 100 } else { 1000 };
+    let boxes: Vec<Box<u64>> = (0..n).map(Box::new).collect();
+    assert!(live() >= before + n as usize, "{} -> {}", before, live());
+    assert_eq!(boxes.iter().map(|b| **b).sum::<u64>(), (n - 1) * n / 2);
     drop(boxes);
 
-    let rounds = if cfg!(miri) { 2 } else { 50 };
+    let (rounds, keys, big_len) = if cfg!(miri) {
+        (1, 40u32, 20_000)
+    } else {
+        (50, 200u32, 300_000)
+    };
     // Vec, String and HashMap churn with growing and shrinking reallocs.
     for round in 0..rounds {
         let mut map: HashMap<String, Vec<u32>> = HashMap::new();
-        for i in 0..200u32 {
+        for i in 0..keys {
             let key = format!("key-{round}-{i}-{}", "x".repeat((i % 40) as usize));
             let v: Vec<u32> = (0..(i * 7 % 300)).collect();
             map.insert(key, v);
         }
-        for i in (0..200u32).step_by(3) {
+        for i in (0..keys).step_by(3) {
             let key = format!("key-{round}-{i}-{}", "x".repeat((i % 40) as usize));
             let v = map.get_mut(&key).unwrap();
-            v.extend(0..1000);
+            v.extend(0..if cfg!(miri) { 100 } else { 1000 });
             v.truncate(10);
             v.shrink_to_fit();
         }
         let total: usize = map.values().map(Vec::len).sum();
         assert!(total > 0);
         let mut s = String::new();
-        for i in 0..500 {
+        for i in 0..if cfg!(miri) { 100 } else { 500 } {
             s.push_str(&i.to_string());
         }
-        assert!(s.len() > 1000);
+        assert!(s.len() > 100);
         // A large block (page run) and its growth.
-        let mut big: Vec<u8> = Vec::with_capacity(100_000);
-        big.resize(300_000, round as u8);
+        let mut big: Vec<u8> = Vec::with_capacity(big_len / 3);
+        big.resize(big_len, round as u8);
         assert!(big.iter().all(|&b| b == round as u8));
     }
 
     // Threads allocating and freeing at the same time, through the lock.
-    let threads: Vec<_> = (0..4)
+    let threads: Vec<_> = (0..if cfg!(miri) { 2 } else { 4 })
         .map(|t| {
             std::thread::spawn(move || {
                 let mut keep = Vec::new();
-                for i in 0..if cfg!(miri) { 50 } else { 20_000 } {
-                    let v = vec![t as u8; 1 + (i * 37 + t * 11) % 3000];
+                for i in 0..if cfg!(miri) { 30 } else { 20_000 } {
+                    let v =
+                        vec![t as u8; 1 + (i * 37 + t * 11) % if cfg!(miri) { 600 } else { 3000 }];
                     if i % 3 == 0 {
                         keep.push(v);
                     }

@@ -11,11 +11,11 @@ use proptest::prelude::*;
 #[cfg(not(miri))]
 const MAX_ARENA: usize = 1 << 20;
 #[cfg(miri)]
-const MAX_ARENA: usize = 32 << 10;
+const MAX_ARENA: usize = 24 << 10;
 #[cfg(not(miri))]
 const ACTIONS: usize = 400;
 #[cfg(miri)]
-const ACTIONS: usize = 32;
+const ACTIONS: usize = 24;
 #[cfg(not(miri))]
 const CASES: u32 = 300;
 #[cfg(miri)]
