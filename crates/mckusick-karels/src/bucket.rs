@@ -207,6 +207,24 @@ pub unsafe fn set_prev(obj: *mut u8, prev: *mut u8) {
     unsafe { obj.add(PREV).cast::<*mut u8>().write(prev) }
 }
 
+/// Asks the CPU to bring the new list head's cache line in: the next `pop`
+/// of this bucket reads its link. Free lists are in free order, so in a
+/// random workload consecutive objects are far apart and the read would
+/// otherwise miss. A hint only (no fault on any address, null included).
+#[inline(always)]
+fn prefetch(p: *mut u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: `_mm_prefetch` is a hint that never faults, SSE is part of the
+    // x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            p.cast_const().cast(),
+        );
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = p;
+}
+
 impl KmemBuckets {
     /// Pops the first free object (singly linked list: faithful mode).
     ///
@@ -223,6 +241,7 @@ impl KmemBuckets {
         // SAFETY: `va` is a free object of this bucket (caller's contract).
         let next = unsafe { next_of(va) };
         self.kb_next = next;
+        prefetch(next);
         if doubly && !next.is_null() {
             // SAFETY: `next` is a free object of this bucket.
             unsafe { set_prev(next, ptr::null_mut()) };
