@@ -95,7 +95,7 @@ impl Scenario {
     /// a power of two.
     pub fn arena_len(&self, max: usize) -> usize {
         let raw = self.arena as usize;
-        if raw % 5 == 0 {
+        if raw.is_multiple_of(5) {
             (1usize << (raw / 5 % 30)).min(max)
         } else {
             raw % (max + 1)

@@ -1,0 +1,317 @@
+//! The allocator's state and its placement in the arena.
+//!
+//! ```text
+//!  region                                                          region + len
+//!  |pad| McKusickKarels | kmemusage[npages] |pad| page 0 | page 1 | ... |tail|
+//!      ^ state (64-aligned)                      ^ base: page-aligned in
+//!                                                  absolute address
+//!  metadata = everything but the pages (+ in-page bitmaps of small buckets)
+//! ```
+
+use core::ptr::{self, NonNull};
+
+use crate::bucket::{
+    KmemBuckets, MAX_PAGE_SHIFT, MIN_PAGE_SHIFT, NBUCKETS, bitmap_in_page, maxallocsave,
+};
+use crate::kmemusage::KmemUsage;
+use crate::page_alloc::PageAlloc;
+
+/// How an allocator is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Bytes per page: a power of two from 256 to 65536 (4096 by default, and
+    /// always through the C ABI). `MAXALLOCSAVE` is two pages.
+    pub page_size: usize,
+    /// Give a bucket's page back to the page allocator once all its objects
+    /// are free (`ALLOCATOR_FLAG_RETURN_PAGES`). 4.4BSD never does; off by
+    /// default.
+    pub return_pages: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            page_size: 4096,
+            return_pages: false,
+        }
+    }
+}
+
+impl Config {
+    /// The faithful 4.4BSD behaviour with 4 KiB pages.
+    pub const FAITHFUL: Config = Config {
+        page_size: 4096,
+        return_pages: false,
+    };
+
+    /// 4 KiB pages, and bucket pages go back to the page pool when empty.
+    pub const RETURN_PAGES: Config = Config {
+        page_size: 4096,
+        return_pages: true,
+    };
+
+    /// log2 of the page size, if the page size is acceptable.
+    pub(crate) fn page_shift(&self) -> Option<u32> {
+        let s = self.page_size.trailing_zeros();
+        (self.page_size.is_power_of_two() && (MIN_PAGE_SHIFT..=MAX_PAGE_SHIFT).contains(&s))
+            .then_some(s)
+    }
+}
+
+/// Why an allocator could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateError {
+    /// The page size is not a power of two between 256 and 65536.
+    BadPageSize,
+    /// The region is null, wraps around the address space, or cannot hold the
+    /// state, one page descriptor and one aligned page.
+    TooSmall,
+}
+
+impl core::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            CreateError::BadPageSize => "page size must be a power of two from 256 to 65536",
+            CreateError::TooSmall => "region too small for the allocator's state and one page",
+        })
+    }
+}
+
+impl std::error::Error for CreateError {}
+
+/// A McKusick-Karels allocator. The value lives at the start of the region it
+/// manages; get one with [`McKusickKarels::create`] (raw) or use the safe
+/// [`crate::Heap`].
+///
+/// Invariants: see [`McKusickKarels::check_invariants`], which checks all of
+/// them.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct McKusickKarels {
+    /// `bucket[indx]`: free objects of `1 << indx` bytes (slots below
+    /// `MINBUCKET` unused, as in 4.4BSD).
+    pub(crate) buckets: [KmemBuckets; NBUCKETS],
+    /// The first page (`kmembase`).
+    pub(crate) base: *mut u8,
+    /// `npages << page_shift`: the bytes of all pages.
+    pub(crate) pages_len: usize,
+    /// `page_size - 1`.
+    pub(crate) page_mask: usize,
+    /// log2 of the page size.
+    pub(crate) page_shift: u32,
+    /// Bucket lists are doubly linked and empty runs go back to the pages.
+    pub(crate) return_pages: bool,
+    /// Requests above this get whole pages.
+    pub(crate) maxallocsave: usize,
+    /// Runs, boundary tags, free-run lists; owns the `kmemusage` table.
+    pub(crate) pages: PageAlloc,
+    /// Live large allocations.
+    pub(crate) large_live: usize,
+    /// Bytes of bucket pages that hold in-page bitmaps (metadata).
+    pub(crate) inpage_bitmap_bytes: usize,
+    /// Allocation requests answered `None`.
+    pub(crate) failed_allocs: usize,
+    /// Pointers rejected by `free`/`realloc`.
+    pub(crate) rejected_frees: usize,
+    /// `len` given at creation.
+    pub(crate) region_len: usize,
+}
+
+impl McKusickKarels {
+    /// Bytes a region needs at most, beyond whatever alignment padding its
+    /// address needs, to hold the state, one descriptor and one page of
+    /// `page_size` bytes.
+    pub const fn min_region(page_size: usize) -> usize {
+        size_of::<McKusickKarels>() + size_of::<KmemUsage>() + 2 * page_size
+    }
+
+    /// Places an allocator in `[region, region + len)` and returns a pointer
+    /// to it (at the start of the region, after alignment padding). All
+    /// its state, tables and blocks stay inside the region.
+    ///
+    /// # Safety
+    ///
+    /// `region` must be valid for reads and writes of `len` bytes for as long
+    /// as the allocator or any block from it is used, and nothing else may
+    /// access the region meanwhile except through blocks it handed out.
+    ///
+    /// # Time complexity
+    ///
+    /// O(pages): the descriptor table is zeroed.
+    pub unsafe fn create(
+        region: *mut u8,
+        len: usize,
+        config: Config,
+    ) -> Result<NonNull<McKusickKarels>, CreateError> {
+        let shift = config.page_shift().ok_or(CreateError::BadPageSize)?;
+        let page = 1usize << shift;
+        if region.is_null() || region.addr().checked_add(len).is_none() {
+            return Err(CreateError::TooSmall);
+        }
+        let pad = region.align_offset(align_of::<McKusickKarels>());
+        let table_off = pad
+            .checked_add(size_of::<McKusickKarels>())
+            .filter(|&t| t <= len)
+            .ok_or(CreateError::TooSmall)?;
+        let desc = size_of::<KmemUsage>();
+        // The most pages that could fit, then fewer until the padding to a
+        // page boundary fits too (at most two steps: the padding is < a page).
+        let mut n = ((len - table_off) / (page + desc)).min(u32::MAX as usize - 1);
+        let start = region.addr();
+        let pages_off = loop {
+            if n == 0 {
+                return Err(CreateError::TooSmall);
+            }
+            let table_end = start + table_off + n * desc;
+            let first_page = table_end.next_multiple_of(page);
+            let off = first_page - start;
+            if off <= len && (len - off) / page >= n {
+                break off;
+            }
+            n -= 1;
+        };
+        // SAFETY: every offset below is at most `len` (checked above), and the
+        // region is ours (caller's contract).
+        unsafe {
+            let this = region.add(pad).cast::<McKusickKarels>();
+            let table = region.add(table_off).cast::<KmemUsage>();
+            ptr::write_bytes(table, 0, n);
+            let pages = PageAlloc::new(table, n as u32);
+            this.write(McKusickKarels {
+                buckets: [KmemBuckets::EMPTY; NBUCKETS],
+                base: region.add(pages_off),
+                pages_len: n << shift,
+                page_mask: page - 1,
+                page_shift: shift,
+                return_pages: config.return_pages,
+                maxallocsave: maxallocsave(shift),
+                pages,
+                large_live: 0,
+                inpage_bitmap_bytes: 0,
+                failed_allocs: 0,
+                rejected_frees: 0,
+                region_len: len,
+            });
+            Ok(NonNull::new_unchecked(this))
+        }
+    }
+
+    /// The configuration it was created with.
+    pub fn config(&self) -> Config {
+        Config {
+            page_size: 1 << self.page_shift,
+            return_pages: self.return_pages,
+        }
+    }
+
+    /// Bytes per page.
+    pub fn page_size(&self) -> usize {
+        1 << self.page_shift
+    }
+
+    /// Pages in the arena.
+    pub fn npages(&self) -> usize {
+        self.pages.npages as usize
+    }
+
+    /// `MAXALLOCSAVE`: the largest request served from a bucket (two pages).
+    pub fn maxallocsave(&self) -> usize {
+        self.maxallocsave
+    }
+
+    /// Page index of an offset from `base` (`btokup` of 4.4BSD, less the table).
+    #[inline(always)]
+    pub(crate) fn page_of(&self, off: usize) -> u32 {
+        (off >> self.page_shift) as u32
+    }
+
+    /// The allocated-bit word and mask of the object at page offset
+    /// `in_page` of the bucket page `page` (objects of `1 << indx` bytes).
+    ///
+    /// # Safety
+    ///
+    /// `page` is a `BUCKET` page of bucket `indx`, `in_page` a multiple of
+    /// the object size below the page size; no reference to the page's
+    /// descriptor is live.
+    #[inline(always)]
+    pub(crate) unsafe fn bit_of(&self, page: u32, indx: u32, in_page: usize) -> (*mut u64, u64) {
+        let slot = in_page >> indx;
+        // Both candidate words are computed and one is selected without a
+        // branch: the 16- and 32-byte buckets (bitmap in the page) and the
+        // others (bitmap in the descriptor) interleave unpredictably in a
+        // mixed workload, and a mispredicted branch here cost ~2 ns a call.
+        let in_page_word = self
+            .base
+            .wrapping_add(((page as usize) << self.page_shift) + (slot >> 6) * 8);
+        // SAFETY: `page` is in the table (caller's contract), so the
+        // descriptor and its `ku_un` field exist.
+        let in_desc_word =
+            unsafe { &raw mut (*self.pages.kmemusage.add(page as usize)).ku_un }.cast::<u8>();
+        let word = if bitmap_in_page(self.page_shift, indx) {
+            in_page_word
+        } else {
+            in_desc_word
+        };
+        (word.cast::<u64>(), 1 << (slot & 63))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: if cfg!(miri) { 4 } else { 256 },
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// For any region size, misalignment and page size, the state, the
+        /// table and the pages lie inside the region, pages are page-aligned
+        /// in absolute address, and the page of an offset is `off / page`.
+        #[test]
+        fn layout_fits_and_pages_of_pointers_are_arithmetic(
+            len in 0usize..(if cfg!(miri) { 8 << 10 } else { 300 << 10 }),
+            misalign in 0usize..4096,
+            shift in MIN_PAGE_SHIFT..=MAX_PAGE_SHIFT,
+            probe in any::<usize>(),
+        ) {
+            let mut mem = vec![0u8; len + misalign];
+            let region = mem.as_mut_ptr().wrapping_add(misalign);
+            let config = Config { page_size: 1 << shift, return_pages: false };
+            // SAFETY: `[region, region + len)` lies inside `mem`.
+            match unsafe { McKusickKarels::create(region, len, config) } {
+                Err(e) => {
+                    prop_assert_eq!(e, CreateError::TooSmall);
+                    prop_assert!(len < 64 + McKusickKarels::min_region(1 << shift));
+                }
+                Ok(a) => {
+                    // SAFETY: just created, used by nothing else.
+                    let a = unsafe { a.as_ref() };
+                    let (lo, hi) = (region.addr(), region.addr() + len);
+                    let state = (a as *const McKusickKarels).addr();
+                    let table = a.pages.kmemusage.addr();
+                    let base = a.base.addr();
+                    prop_assert!(lo <= state && state + size_of::<McKusickKarels>() <= table);
+                    prop_assert!(table + a.npages() * size_of::<KmemUsage>() <= base);
+                    prop_assert!(base + a.pages_len <= hi);
+                    prop_assert_eq!(base % (1 << shift), 0);
+                    prop_assert_eq!(a.pages_len, a.npages() << shift);
+                    // One page more (and its descriptor) would not have fitted.
+                    let more = a.npages() + 1;
+                    let first = (table + more * size_of::<KmemUsage>()).next_multiple_of(1 << shift);
+                    prop_assert!(first + (more << shift) > hi);
+                    let off = probe % a.pages_len;
+                    prop_assert_eq!(a.page_of(off) as usize, off / (1 << shift));
+                    let s = a.stats();
+                    prop_assert_eq!(s.bytes_free, a.pages_len);
+                    prop_assert_eq!(s.largest_free_block, a.pages_len);
+                    prop_assert!(s.adds_up());
+                    prop_assert!(a.check_invariants().is_ok());
+                }
+            }
+        }
+    }
+}

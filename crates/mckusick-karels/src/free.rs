@@ -1,0 +1,217 @@
+//! `free`: find the block's size from its page descriptor (no header),
+//! check the pointer deterministically, and push the object back onto its
+//! bucket (or give a large run back to the page allocator).
+//!
+//! A pointer is accepted iff:
+//! 1. it lies in the pages (`base <= p < base + pages_len`);
+//! 2. its page's descriptor has kind `BUCKET`, the offset in the page is a
+//!    multiple of the object size `1 << ku_indx`, and the object's allocated
+//!    bit is set; or the kind is `LARGE` and `p` is the page's start.
+//!
+//! Nothing in the object itself is read to decide, so a caller's bytes can
+//! never make a bad pointer pass: interior, misaligned, double and foreign
+//! frees are all rejected, counted, and change nothing else.
+
+use core::ptr::NonNull;
+
+use plugin_abi::BadPointer;
+
+use crate::allocator::McKusickKarels;
+use crate::bucket::{objects_per_run, pages_per_run, reserved_slots, slots_per_run};
+use crate::kmemusage::{BUCKET, LARGE};
+
+/// A live block, as its page descriptor describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Block {
+    /// Object of bucket `indx`, `off` bytes after `base`, in page `page`.
+    Object {
+        /// Offset from `base`.
+        off: usize,
+        /// Its page.
+        page: u32,
+        /// Its bucket.
+        indx: u32,
+    },
+    /// A large run of `pagecnt` pages starting at page `page`.
+    Large {
+        /// First page.
+        page: u32,
+        /// Length in pages.
+        pagecnt: u32,
+    },
+}
+
+impl McKusickKarels {
+    /// The live block starting at `p`, if `p` is the start of one.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline]
+    pub(crate) fn lookup(&self, p: NonNull<u8>) -> Option<Block> {
+        let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
+        if off >= self.pages_len {
+            return None;
+        }
+        let page = self.page_of(off);
+        // SAFETY: `page < npages` since `off < pages_len`.
+        let kup = unsafe { *self.pages.kup(page) };
+        let in_page = off & self.page_mask;
+        if kup.ku_kind == BUCKET {
+            let indx = kup.ku_indx as u32;
+            if in_page & ((1usize << indx) - 1) != 0 {
+                return None;
+            }
+            // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of
+            // the object size.
+            let (word, mask) = unsafe { self.bit_of(page, indx, in_page) };
+            // SAFETY: the bitmap word is inside the arena (or the table).
+            (unsafe { *word } & mask != 0).then_some(Block::Object { off, page, indx })
+        } else if kup.ku_kind == LARGE && in_page == 0 {
+            Some(Block::Large {
+                page,
+                pagecnt: kup.ku_pagecnt,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Gives back the block starting at `p`, or rejects `p` (counted in
+    /// `rejected_frees`) and changes nothing else.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1) for an object (a descriptor lookup, a bit test, a list push);
+    /// with `return_pages`, the free that empties a page also unlinks its
+    /// objects, O(objects per page). A large run: O(1) (boundary-tag merge).
+    #[inline]
+    pub fn free(&mut self, p: NonNull<u8>) -> Result<(), BadPointer> {
+        let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
+        if off < self.pages_len {
+            let page = self.page_of(off);
+            // SAFETY: `page < npages` since `off < pages_len`.
+            let kind = unsafe { self.pages.kup(page) }.ku_kind;
+            let in_page = off & self.page_mask;
+            if kind == BUCKET {
+                // SAFETY: as above.
+                let indx = unsafe { self.pages.kup(page) }.ku_indx as u32;
+                if in_page & ((1usize << indx) - 1) == 0 {
+                    // SAFETY: a BUCKET page of bucket `indx`, offset a
+                    // multiple of the object size.
+                    let (word, mask) = unsafe { self.bit_of(page, indx, in_page) };
+                    // SAFETY: the bitmap word is inside the arena (or table).
+                    if unsafe { *word } & mask != 0 {
+                        // SAFETY: the object is live: clear its bit and push
+                        // it, writing its link through the caller's pointer.
+                        unsafe {
+                            *word &= !mask;
+                            self.free_object(off, page, indx, p.as_ptr());
+                        }
+                        return Ok(());
+                    }
+                }
+            } else if kind == LARGE && in_page == 0 {
+                self.free_large(page);
+                return Ok(());
+            }
+        }
+        self.rejected_frees += 1;
+        Err(BadPointer)
+    }
+
+    /// Frees a block found by [`McKusickKarels::lookup`] from the caller's
+    /// pointer `p`.
+    pub(crate) fn free_block(&mut self, b: Block, p: NonNull<u8>) {
+        match b {
+            Block::Object { off, page, indx } => {
+                // SAFETY: `lookup` found the object live at `p`.
+                unsafe {
+                    let (word, mask) = self.bit_of(page, indx, off & self.page_mask);
+                    *word &= !mask;
+                    self.free_object(off, page, indx, p.as_ptr());
+                }
+            }
+            Block::Large { page, .. } => self.free_large(page),
+        }
+    }
+
+    /// Pushes the object at `off` (allocated bit already cleared) back onto
+    /// its bucket; with `return_pages`, gives its run back once all its
+    /// objects are free.
+    ///
+    /// # Safety
+    ///
+    /// `off` is an object of bucket `indx` in BUCKET page `page`, live until
+    /// its bit was just cleared; `via` is the caller's pointer to it.
+    #[inline(always)]
+    unsafe fn free_object(&mut self, off: usize, page: u32, indx: u32, via: *mut u8) {
+        // SAFETY: `page` is in the table.
+        let kup = unsafe { self.pages.kup(page) };
+        kup.ku_freecnt += 1;
+        let freecnt = kup.ku_freecnt as usize;
+        // SAFETY: `off` is inside the pages; `indx < NBUCKETS`.
+        unsafe {
+            let va = self.base.add(off);
+            self.buckets
+                .get_unchecked_mut(indx as usize)
+                .push(va, via, self.return_pages);
+        }
+        if self.return_pages && freecnt == objects_per_run(self.page_shift, indx) {
+            self.return_run(page, indx);
+        }
+    }
+
+    /// Return-pages mode: unlinks every object of the (all free) bucket run
+    /// at `page` from the doubly linked bucket list and gives the run back to
+    /// the page allocator.
+    ///
+    /// # Time complexity
+    ///
+    /// O(objects per page).
+    #[cold]
+    #[inline(never)]
+    fn return_run(&mut self, page: u32, indx: u32) {
+        let shift = self.page_shift;
+        let size = 1usize << indx;
+        let reserved = reserved_slots(shift, indx);
+        let slots = slots_per_run(shift, indx);
+        // SAFETY: the run is inside the arena; every slot from `reserved` on
+        // is a free object on the (doubly linked) list of bucket `indx`.
+        unsafe {
+            let va = self.base.add((page as usize) << shift);
+            let kbp = self.buckets.get_unchecked_mut(indx as usize);
+            for i in reserved..slots {
+                kbp.unlink(va.add(i * size));
+            }
+            kbp.kb_total -= slots - reserved;
+        }
+        self.inpage_bitmap_bytes -= reserved << indx;
+        self.pages.free_run(page, pages_per_run(shift, indx) as u32);
+    }
+
+    /// Gives the large run at `page` back to the page allocator.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    pub(crate) fn free_large(&mut self, page: u32) {
+        // SAFETY: `page` heads a live large run.
+        let n = unsafe { self.pages.kup(page) }.ku_pagecnt;
+        self.large_live -= 1;
+        self.pages.free_run(page, n);
+    }
+
+    /// The usable size of the live block at `p` (`1 << ku_indx` for an
+    /// object, `ku_pagecnt` pages for a large run), or `None`. Counts nothing.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    pub fn usable_size(&self, p: NonNull<u8>) -> Option<usize> {
+        Some(match self.lookup(p)? {
+            Block::Object { indx, .. } => 1 << indx,
+            Block::Large { pagecnt, .. } => (pagecnt as usize) << self.page_shift,
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! The McKusick-Karels allocator: the 4.3/4.4BSD kernel `malloc`
+//! (McKusick & Karels, "Design of a General Purpose Memory Allocator for the
+//! 4.3BSD UNIX Kernel", USENIX 1988; 4.4BSD `kern_malloc.c`), over an arena
+//! the caller provides, with all its state inside that arena.
+//!
+//! # The terms
+//!
+//! - **page**: the unit the arena is cut into (4 KiB by default; a
+//!   [`Config`] parameter, always 4 KiB through the C ABI). Pages are
+//!   aligned to the page size in absolute address.
+//! - **bucket** (`struct kmembuckets`, fields `kb_`): the free list of one
+//!   power-of-two object size. A request of `size` bytes goes to the bucket
+//!   of the next power of two, index `ceil(log2(size))`, and pops the head of
+//!   its list `kb_next`; the link lives in the free object itself.
+//! - **MINBUCKET**: log2 of the smallest object, 4 (16 bytes).
+//! - **MAXALLOCSAVE**: the largest size kept in buckets, two pages (8 KiB).
+//!   Larger requests get a page run of `ceil(size / page)` pages.
+//! - **kmemusage** / page descriptor (`struct kmemusage`, fields `ku_`): one
+//!   16-byte entry per page, found from an address by arithmetic. It tells
+//!   `free` the size of a block, so blocks carry no header:
+//!   - `ku_indx`: the bucket of a page cut into objects;
+//!   - `ku_freecnt`: how many of that page's objects are free;
+//!   - `ku_pagecnt`: the length of the page run that the page starts (or
+//!     ends: boundary tags).
+//! - **page run**: consecutive pages handed out or kept as one unit: a
+//!   bucket's page(s), a large allocation, or free pages. The page
+//!   allocator finds free runs through size-segregated lists and merges
+//!   neighbours on free through the boundary tags.
+//!
+//! ```text
+//!          bucket[]                          pages (4 KiB)
+//!  [4]  16 B  kb_next ──────────────┐   ┌─────────┬─────────┬─────────┬─────────┬──────
+//!  [5]  32 B  null                  └──▶│ 16 B    │ 512 B   │ large   │ large   │ free
+//!  ...                                  │ objects │ objects │ run of 2 pages    │ run
+//!  [9] 512 B  kb_next ─────────────────▶│         │         │         │         │
+//!  ...                                  └─────────┴─────────┴─────────┴─────────┴──────
+//!                                 kmemusage:  BUCKET    BUCKET    LARGE     LARGE_TAIL FREE
+//!                                             indx 4    indx 9    pagecnt 2 pagecnt 2  pagecnt n
+//!                                             freecnt   freecnt
+//! ```
+//!
+//! `malloc(size)`: `size <= MAXALLOCSAVE`: bucket index by leading-zero
+//! count, pop `kb_next`, set the object's allocated bit, `ku_freecnt -= 1`.
+//! An empty bucket takes a page (two for the `MAXALLOCSAVE` bucket) from the
+//! page allocator and cuts it into objects first. Larger: a page run.
+//!
+//! `free(p)`: descriptor of `p`'s page → bucket page? check the offset is a
+//! multiple of the object size and the allocated bit is set, clear it, push
+//! the object, `ku_freecnt += 1`. Large run head? give the run back.
+//!
+//! # Where this differs from 4.4BSD, and why
+//!
+//! 1. **The page allocator.** 4.4BSD took pages from the kernel map
+//!    (`kmem_malloc`/`kmem_free`, a VM map of entries). Here the pages must
+//!    be managed inside the arena: boundary tags in the descriptor table
+//!    plus free-run lists by length class and a bitmask of non-empty classes
+//!    ([`page_alloc`]), so a run is found in O(1) typical and merged with its
+//!    free neighbours in O(1).
+//! 2. **The descriptor is 16 bytes, not 4.** 4.4BSD's `kmemusage` is
+//!    `{short ku_indx; union {u_short freecnt, pagecnt}}`. Ours adds a kind
+//!    byte (free / bucket / large, head / tail), widens `ku_pagecnt` to 32
+//!    bits (4.4BSD panicked above 65535 pages), keeps `ku_freecnt` and
+//!    `ku_pagecnt` apart (both needed on a two-page bucket run and at run
+//!    boundaries), and adds 8 bytes: the object *allocated bitmap* of pages
+//!    with at most 64 objects, or a free run's list links. 0.39 % of the
+//!    arena with 4 KiB pages ([`kmemusage`]).
+//! 3. **Bad and double frees are rejected deterministically.** 4.4BSD
+//!    trusted the caller (`DIAGNOSTIC` kernels checked alignment and
+//!    searched the free list for duplicates, then panicked). Here every free
+//!    is checked against the descriptor and an allocated bit per object;
+//!    nothing in the object is trusted. Pages with more than 64 objects
+//!    (16- and 32-byte buckets at 4 KiB) keep their bitmap in their first
+//!    object slots: 2 of 256 slots of 16 B, 1 of 128 of 32 B (0.78 % of those
+//!    pages only), counted as metadata while the page belongs to the bucket.
+//! 4. **Free-list order.** 4.4BSD (8.x) appended a freed object at the tail
+//!    of the bucket list (`kb_last`, FIFO), which gave its `DIAGNOSTIC`
+//!    write-after-free check the longest time to notice. The 1988 design and
+//!    4.3BSD-Reno pushed at the head (LIFO), as FreeBSD later did again "for
+//!    quick reuse ... in the cache". We push at the head (LIFO): one store
+//!    fewer, no `kb_last`, and the most recently freed (cache-warm) object is
+//!    reused first. This moves benchmark numbers (warm reuse) and not the
+//!    memory usage.
+//! 5. **Carving order kept.** As in 4.4BSD, a fresh page is chained from its
+//!    last object down to its first, so its objects are handed out in
+//!    descending address order. Kept for faithfulness; it costs one pass
+//!    over the page per refill, as in 4.4BSD.
+//! 6. **Page return (opt-in).** 4.4BSD never gives a bucket's page back (it
+//!    only counted `kb_couldfree`). With [`Config::return_pages`]
+//!    (`ALLOCATOR_FLAG_RETURN_PAGES`) a bucket run goes back to the page
+//!    allocator as soon as `ku_freecnt` says all its objects are free. To
+//!    take its objects off the bucket list without scanning the list, the
+//!    lists are **doubly linked in that mode** (the second word of a free
+//!    object is the back link): the run's objects are unlinked in
+//!    O(objects per page). The hot paths then write one or two more links.
+//!    The faithful mode keeps 4.4BSD's singly linked list. The other option,
+//!    per-page free lists (a slab allocator), would need a page list per
+//!    bucket and a free-list head per page, which do not fit a 16-byte
+//!    descriptor next to the bitmap.
+//! 7. **Sizes above MAXALLOCSAVE** take `ceil(size / page)` pages, as in
+//!    4.4BSD (`roundup(size, CLBYTES)`), and no bucket index is stored for
+//!    them: the descriptor kind says "large". `realloc` (which 4.4BSD's
+//!    kernel lacked until later BSDs) works in place where it can.
+//! 8. **No `kmemstats`/types, no sleeping**: an arena allocator answers
+//!    `None` when full; thread safety is the caller's (or the C layer's
+//!    `ALLOCATOR_FLAG_LOCKED` spin lock), where 4.4BSD raised the spl.
+//!
+//! # Choices that move the numbers
+//!
+//! - **Page size 4 KiB** (the C ABI's; a [`Config`] parameter for Rust): the
+//!   descriptor costs 16 B a page (0.39 %), and when the arena runs out each
+//!   bucket has at most one partly used page. Larger pages shrink the table
+//!   but leave more of each bucket's last page unused and round large
+//!   requests more coarsely; smaller pages do the opposite.
+//! - **MAXALLOCSAVE = 2 pages**, 4.4BSD's `2 * CLBYTES`: requests up to 8 KiB
+//!   are power-of-two objects kept in buckets, larger ones are rounded to
+//!   pages only (at most one page lost instead of up to half).
+//! - **LIFO bucket lists** (see 4. above): reuse is cache-warm.
+//! - **Descending carving** (see 5. above): faithful to 4.4BSD; no measurable
+//!   effect on the benchmarks here.
+//! - **Free-run lists**: LIFO, best fit among the 16 exact classes, four
+//!   probes of the own power-of-two class before a larger run is split
+//!   ([`page_alloc`]).
+//! - **Hot-path details**: the allocated-bit word (in the descriptor or in
+//!   the page) is selected without a branch, and `malloc` prefetches the new
+//!   list head, whose link the next `malloc` of that bucket reads.
+//!
+//! Measured figures and the commands that produce them are in the crate's
+//! README (`benches/alloc.rs`, `examples/usage.rs`).
+//!
+//! # Usage
+//!
+//! - Rust: [`Heap`] over a `&mut [u8]` (safe), or [`McKusickKarels::create`]
+//!   over a raw region.
+//! - C: the crate is also a `cdylib` exporting `include/allocator.h`
+//!   (feature `plugin`, on by default).
+//! - As a Rust global allocator: `plugin_abi::global_arena!(#[global_allocator]
+//!   static A: mckusick_karels::McKusickKarels = 64 << 20);`.
+//!
+//! # Drawbacks
+//!
+//! - Power-of-two rounding: a request of `2^k + 1` bytes costs `2^(k+1)`.
+//! - In the faithful mode, pages given to a bucket stay there: memory freed
+//!   in one size class cannot serve another.
+//! - `largest_free_block` is not monotone: a small request can fail while a
+//!   larger bucket still has a free object.
+//! - Alignments above the page size cost a longer page-run search and may
+//!   fail while an aligned run exists.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod allocator;
+pub mod bucket;
+mod free;
+mod heap;
+mod invariants;
+pub mod kmemusage;
+mod malloc;
+pub mod page_alloc;
+mod plugin;
+mod realloc;
+mod stats;
+
+pub use allocator::{Config, CreateError, McKusickKarels};
+pub use heap::Heap;
+pub use plugin::MIN_ARENA;
+pub use plugin_abi::{AllocatorStats, BadPointer, InvariantViolation, ReallocError};
+
+#[cfg(feature = "plugin")]
+plugin_abi::export_plugin!(McKusickKarels);

@@ -1,0 +1,85 @@
+//! The [`ArenaAllocator`] implementation: what the generic C layer
+//! (`plugin_abi::export_plugin!`), the `GlobalAlloc` adapter
+//! (`plugin_abi::global_arena!`) and the test kit call.
+
+use core::ptr::NonNull;
+
+use plugin_abi::{
+    ALLOCATOR_ABI_VERSION, ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_RETURN_PAGES,
+    ALLOCATOR_PROP_NO_BLOCK_HEADER, ALLOCATOR_PROP_NO_SYSCALLS, ALLOCATOR_PROP_REALLOC_IN_PLACE,
+    ALLOCATOR_PROP_REJECTS_BAD_FREE, ALLOCATOR_PROP_STATE_IN_ARENA, AllocatorInfo, AllocatorStats,
+    ArenaAllocator, BadPointer, InvariantViolation, ReallocError,
+};
+
+use crate::allocator::{Config, McKusickKarels};
+use crate::bucket::MINALLOCSIZE;
+
+/// The C layer puts a 64-byte handle, 64-aligned, before the core's region:
+/// at most 48 bytes of padding for 16-byte aligned memory.
+const C_HANDLE_WORST: usize = 48 + 64;
+
+/// The smallest arena `allocator_create` always accepts for 16-byte aligned
+/// memory: the handle, the state, one descriptor, the worst padding to a
+/// 4 KiB page boundary and one page.
+pub const MIN_ARENA: usize = C_HANDLE_WORST + McKusickKarels::min_region(4096);
+
+impl ArenaAllocator for McKusickKarels {
+    const INFO: AllocatorInfo = AllocatorInfo {
+        abi_version: ALLOCATOR_ABI_VERSION,
+        supported_flags: ALLOCATOR_FLAG_RETURN_PAGES,
+        properties: ALLOCATOR_PROP_STATE_IN_ARENA
+            | ALLOCATOR_PROP_NO_BLOCK_HEADER
+            | ALLOCATOR_PROP_REJECTS_BAD_FREE
+            | ALLOCATOR_PROP_REALLOC_IN_PLACE
+            | ALLOCATOR_PROP_NO_SYSCALLS,
+        reserved: 0,
+        name: c"mckusick-karels".as_ptr(),
+        description: c"McKusick-Karels (4.4BSD kernel malloc): power-of-two buckets up to two pages, size from a per-page kmemusage table, larger requests as page runs with boundary tags".as_ptr(),
+        complexity: c"alloc O(1) (refill O(objects per page)); free O(1) (page return O(objects per page)); page runs O(1) typical".as_ptr(),
+        alignment: ALLOCATOR_ALIGNMENT,
+        min_block: MINALLOCSIZE,
+        min_arena: MIN_ARENA,
+    };
+
+    unsafe fn create_in(region: *mut u8, len: usize, flags: u32) -> Option<NonNull<Self>> {
+        if flags & !ALLOCATOR_FLAG_RETURN_PAGES != 0 {
+            return None;
+        }
+        let config = Config {
+            return_pages: flags & ALLOCATOR_FLAG_RETURN_PAGES != 0,
+            ..Config::default()
+        };
+        // SAFETY: the caller's contract is `create`'s.
+        unsafe { McKusickKarels::create(region, len, config) }.ok()
+    }
+
+    #[inline]
+    fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
+        self.malloc(size)
+    }
+
+    fn alloc_aligned(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        self.malloc_aligned(size, align)
+    }
+
+    #[inline]
+    fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
+        McKusickKarels::free(self, ptr)
+    }
+
+    fn realloc(&mut self, ptr: NonNull<u8>, new_size: usize) -> Result<NonNull<u8>, ReallocError> {
+        McKusickKarels::realloc(self, ptr, new_size)
+    }
+
+    fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        McKusickKarels::usable_size(self, ptr)
+    }
+
+    fn stats(&self) -> AllocatorStats {
+        McKusickKarels::stats(self)
+    }
+
+    fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        McKusickKarels::check_invariants(self)
+    }
+}

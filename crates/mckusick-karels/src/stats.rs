@@ -1,0 +1,53 @@
+//! `stats`: the accounting, from the counters the buckets and the page
+//! allocator keep (nothing is walked but the longest free-run class).
+
+use plugin_abi::{ALLOCATOR_STAT_UNKNOWN, AllocatorStats};
+
+use crate::allocator::McKusickKarels;
+use crate::bucket::MINBUCKET;
+
+impl McKusickKarels {
+    /// A snapshot of the accounting:
+    ///
+    /// - `metadata_bytes`: the state, the descriptor table, the alignment
+    ///   padding, the tail after the last page, and the in-page bitmaps of
+    ///   bucket pages with more than 64 objects (these come and go with the
+    ///   pages of the 16- and 32-byte buckets);
+    /// - `bytes_free`: free objects in buckets plus free pages;
+    /// - `bytes_reserved`: the rest (live objects at their bucket size, live
+    ///   large runs at whole pages); `metadata + reserved + free == arena`;
+    /// - `largest_free_block`: the largest request that would succeed now,
+    ///   the larger of the longest free run and the largest bucket holding a
+    ///   free object;
+    /// - `bytes_requested`: [`ALLOCATOR_STAT_UNKNOWN`] (no header records it).
+    ///
+    /// # Time complexity
+    ///
+    /// O(buckets + free-run classes), plus the runs of the highest non-empty
+    /// power-of-two class (see [`crate::page_alloc::PageAlloc::largest_run`]).
+    pub fn stats(&self) -> AllocatorStats {
+        let mut free = self.pages.free_pages << self.page_shift;
+        let mut live = self.large_live;
+        let mut largest_object = 0;
+        for (indx, kb) in self.buckets.iter().enumerate().skip(MINBUCKET as usize) {
+            free += kb.kb_totalfree << indx;
+            live += kb.kb_total - kb.kb_totalfree;
+            if kb.kb_totalfree > 0 {
+                largest_object = 1 << indx;
+            }
+        }
+        let metadata = self.region_len - self.pages_len + self.inpage_bitmap_bytes;
+        let largest_run = (self.pages.largest_run() as usize) << self.page_shift;
+        AllocatorStats {
+            arena_bytes: self.region_len,
+            metadata_bytes: metadata,
+            bytes_requested: ALLOCATOR_STAT_UNKNOWN,
+            bytes_reserved: self.region_len - metadata - free,
+            bytes_free: free,
+            largest_free_block: largest_run.max(largest_object),
+            live_blocks: live,
+            failed_allocs: self.failed_allocs,
+            rejected_frees: self.rejected_frees,
+        }
+    }
+}

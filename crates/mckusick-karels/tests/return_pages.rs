@@ -1,0 +1,95 @@
+//! With page return, freeing everything gives every page back: the whole
+//! arena can be taken again as one page run. Without it (4.4BSD), bucket
+//! pages stay in their buckets.
+
+use core::ptr::NonNull;
+
+use mckusick_karels::{Config, Heap};
+
+/// A small deterministic generator (no dependency).
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Fills the heap with blocks of random sizes (1 B .. 5 pages) until a
+/// request fails, frees a random half, refills, then frees everything in a
+/// shuffled order. Returns how many blocks were allocated in all.
+fn churn(heap: &mut Heap<'_>, seed: u64) -> usize {
+    let mut rng = XorShift(seed);
+    let mut live: Vec<NonNull<u8>> = Vec::new();
+    let mut total = 0;
+    for round in 0..2 {
+        loop {
+            let size = match rng.next() % 8 {
+                0..=4 => 1 + rng.next() as usize % 256,
+                5 | 6 => 1 + rng.next() as usize % 4096,
+                _ => 1 + rng.next() as usize % (5 * 4096),
+            };
+            match heap.malloc(size) {
+                Some(p) => {
+                    live.push(p);
+                    total += 1;
+                }
+                None => break,
+            }
+        }
+        if round == 0 {
+            for _ in 0..live.len() / 2 {
+                let i = rng.next() as usize % live.len();
+                heap.free(live.swap_remove(i)).unwrap();
+            }
+        }
+        heap.check_invariants().unwrap();
+    }
+    while !live.is_empty() {
+        let i = rng.next() as usize % live.len();
+        heap.free(live.swap_remove(i)).unwrap();
+    }
+    total
+}
+
+#[test]
+fn after_freeing_everything_the_whole_arena_is_one_page_run_again() {
+    let size = if cfg!(miri) { 40 << 10 } else { 1 << 20 };
+    for seed in 1..=if cfg!(miri) { 1 } else { 8 } {
+        let mut mem = vec![0u8; size + seed as usize * 16 + 1];
+        let mut heap = Heap::new(&mut mem[seed as usize * 16..], Config::RETURN_PAGES).unwrap();
+        let whole = heap.npages() * heap.page_size();
+        let initial = heap.stats();
+        assert_eq!(initial.largest_free_block, whole);
+        let n = churn(&mut heap, seed);
+        assert!(n > 10, "{n}");
+        let s = heap.stats();
+        assert_eq!(s.live_blocks, 0);
+        assert_eq!(s.bytes_free, whole);
+        assert_eq!(s.metadata_bytes, initial.metadata_bytes);
+        assert_eq!(s.largest_free_block, whole);
+        let all = heap.malloc(whole).expect("the whole arena as one run");
+        assert_eq!(heap.usable_size(all), Some(whole));
+        assert!(heap.malloc(1).is_none());
+        heap.free(all).unwrap();
+        heap.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn the_faithful_mode_keeps_bucket_pages() {
+    let size = if cfg!(miri) { 40 << 10 } else { 1 << 20 };
+    let mut mem = vec![0u8; size];
+    let mut heap = Heap::new(&mut mem, Config::FAITHFUL).unwrap();
+    let whole = heap.npages() * heap.page_size();
+    churn(&mut heap, 3);
+    let s = heap.stats();
+    assert_eq!(s.live_blocks, 0);
+    // Every byte not in metadata is free, but bucket pages stay cut up.
+    assert_eq!(s.bytes_free + s.metadata_bytes, s.arena_bytes);
+    assert!(s.largest_free_block < whole);
+    assert!(heap.malloc(whole).is_none());
+    heap.check_invariants().unwrap();
+}

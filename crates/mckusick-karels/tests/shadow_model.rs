@@ -1,0 +1,88 @@
+//! The shared shadow model (alloc-testkit) over many random scenarios:
+//! arena sizes from 0 to about 1 MiB (odd ones, powers of two), misaligned
+//! arenas, every action of the kit, in the faithful mode and with
+//! `ALLOCATOR_FLAG_RETURN_PAGES`.
+
+use alloc_testkit::{Expectations, Outcome, action::scenario_strategy, check_core};
+use mckusick_karels::McKusickKarels;
+use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
+use proptest::prelude::*;
+
+#[cfg(not(miri))]
+const MAX_ARENA: usize = 1 << 20;
+#[cfg(miri)]
+const MAX_ARENA: usize = 24 << 10;
+#[cfg(not(miri))]
+const ACTIONS: usize = 400;
+#[cfg(miri)]
+const ACTIONS: usize = 24;
+#[cfg(not(miri))]
+const CASES: u32 = 300;
+#[cfg(miri)]
+const CASES: u32 = 2;
+
+fn expectations(return_pages: bool) -> Expectations {
+    Expectations {
+        restores_largest_after_free_all: return_pages,
+        largest_free_is_monotone: false,
+        check_every_action: true,
+    }
+}
+
+fn run(s: &alloc_testkit::Scenario, flags: u32) -> Result<(), TestCaseError> {
+    let exp = expectations(flags & ALLOCATOR_FLAG_RETURN_PAGES != 0);
+    match check_core::<McKusickKarels>(s, MAX_ARENA, flags, &exp) {
+        Ok(Outcome::Passed(_) | Outcome::NotCreated) => Ok(()),
+        Err(e) => Err(TestCaseError::fail(e)),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn faithful_mode_passes_the_shadow_model(s in scenario_strategy(MAX_ARENA, ACTIONS)) {
+        run(&s, 0)?;
+    }
+
+    #[test]
+    fn return_pages_mode_passes_the_shadow_model(s in scenario_strategy(MAX_ARENA, ACTIONS)) {
+        run(&s, ALLOCATOR_FLAG_RETURN_PAGES)?;
+    }
+}
+
+/// The scenarios really exercise the allocator: most arenas are created, and
+/// allocations, frees, rejections and in-place reallocs all happen.
+#[test]
+fn scenarios_do_real_work() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = scenario_strategy(MAX_ARENA, ACTIONS);
+    let mut total = alloc_testkit::Report::default();
+    let mut created = 0;
+    for _ in 0..if cfg!(miri) { 1 } else { 60 } {
+        let s = strategy.new_tree(&mut runner).unwrap().current();
+        for flags in [0, ALLOCATOR_FLAG_RETURN_PAGES] {
+            let exp = expectations(flags != 0);
+            match check_core::<McKusickKarels>(&s, MAX_ARENA, flags, &exp).unwrap() {
+                Outcome::Passed(r) => {
+                    created += 1;
+                    total.allocations += r.allocations;
+                    total.frees += r.frees;
+                    total.rejected += r.rejected;
+                    total.in_place += r.in_place;
+                    total.failed += r.failed;
+                }
+                Outcome::NotCreated => {}
+            }
+        }
+    }
+    assert!(created > 0);
+    assert!(total.allocations > 0 && total.frees > 0, "{total:?}");
+    if !cfg!(miri) {
+        assert!(
+            total.rejected > 0 && total.in_place > 0 && total.failed > 0,
+            "{total:?}"
+        );
+    }
+}
