@@ -1,0 +1,107 @@
+//! Free: check the pointer against the bitmaps, forget the block, merge it
+//! with its buddy while the buddy is free and of the same order.
+//!
+//! ```text
+//!   free(g, order 4):  buddy = g ^ 1             parent = g & !1
+//!   [ g (freed) | g^1 free, order 4 ]  -> merge -> [ order 5 at g & !1 ]
+//!   then its buddy at order 5, and so on up to the top block.
+//! ```
+//!
+//! The merge check reads no memory a caller owns. Where the parent of a
+//! block `(g, k)` lies inside the managed range, its buddy `b` is always the
+//! start of *some* block: any block holding `b` but starting before it would
+//! be naturally aligned to more than `2^k` and so contain `g` too. So:
+//!
+//! 1. the bitmaps say whether an allocated block starts at `b` (then no merge);
+//! 2. if none does, `b` starts a **free** block, whose header is the
+//!    allocator's own: merge iff its order is `k`.
+//!
+//! A merged buddy leaves its free area (O(1), doubly linked) and its header
+//! magic is erased.
+
+use core::ptr::NonNull;
+
+use plugin_abi::BadPointer;
+
+use crate::Buddy;
+use crate::order::{MAX_ORDER, block_bytes, buddy, granules, parent};
+
+impl Buddy {
+    /// Gives back the block at `ptr`, merging it with its free buddies. A
+    /// pointer that is not the start of a live block (outside the managed
+    /// range, misaligned, inside a block, already freed) is rejected: counted
+    /// in `rejected_frees`, nothing else changes. The decision reads only the
+    /// allocator's bitmaps, never the block.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1) to validate a block of order 4 or 5, O(k) for order `k`; O(1) per
+    /// merge: O(log(arena / 16)) worst case.
+    #[inline]
+    pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
+        let Some((g, k)) = self.live_block(ptr) else {
+            return self.rejected();
+        };
+        self.map.clear_allocated(g, k);
+        let bytes = block_bytes(k);
+        self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
+        self.free_bytes = self.free_bytes.wrapping_add(bytes);
+        self.live_blocks = self.live_blocks.wrapping_sub(1);
+        self.release(g, k);
+        Ok(())
+    }
+
+    /// The size of the live block at `ptr` (`2^k`, at least what was asked),
+    /// or `None` if `ptr` is not the start of a live block.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1) for blocks of order 4 and 5, O(k) for order `k`.
+    pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        self.live_block(ptr).map(|(_, k)| block_bytes(k))
+    }
+
+    /// Counts a rejected pointer.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn rejected<T>(&mut self) -> Result<T, BadPointer> {
+        self.rejected_frees += 1;
+        Err(BadPointer)
+    }
+
+    /// `(granule, order)` of the live block starting at `ptr`, if one does.
+    #[inline(always)]
+    pub(crate) fn live_block(&self, ptr: NonNull<u8>) -> Option<(usize, u32)> {
+        let g = self.frame.granule_of(ptr.as_ptr().addr())?;
+        let k = self.map.start_order(g, self.frame.end);
+        (k != 0).then_some((g, k))
+    }
+
+    /// True when `b` starts a free block of order `k`, given that `b` is a
+    /// block start (the buddy of a block whose parent fits in the range).
+    #[inline(always)]
+    pub(crate) fn is_free_of_order(&self, b: usize, k: u32) -> bool {
+        !self.map.has_start(b) && u32::from(self.frame.header_order(b)) == k
+    }
+
+    /// Puts the (already forgotten) block of order `k` at `g` back in the
+    /// free areas, merging it with its buddy while possible.
+    #[inline(always)]
+    pub(crate) fn release(&mut self, mut g: usize, mut k: u32) {
+        while k < MAX_ORDER {
+            let p = parent(g, k);
+            if !self.frame.fits(p, k + 1) {
+                break; // a top block: its buddy is not in the range
+            }
+            let b = buddy(g, k);
+            if !self.is_free_of_order(b, k) {
+                break;
+            }
+            self.areas.unlink(&self.frame, b, k);
+            g = p;
+            k += 1;
+        }
+        debug_assert!(self.frame.fits(g, k) && g + granules(k) <= self.frame.end);
+        self.areas.push(&self.frame, g, k);
+    }
+}
