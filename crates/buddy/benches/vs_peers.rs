@@ -192,8 +192,8 @@ fn bench_small<S: Subject>(c: &mut Criterion, arena: &Arena, inp: &SmallInputs) 
                 let n = (iters - done).min(SMALL_N as u64) as usize;
                 let mut s = S::new(arena);
                 let t = Instant::now();
-                for i in 0..n {
-                    ptrs[i] = s.alloc(black_box(inp.sizes[i]));
+                for (p, &size) in ptrs[..n].iter_mut().zip(&inp.sizes) {
+                    *p = s.alloc(black_box(size));
                 }
                 total += t.elapsed();
                 assert!(ptrs[..n].iter().all(|p| !p.is_null()));
@@ -209,9 +209,9 @@ fn bench_small<S: Subject>(c: &mut Criterion, arena: &Arena, inp: &SmallInputs) 
             while done < iters {
                 let n = (iters - done).min(SMALL_N as u64) as usize;
                 let mut s = S::new(arena);
-                for i in 0..SMALL_N {
-                    ptrs[i] = s.alloc(inp.sizes[i]);
-                    assert!(!ptrs[i].is_null());
+                for (p, &size) in ptrs.iter_mut().zip(&inp.sizes) {
+                    *p = s.alloc(size);
+                    assert!(!p.is_null());
                 }
                 let t = Instant::now();
                 for &i in &inp.order[..n] {
