@@ -9,15 +9,22 @@
 //!
 //! Invariant (checked by [`crate::Buddy::check`]): the code of every quad
 //! is exactly the one the allocated blocks determine, that is
-//! - `START[code][i] == 4` iff an allocated block of order 4 starts at
-//!   granule `i` of the quad, `== 5` iff one of order 5 does, `== 6` iff one
-//!   of order `>= 6` does (then `i == 0` and the code is `WIDE`);
+//! - `START[code][i] == k` for `k` in `4..=9` iff an allocated block of
+//!   order `k` starts at granule `i` of the quad (for `k >= 6`, `i == 0` and
+//!   the code is `wide(k)`), `== 10` iff one of order `>= 10` does;
 //! - the code is `MARKER` iff the quad starts at `g + granules(j)` for an
-//!   allocated block of order `k >= 7` at `g` and some `6 <= j < k`;
+//!   allocated block of order `k >= 11` at `g` and some `10 <= j < k`;
 //! - every other quad (free, interior, outside the managed range) is `FREE`.
 
 use crate::order::{MAX_ORDER, granules};
-use crate::quad::{self, CLEAR, Code, FREE, INVALID, MARKER, SET4, SET5, START, WIDE, at};
+use crate::quad::{self, CLEAR, Code, FREE, INVALID, MARKER, PROBE_ORDER, SET4, SET5, START, at, wide};
+
+/// The largest order for which [`AllocMap::no_start_in`] answers from the
+/// bitmaps (a region of 64 quads: four A words, one Q word).
+pub(crate) const WORD_ORDER: u32 = 12;
+
+/// `NIBBLES[log_n]`: the low `4 * 2^log_n` bits.
+const NIBBLES: [u64; 5] = [0xF, 0xFF, 0xFFFF, 0xFFFF_FFFF, u64::MAX];
 
 /// The A and Q bitmaps, inside the arena.
 #[derive(Debug)]
@@ -26,7 +33,8 @@ pub(crate) struct AllocMap {
     a: *mut u64,
     /// Q bitmap: `u64` words, 64 bits each.
     q: *mut u64,
-    /// Absolute granule number of quad 0's first granule (a multiple of 64).
+    /// Absolute granule number of quad 0's first granule (a multiple of 256:
+    /// a Q word covers an aligned 4 KiB, which `no_start_in` relies on).
     base_g: usize,
     /// Quads covered: `16 * a_words` (the Q bitmap covers at least as many).
     quads: usize,
@@ -113,23 +121,67 @@ impl AllocMap {
         START[at(self.code(g), g)] != 0
     }
 
+    /// True when no allocated block starts inside the naturally aligned
+    /// region of order `k` at granule `g`, for `k <= WORD_ORDER` (a region of
+    /// at most 64 quads, so at most 4 A words and one Q word are tested).
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    pub(crate) fn no_start_in(&self, g: usize, k: u32) -> bool {
+        if k <= 5 {
+            let c = self.code(g);
+            // Order 4: granule g; order 5: the pair at g.
+            return START[at(c, g)] | (if k == 5 { START[at(c, g + 1)] } else { 0 }) == 0;
+        }
+        let qi = g.wrapping_sub(self.base_g) >> 2;
+        // n = 2^(k-6) quads, aligned to n (the base is aligned to 64 quads).
+        let log_n = k.wrapping_sub(6);
+        if log_n > WORD_ORDER - 6 || qi >= self.quads || (self.quads - qi) >> log_n == 0 {
+            debug_assert!(false, "region {g:#x} of order {k}");
+            return false;
+        }
+        debug_assert!(qi.trailing_zeros() >= log_n, "unaligned region {g:#x}");
+        // A quad's code is FREE iff its nibble is zero (no Q = 1 code has a
+        // zero nibble): only the A bitmap is read. The nibbles lie in one A
+        // word (n <= 16) or in n / 16 whole A words.
+        if log_n <= 4 {
+            // SAFETY: `qi < quads`: the word exists (see `code`).
+            let a = unsafe { self.a.add(qi >> 4).read() } >> ((qi & 15) << 2);
+            a & NIBBLES[log_n as usize] == 0
+        } else {
+            let mut any = 0;
+            for w in 0..1usize << (log_n - 4) {
+                // SAFETY: `qi + n <= quads`: the words `qi / 16 .. (qi + n) / 16`.
+                any |= unsafe { self.a.add((qi >> 4) + w).read() };
+            }
+            any == 0
+        }
+    }
+
     /// The order of the allocated block that starts at granule `g`, or 0 if
     /// none does. `end` is the managed range's end (the marker probe never
     /// looks at or past it).
     ///
     /// # Time complexity
     ///
-    /// O(1) for orders 4 and 5, O(k - 5) quad reads for order `k >= 6`.
+    /// O(1) up to order 10, O(k - 10) quad reads for order `k > 10`.
     #[inline(always)]
     pub(crate) fn start_order(&self, g: usize, end: usize) -> u32 {
         let t = u32::from(START[at(self.code(g), g)]);
-        if t < 6 { t } else { self.wide_order(g, end) }
+        if t < PROBE_ORDER {
+            t
+        } else {
+            self.probe_order(g, end)
+        }
     }
 
-    /// The order of the `WIDE` block at `g`: 6 plus the number of markers.
-    #[inline]
-    fn wide_order(&self, g: usize, end: usize) -> u32 {
-        let mut j = 6;
+    /// The order of the `wide(PROBE_ORDER)` block at `g`: `PROBE_ORDER`
+    /// plus the number of markers.
+    #[inline(never)]
+    fn probe_order(&self, g: usize, end: usize) -> u32 {
+        let mut j = PROBE_ORDER;
         while j < MAX_ORDER {
             let b = g + granules(j);
             if b >= end || self.code(b) != MARKER {
@@ -145,7 +197,7 @@ impl AllocMap {
     ///
     /// # Time complexity
     ///
-    /// O(1) for `k <= 6`, O(k - 6) otherwise.
+    /// O(1) for `k <= PROBE_ORDER`, O(k - PROBE_ORDER) otherwise.
     #[inline(always)]
     pub(crate) fn mark_allocated(&mut self, g: usize, k: u32) {
         if k <= 5 {
@@ -161,8 +213,8 @@ impl AllocMap {
             }
         } else {
             debug_assert_eq!(self.code(g), FREE);
-            self.set_code(g, WIDE);
-            for j in 6..k {
+            self.set_code(g, wide(k.min(PROBE_ORDER)));
+            for j in PROBE_ORDER..k {
                 self.set_code(g + granules(j), MARKER);
             }
         }
@@ -172,7 +224,7 @@ impl AllocMap {
     ///
     /// # Time complexity
     ///
-    /// O(1) for `k <= 6`, O(k - 6) otherwise.
+    /// O(1) for `k <= PROBE_ORDER`, O(k - PROBE_ORDER) otherwise.
     #[inline(always)]
     pub(crate) fn clear_allocated(&mut self, g: usize, k: u32) {
         if k <= 5 {
@@ -184,7 +236,7 @@ impl AllocMap {
             }
         } else {
             self.set_code(g, FREE);
-            for j in 6..k {
+            for j in PROBE_ORDER..k {
                 self.set_code(g + granules(j), FREE);
             }
         }

@@ -16,6 +16,11 @@
 //! 2. if none does, `b` starts a **free** block, whose header is the
 //!    allocator's own: merge iff its order is `k`.
 //!
+//! Up to order 12 even the header is not read: the buddy is free and whole
+//! iff no allocated block starts in its aligned region, one word test
+//! (`is_free_of_order`); the header is touched only to take a
+//! merged buddy off its free area.
+//!
 //! A merged buddy leaves its free area (O(1), doubly linked) and its header
 //! magic is erased.
 
@@ -24,6 +29,7 @@ use core::ptr::NonNull;
 use plugin_abi::BadPointer;
 
 use crate::Buddy;
+use crate::bitmap::WORD_ORDER;
 use crate::order::{MAX_ORDER, block_bytes, buddy, granules, parent};
 
 impl Buddy {
@@ -35,8 +41,8 @@ impl Buddy {
     ///
     /// # Time complexity
     ///
-    /// O(1) to validate a block of order 4 or 5, O(k) for order `k`; O(1) per
-    /// merge: O(log(arena / 16)) worst case.
+    /// O(1) to validate a block up to order 10 (1 KiB), O(k - 10) for
+    /// order `k` above; O(1) per merge: O(log(arena / 16)) worst case.
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
         let Some((g, k)) = self.live_block(ptr) else {
@@ -56,7 +62,7 @@ impl Buddy {
     ///
     /// # Time complexity
     ///
-    /// O(1) for blocks of order 4 and 5, O(k) for order `k`.
+    /// O(1) up to order 10, O(k - 10) for order `k` above.
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         self.live_block(ptr).map(|(_, k)| block_bytes(k))
     }
@@ -78,30 +84,50 @@ impl Buddy {
     }
 
     /// True when `b` starts a free block of order `k`, given that `b` is a
-    /// block start (the buddy of a block whose parent fits in the range).
+    /// block start whose parent (with the block at `b ^ granules(k)`, not
+    /// free) lies in the range.
+    ///
+    /// Up to order 12 this reads only the bitmaps: the aligned region of
+    /// order `k` at `b` is a single free block iff no allocated block starts
+    /// in it. (Were it all free but cut into several free blocks, the
+    /// smallest of them and its buddy, of the same order, would be two
+    /// unmerged free buddies; and no free block holding it can be larger,
+    /// its parent holds the other half.) Above, the block at `b` is a free
+    /// block when no allocated one starts there, and its header tells its
+    /// order.
     #[inline(always)]
     pub(crate) fn is_free_of_order(&self, b: usize, k: u32) -> bool {
-        !self.map.has_start(b) && u32::from(self.frame.header_order(b)) == k
+        if k <= WORD_ORDER {
+            self.map.no_start_in(b, k)
+        } else {
+            !self.map.has_start(b) && u32::from(self.frame.header_order(b)) == k
+        }
     }
 
     /// Puts the (already forgotten) block of order `k` at `g` back in the
     /// free areas, merging it with its buddy while possible.
     #[inline(always)]
     pub(crate) fn release(&mut self, mut g: usize, mut k: u32) {
+        let (start, end) = (self.frame.start, self.frame.end);
+        // granules(k), kept as k grows rather than recomputed.
+        let mut size = granules(k);
         while k < MAX_ORDER {
-            let p = parent(g, k);
-            if !self.frame.fits(p, k + 1) {
+            // parent(g, k) = g & !size, buddy(g, k) = g ^ size.
+            let p = g & !size;
+            if p < start || p + 2 * size > end {
                 break; // a top block: its buddy is not in the range
             }
-            let b = buddy(g, k);
+            let b = g ^ size;
+            debug_assert_eq!((p, b), (parent(g, k), buddy(g, k)));
             if !self.is_free_of_order(b, k) {
                 break;
             }
             self.areas.unlink(&self.frame, b, k);
             g = p;
             k += 1;
+            size <<= 1;
         }
-        debug_assert!(self.frame.fits(g, k) && g + granules(k) <= self.frame.end);
+        debug_assert!(self.frame.fits(g, k));
         self.areas.push(&self.frame, g, k);
     }
 }

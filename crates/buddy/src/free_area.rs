@@ -19,8 +19,10 @@
 //! Invariants (checked by [`crate::Buddy::check`]):
 //! - a block is in list `k` iff it is a free block of order `k`, and then its
 //!   header has `order == k` and `magic == MAGIC`;
-//! - `prev` is NIL iff the block is its list's head; `next` is NIL iff it is
-//!   the tail; `x.next == y` iff `y.prev == x`.
+//! - `next` is NIL iff the block is its list's tail; `x.next == y` iff
+//!   `y.prev == x` for every `y` but the head, whose `prev` is not kept (so
+//!   taking the head off touches no other block: `alloc` costs one cache
+//!   line less).
 
 use core::ptr::NonNull;
 
@@ -89,7 +91,8 @@ impl Frame {
     /// True when a block of order `k` at `g` lies inside the managed range.
     #[inline(always)]
     pub(crate) fn fits(&self, g: usize, k: u32) -> bool {
-        g >= self.start && g <= self.end && self.end - g >= granules(k)
+        // No overflow: granule numbers are below 2^60, blocks below 2^32.
+        g >= self.start && g + granules(k) <= self.end
     }
 
     /// The managed granule at address `addr`, if `addr` is one's start.
@@ -262,7 +265,7 @@ impl FreeAreas {
     }
 
     /// Makes the block of order `k` at `g` a free block at the head of its
-    /// list.
+    /// list (its `prev` is left NIL; it is not kept for the head).
     ///
     /// # Time complexity
     ///
@@ -290,10 +293,10 @@ impl FreeAreas {
         let g = f.link(self.heads[slot(k)])?;
         let (next, _, _order, _magic) = f.read_header(g);
         debug_assert!(_order as u32 == k && _magic == MAGIC, "bad head {g:#x}");
+        // The new head's `prev` is not kept: nothing to write there.
         self.heads[slot(k)] = next;
-        match f.link(next) {
-            Some(n) => f.set_prev(n, NIL),
-            None => self.nonempty &= !(1 << k),
+        if next == NIL {
+            self.nonempty &= !(1 << k);
         }
         f.erase(g);
         Some(g)
@@ -308,17 +311,20 @@ impl FreeAreas {
     pub(crate) fn unlink(&mut self, f: &Frame, g: usize, k: u32) {
         let (next, prev, _order, _magic) = f.read_header(g);
         debug_assert!(_order as u32 == k && _magic == MAGIC, "unlink {g:#x}");
-        match f.link(prev) {
-            Some(p) => f.set_next(p, next),
-            None => {
-                self.heads[slot(k)] = next;
-                if next == NIL {
-                    self.nonempty &= !(1 << k);
-                }
+        let head = &mut self.heads[slot(k)];
+        if *head == f.rel(g) {
+            // The head: its `prev` is not kept, nor is the next one's.
+            *head = next;
+            if next == NIL {
+                self.nonempty &= !(1 << k);
             }
-        }
-        if let Some(n) = f.link(next) {
-            f.set_prev(n, prev);
+        } else {
+            if let Some(p) = f.link(prev) {
+                f.set_next(p, next);
+            }
+            if let Some(n) = f.link(next) {
+                f.set_prev(n, prev);
+            }
         }
         f.erase(g);
     }

@@ -11,7 +11,8 @@
 //!    free buddy of the same order (they would have been merged).
 //! 3. The free area of order `k` holds exactly the free blocks of order `k`
 //!    found by the walk: each list node is a free block of order `k` (found
-//!    from its top block downwards), `prev` links mirror `next` links, the
+//!    from its top block downwards), `prev` links mirror `next` links (but
+//!    the head's, which is not kept), the
 //!    list is no longer than the number of such blocks (no cycle) and no
 //!    shorter; bit `k` of the mask is set iff the list is not empty.
 //! 4. The counters agree with the walk, and `metadata + reserved + free`
@@ -31,7 +32,7 @@ use crate::order::{
     MAX_ORDER, MIN_ORDER, NUM_ORDERS, block_bytes, buddy, granules, is_aligned, parent,
     top_block_containing,
 };
-use crate::quad::{self, FREE, MARKER, WIDE};
+use crate::quad::{self, FREE, MARKER, PROBE_ORDER, wide};
 
 /// A broken invariant: what, where (an address, or 0), and one number that
 /// helps (an order, a code, a count).
@@ -177,8 +178,10 @@ impl Buddy {
                 free_count[(k - MIN_ORDER) as usize] += 1;
                 free += block_bytes(k);
                 if k < MAX_ORDER && f.fits(parent(g, k), k + 1) {
+                    let b = buddy(g, k);
+                    let (_, _, order, magic) = f.read_header(b);
                     require!(
-                        !self.is_free_of_order(buddy(g, k), k),
+                        self.map.has_start(b) || magic != MAGIC || u32::from(order) != k,
                         "two free buddies are left unmerged",
                         f.addr_of(g),
                         k
@@ -221,7 +224,12 @@ impl Buddy {
                     k
                 );
                 let (next, p, _, _) = f.read_header(x);
-                require!(p == prev, "a prev link is broken", f.addr_of(x), k);
+                require!(
+                    cur == head || p == prev,
+                    "a prev link is broken",
+                    f.addr_of(x),
+                    k
+                );
                 n += 1;
                 prev = cur;
                 cur = next;
@@ -296,16 +304,16 @@ impl Buddy {
         Ok(())
     }
 
-    /// The quads of a block of order >= 6: `WIDE` then markers if allocated,
-    /// all `FREE` otherwise.
+    /// The quads of a block of order >= 6: `wide(min(k, 10))` then markers
+    /// if allocated, all `FREE` otherwise.
     fn check_wide_block(&self, g: usize, k: u32, allocated: bool) -> Result<(), Corruption> {
         let f = &self.frame;
         let mut d = 0;
         while d < granules(k) {
             let expected = match (allocated, d) {
                 (false, _) => FREE,
-                (true, 0) => WIDE,
-                (true, d) if d.is_power_of_two() => MARKER,
+                (true, 0) => wide(k.min(PROBE_ORDER)),
+                (true, d) if d.is_power_of_two() && d >= granules(PROBE_ORDER) => MARKER,
                 _ => FREE,
             };
             let c = self.map.code(g + d);

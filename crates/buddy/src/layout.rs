@@ -4,12 +4,12 @@
 //!  region                                                          region + len
 //!  |pad| Buddy (state) | A bitmap | Q bitmap |pad| managed range ...     |tail|
 //!                                                ^ start (16-aligned)  ^ end
-//!  |<-------- bitmaps index granules from base = start & !1023 ------->|
+//!  |<-------- bitmaps index granules from base = start & !4095 ------->|
 //! ```
 //!
 //! The bitmaps cover the granules from `base` (the managed start rounded down
-//! to 1 KiB, so that a bitmap word covers an aligned 1 KiB and quads are
-//! aligned 64 bytes) to `end`. Their size depends on where the managed range
+//! to 4 KiB, so that an A word covers an aligned 1 KiB, a Q word an aligned
+//! 4 KiB, and quads are aligned 64 bytes) to `end`. Their size depends on where the managed range
 //! starts, which depends on their size: [`compute`] finds the smallest size
 //! that covers the range it leaves (a binary search, the need shrinks as the
 //! bitmaps grow).
@@ -21,7 +21,7 @@ pub const GRANULES_PER_A_WORD: usize = 64;
 /// A words covered by one word of the Q bitmap (one bit per quad).
 pub const A_WORDS_PER_Q_WORD: usize = 4;
 /// The bitmaps' base is aligned to this many bytes.
-pub const BASE_ALIGN: usize = 1024;
+pub const BASE_ALIGN: usize = 4096;
 
 /// The layout of an allocator inside `[addr, addr + len)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub fn compute(addr: usize, len: usize, state_size: usize, state_align: usize) -
     if tables_start >= end_addr {
         return None;
     }
-    // Enough for any start: every granule from the region's 1 KiB-aligned
+    // Enough for any start: every granule from the region's 4 KiB-aligned
     // base to the end (and no more than MAX_GRANULES).
     let most = ((end_addr >> GRANULE_SHIFT) - ((addr & !(BASE_ALIGN - 1)) >> GRANULE_SHIFT))
         .min(MAX_GRANULES);
@@ -142,7 +142,7 @@ mod tests {
             "bitmaps overlap the managed range"
         );
         assert!(l.end_g << 4 <= addr + len, "managed range past the region");
-        assert!(l.base_g <= l.start_g && l.base_g % 64 == 0);
+        assert!(l.base_g <= l.start_g && l.base_g % 256 == 0);
         assert!(l.end_g - l.base_g <= l.a_words * 64, "A bitmap too small");
         assert!(l.a_words * 16 <= l.q_words * 64, "Q bitmap too small");
         assert!(l.end_g - l.base_g <= MAX_GRANULES);
@@ -182,10 +182,10 @@ mod tests {
         #[test]
         fn layouts_are_sound(addr in 1usize..(1 << 40), len in 0usize..(8 << 20)) {
             if let Some(l) = check(addr, len) {
-                // Not wasteful: at most one A word more than the granules they
-                // cover need (one word less may move the base down by 1 KiB
+                // Not wasteful: at most four A words more than the granules they
+                // cover need (one word less may move the base down by 4 KiB
                 // and then need it back).
-                prop_assert!(l.a_words <= (l.end_g - l.base_g).div_ceil(64) + 1);
+                prop_assert!(l.a_words <= (l.end_g - l.base_g).div_ceil(64) + 4);
                 let meta = len - l.managed_bytes();
                 if len > 1 << 20 {
                     prop_assert!(meta * 100 < len, "{} of {}", meta, len);

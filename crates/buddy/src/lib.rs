@@ -140,12 +140,13 @@ pub struct Buddy {
 }
 
 /// `allocator_info().min_arena`: the handle of the C layer (with its
-/// worst-case padding for 16-byte aligned memory), the state, two bitmap
-/// words, padding, one block.
+/// worst-case padding for 16-byte aligned memory), the state, the bitmaps
+/// for the worst case (the base may lie up to 255 granules before the one
+/// managed granule: four A words and one Q word), padding, one block.
 const MIN_ARENA: usize = (64 - ALLOCATOR_ALIGNMENT)
     + size_of::<plugin_abi::ffi::Handle<Buddy>>()
     + size_of::<Buddy>()
-    + 16
+    + 5 * 8
     + (GRANULE - 1)
     + GRANULE;
 

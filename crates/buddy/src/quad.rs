@@ -1,41 +1,46 @@
 //! The *quad code*: 5 bits per 64 bytes that tell, without reading any
-//! block, which allocated blocks start where.
+//! block, which allocated blocks start where, and of which order.
 //!
 //! A *quad* is an aligned run of 4 granules (64 bytes). What the allocator
 //! must know out of band (so that a bad `free` is rejected without trusting
 //! memory a caller may have written) is the set of **allocated** blocks, with
-//! their orders. Seen from one quad, that is one of 27 *quad states*:
+//! their orders. Seen from one quad, that is one of these *quad states*:
 //!
 //! ```text
 //!   pair state (granules 2p, 2p+1 of the quad)       quad state
 //!   E  no allocated block starts in the pair          (s0, s1): 5 x 5 = 25
-//!   L  an order-4 block at the even granule only      W: an allocated block of
-//!   R  an order-4 block at the odd granule only          order >= 6 starts here
-//!   B  order-4 blocks at both                         M: interior marker (below)
-//!   P  an order-5 block at the pair                   = 27 states
+//!   L  an order-4 block at the even granule only      W6..W10: an allocated block
+//!   R  an order-4 block at the odd granule only          of that order starts here
+//!   B  order-4 blocks at both                         W10: one of order >= 10 does
+//!   P  an order-5 block at the pair                   M: interior marker (below)
+//!                                                     = 31 states
 //! ```
 //!
 //! A state is stored as a 5-bit code: one bit in the *Q* bitmap and one
 //! nibble in the *A* bitmap. Codes 0..=15 (Q = 0) are the states made only
 //! of E, L, R, B, and then the nibble is simply "an order-4 block starts at
-//! granule i" for each of its bits; codes 16..=26 (Q = 1) are the states with
-//! a P, W and M. So the frequent small blocks are plain bits.
+//! granule i" for each of its bits; codes 17..=31 (Q = 1) are the states with
+//! a P, the W states and M, all with a non-zero nibble (code 16 is not
+//! used). So the frequent small blocks are plain bits, the order of any
+//! block up to 512 bytes is one table look-up, and "no allocated block
+//! starts in these quads" is "their nibbles are zero": one A-word test,
+//! whatever the Q bits.
 //!
-//! The order of a W block is told by *markers*: an allocated block of order
-//! `k >= 7` at granule `g` sets the quads at `g + granules(j)` for
-//! `j = 6..k` to M (the starts of its upper halves, which lie inside it).
-//! Decoding probes `j = 6, 7, ...` while the quad at `g + granules(j)` is M
-//! (O(k) probes). A quad inside an allocated block that is not a marker is 0;
-//! so is every quad of a free block, and a marker never sits at a real block
-//! start (it is strictly inside its block), so the probe stops exactly at the
-//! block's end.
+//! The order of a W10 block is told by *markers*: an allocated block of order
+//! `k >= 11` at granule `g` sets the quads at `g + granules(j)` for
+//! `j = 10..k` to M (the starts of its upper halves, which lie inside it).
+//! Decoding probes `j = 10, 11, ...` while the quad at `g + granules(j)` is M
+//! (O(k - 10) probes). A quad inside an allocated block that is not a marker
+//! is 0; so is every quad of a free block, and a marker never sits at a real
+//! block start (it is strictly inside its block), so the probe stops exactly
+//! at the block's end.
 //!
-//! Cost: 5 bits per 64 bytes = 0.98 % of the arena (a lower bound for *any*
+//! Cost: 5 bits per 64 bytes = 0.98 % of the arena. (A lower bound for *any*
 //! exact code of the allocated set is about 1.176 bits per granule, 0.92 %;
 //! one bit per granule for starts plus one per pair for orders, the obvious
-//! scheme, costs 1.17 %).
+//! scheme, costs 1.17 %.)
 
-/// A 5-bit quad code (`0..=26`; others are corrupt).
+/// A 5-bit quad code (`0..=31`; 16 is never written).
 pub type Code = u8;
 
 /// Pair states.
@@ -48,23 +53,30 @@ const P: u8 = 4;
 /// The code of a quad in which no allocated block starts (also every quad
 /// inside a free block, and the non-marker quads inside an allocated block).
 pub const FREE: Code = 0;
-/// An allocated block of order >= 6 starts at the quad's first granule.
-pub const WIDE: Code = 25;
-/// An interior marker of an allocated block of order >= 7.
-pub const MARKER: Code = 26;
+/// `wide(PROBE_ORDER)` means "an allocated block of this order or more:
+/// probe the markers"; the W codes of smaller orders are exact.
+pub const PROBE_ORDER: u32 = 10;
+/// The code of "an allocated block of order `k` starts at the quad's first
+/// granule", `6 <= k <= PROBE_ORDER` (`PROBE_ORDER`: that order or more).
+pub const fn wide(k: u32) -> Code {
+    20 + k as Code
+}
+/// An interior marker of an allocated block of order > `PROBE_ORDER`.
+pub const MARKER: Code = 31;
 /// Returned by the transition tables for a transition that cannot happen in
 /// a consistent state.
 pub const INVALID: Code = 0xFF;
 /// Number of valid codes.
-pub const NUM_CODES: u8 = 27;
+pub const NUM_CODES: u8 = 32;
 
 /// A decoded quad state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuadState {
     /// The two pairs' states (E, L, R, B, P = 0..=4).
     Pairs(u8, u8),
-    /// An allocated block of order >= 6 starts at granule 0.
-    Wide,
+    /// An allocated block of this order (6..=10; 10: 10 or more) starts
+    /// at granule 0.
+    Wide(u8),
     /// Interior marker.
     Marker,
 }
@@ -76,14 +88,14 @@ pub const fn encode(s: QuadState) -> Code {
             if s0 < P && s1 < P {
                 s0 | (s1 << 2)
             } else if s0 == P && s1 < P {
-                16 + s1
+                17 + s1
             } else if s0 == P {
-                16 + 4
+                21
             } else {
-                16 + 5 + s0
+                22 + s0
             }
         }
-        QuadState::Wide => WIDE,
+        QuadState::Wide(k) => wide(k as u32),
         QuadState::Marker => MARKER,
     }
 }
@@ -92,12 +104,12 @@ pub const fn encode(s: QuadState) -> Code {
 pub const fn decode(c: Code) -> Option<QuadState> {
     match c {
         0..=15 => Some(QuadState::Pairs(c & 3, (c >> 2) & 3)),
-        16..=19 => Some(QuadState::Pairs(P, c - 16)),
-        20 => Some(QuadState::Pairs(P, P)),
-        21..=24 => Some(QuadState::Pairs(c - 21, P)),
-        WIDE => Some(QuadState::Wide),
+        17..=20 => Some(QuadState::Pairs(P, c - 17)),
+        21 => Some(QuadState::Pairs(P, P)),
+        22..=25 => Some(QuadState::Pairs(c - 22, P)),
+        26..=30 => Some(QuadState::Wide(c - 20)),
         MARKER => Some(QuadState::Marker),
-        _ => None,
+        _ => None, // 16: Q set with a zero nibble, never written
     }
 }
 
@@ -114,7 +126,7 @@ const fn with_pair(s0: u8, s1: u8, i: usize, s: u8) -> QuadState {
     }
 }
 
-/// The order (4, 5, or 6 meaning "6 or more: probe the markers") of the
+/// The order (4..=9, or 10 meaning "10 or more: probe the markers") of the
 /// allocated block that starts at granule `i` of a quad in state `s`, or 0.
 const fn start_order(s: QuadState, i: usize) -> u8 {
     let odd = i & 1 == 1;
@@ -126,7 +138,7 @@ const fn start_order(s: QuadState, i: usize) -> u8 {
             P if !odd => 5,
             _ => 0,
         },
-        QuadState::Wide if i == 0 => 6,
+        QuadState::Wide(k) if i == 0 => k,
         _ => 0,
     }
 }
@@ -171,7 +183,7 @@ const fn clear(s: QuadState, i: usize) -> Option<QuadState> {
             };
             Some(with_pair(s0, s1, i, new))
         }
-        QuadState::Wide if i == 0 => Some(QuadState::Pairs(E, E)),
+        QuadState::Wide(_) if i == 0 => Some(QuadState::Pairs(E, E)),
         _ => None,
     }
 }
@@ -199,7 +211,8 @@ macro_rules! table {
 }
 
 /// `START[code * 4 + i]`: the order of the allocated block starting at
-/// granule `i` of the quad (4, 5, 6 meaning ">= 6: probe"), or 0 if none.
+/// granule `i` of the quad (4..=9, or 10 meaning ">= 10: probe the
+/// markers"), or 0 if none.
 pub static START: [u8; 128] = {
     let mut t = [0; 128];
     let mut c = 0;
@@ -229,8 +242,7 @@ pub static CLEAR: [Code; 128] = table!(clear);
 /// The table index of granule `g` in a quad of code `c`.
 #[inline(always)]
 pub const fn at(c: Code, g: usize) -> usize {
-    // `c & 31` keeps the index in bounds whatever the code (a corrupt code
-    // 27..=31 maps to all-zero / INVALID entries).
+    // `c & 31` keeps the index in bounds whatever the byte.
     ((c as usize & 31) << 2) | (g & 3)
 }
 
@@ -263,13 +275,15 @@ mod tests {
                 v.push(QuadState::Pairs(s0, s1));
             }
         }
-        v.push(QuadState::Wide);
+        for k in 6..=10 {
+            v.push(QuadState::Wide(k));
+        }
         v.push(QuadState::Marker);
         v
     }
 
     #[test]
-    fn codes_are_a_bijection_onto_0_to_26() {
+    fn codes_are_a_bijection_onto_0_to_31_but_16() {
         let mut seen = [false; 32];
         for s in all_states() {
             let c = encode(s);
@@ -278,9 +292,10 @@ mod tests {
             seen[c as usize] = true;
             assert_eq!(decode(c), Some(s));
         }
-        for c in NUM_CODES..32 {
-            assert_eq!(decode(c), None);
-        }
+        assert!(seen.iter().enumerate().all(|(c, &s)| s == (c != 16)));
+        assert_eq!(decode(16), None);
+        // Q = 1 codes have a non-zero nibble: FREE iff the nibble is zero.
+        assert!((17..32).all(|c| c & 15 != 0));
         assert_eq!(encode(QuadState::Pairs(E, E)), FREE);
     }
 
@@ -331,10 +346,12 @@ mod tests {
                 }
             }
         }
-        assert_eq!(START[at(WIDE, 0)], 6);
-        assert_eq!(CLEAR[at(WIDE, 0)], FREE);
+        for k in 6..=PROBE_ORDER {
+            assert_eq!(u32::from(START[at(wide(k), 0)]), k);
+            assert_eq!(CLEAR[at(wide(k), 0)], FREE);
+            assert!((1..4).all(|i| START[at(wide(k), i)] == 0));
+        }
         assert!((0..4).all(|i| START[at(MARKER, i)] == 0));
-        assert!((1..4).all(|i| START[at(WIDE, i)] == 0));
     }
 
     #[test]

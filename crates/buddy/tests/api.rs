@@ -56,8 +56,10 @@ fn same_but_rejected(before: &AllocatorStats, after: &AllocatorStats, more: usiz
 fn bad_frees_are_rejected_and_change_nothing() {
     let mut h = Heap::new(64 * KIB + 7, 9);
     let small = h.b().alloc(16).unwrap();
-    let big = h.b().alloc(2000).unwrap(); // order 11: a WIDE start and markers
+    let big = h.b().alloc(2000).unwrap(); // order 11: W11, no marker
     assert_eq!(h.b().usable_size(big), Some(2048));
+    let huge = h.b().alloc(10_000).unwrap(); // order 14: W11 and 3 markers
+    assert_eq!(h.b().usable_size(huge), Some(16384));
     let freed = h.b().alloc(100).unwrap();
     h.b().free(freed).unwrap();
     let (lo, hi) = h.arena.bounds();
@@ -79,7 +81,10 @@ fn bad_frees_are_rejected_and_change_nothing() {
         bad.push(big.as_ptr() as usize + d);
     }
     for d in (16..2048).step_by(16) {
-        bad.push(big.as_ptr() as usize + d); // interior, markers included
+        bad.push(big.as_ptr() as usize + d); // interior
+    }
+    for d in (16..16384).step_by(16) {
+        bad.push(huge.as_ptr() as usize + d); // interior, markers included
     }
     for (n, &addr) in bad.iter().enumerate() {
         let p = h.ptr(addr);
@@ -100,6 +105,7 @@ fn bad_frees_are_rejected_and_change_nothing() {
     h.check();
     h.b().free(small).unwrap();
     h.b().free(big).unwrap();
+    h.b().free(huge).unwrap();
     h.check();
 }
 
@@ -337,8 +343,8 @@ fn check_catches_corruption() {
     h.check();
     // SAFETY: a lies in the arena; this is the use-after-free under test.
     let saved = unsafe { a.as_ptr().cast::<[u8; 16]>().read() };
-    // order, magic, next, prev
-    for (off, flip) in [(8, 3u8), (9, 0xFF), (0, 0x10), (4, 0x01)] {
+    // order, magic, next (a is its list's head, whose prev is not kept)
+    for (off, flip) in [(8, 3u8), (9, 0xFF), (0, 0x10)] {
         // SAFETY: as above.
         unsafe { a.as_ptr().add(off).write(a.as_ptr().add(off).read() ^ flip) };
         assert!(h.b().check().is_err(), "byte {off} ^= {flip}");
