@@ -79,7 +79,9 @@ impl Buddy {
         let mut i = j;
         while i > k {
             i -= 1;
-            self.areas.push(&self.frame, g + granules(i), i);
+            // SAFETY: the upper half of order i of the block just taken off
+            // its list: managed, and in no list.
+            unsafe { self.areas.push(&self.frame, g + granules(i), i) };
         }
         self.map.mark_allocated(g, k);
         let bytes = block_bytes(k);

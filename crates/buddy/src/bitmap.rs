@@ -17,7 +17,9 @@
 //! - every other quad (free, interior, outside the managed range) is `FREE`.
 
 use crate::order::{MAX_ORDER, granules};
-use crate::quad::{self, CLEAR, Code, FREE, INVALID, MARKER, PROBE_ORDER, SET4, SET5, START, at, wide};
+use crate::quad::{
+    self, CLEAR, Code, FREE, INVALID, MARKER, PROBE_ORDER, SET4, SET5, START, at, wide,
+};
 
 /// The largest order for which [`AllocMap::no_start_in`] answers from the
 /// bitmaps (a region of 64 quads: four A words, one Q word).

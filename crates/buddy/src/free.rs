@@ -122,12 +122,16 @@ impl Buddy {
             if !self.is_free_of_order(b, k) {
                 break;
             }
-            self.areas.unlink(&self.frame, b, k);
+            // SAFETY: `b` lies in the range (its parent does) and starts a
+            // free block of order k (just checked).
+            unsafe { self.areas.unlink(&self.frame, b, k) };
             g = p;
             k += 1;
             size <<= 1;
         }
         debug_assert!(self.frame.fits(g, k));
-        self.areas.push(&self.frame, g, k);
+        // SAFETY: `(g, k)` is the freed block or a parent of it made of free
+        // buddies just taken off their lists: managed, in no list.
+        unsafe { self.areas.push(&self.frame, g, k) };
     }
 }

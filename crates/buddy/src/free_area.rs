@@ -129,88 +129,43 @@ impl Frame {
         (g - self.base_g) as u32
     }
 
+    /// The header of granule `g` (dereferenced only for managed granules).
     #[inline(always)]
-    fn abs(&self, r: u32) -> usize {
-        self.base_g + r as usize
+    fn header(&self, g: usize) -> *mut Header {
+        self.ptr(g).cast()
     }
 
-    /// The header of managed granule `g`, or `None` if `g` is not managed
-    /// (which a consistent caller never asks).
-    #[inline(always)]
-    fn header(&self, g: usize) -> Option<*mut Header> {
-        if !self.contains(g) {
-            debug_assert!(false, "header outside the managed range: {g:#x}");
-            return None;
-        }
-        Some(self.ptr(g).cast())
-    }
-
-    /// `(next, prev, order, magic)` of the header at `g` (all NIL/0 outside).
+    /// `(next, prev, order, magic)` of the header at `g` (all NIL/0 if `g`
+    /// is not managed, which a consistent caller never asks).
     #[inline(always)]
     pub(crate) fn read_header(&self, g: usize) -> (u32, u32, u8, u8) {
-        match self.header(g) {
-            // SAFETY: a managed granule: 16 bytes inside the arena, 16-aligned.
-            Some(h) => unsafe { ((*h).next, (*h).prev, (*h).order, (*h).magic) },
-            None => (NIL, NIL, 0, 0),
+        if !self.contains(g) {
+            return (NIL, NIL, 0, 0);
         }
+        let h = self.header(g);
+        // SAFETY: a managed granule: 16 bytes inside the arena, 16-aligned.
+        unsafe { ((*h).next, (*h).prev, (*h).order, (*h).magic) }
     }
 
-    /// The order written in the header at `g` (0 outside the range).
+    /// The order written in the header at `g` (0 if `g` is not managed).
     #[inline(always)]
     pub(crate) fn header_order(&self, g: usize) -> u8 {
-        match self.header(g) {
-            // SAFETY: as in `read_header`.
-            Some(h) => unsafe { (*h).order },
-            None => 0,
+        if !self.contains(g) {
+            return 0;
         }
+        // SAFETY: as in `read_header`.
+        unsafe { (*self.header(g)).order }
     }
 
-    #[inline(always)]
-    fn write_header(&self, g: usize, next: u32, prev: u32, order: u32) {
-        if let Some(h) = self.header(g) {
-            // SAFETY: as in `read_header`; the block is free, so the
-            // allocator owns its bytes.
-            unsafe {
-                h.write(Header {
-                    next,
-                    prev,
-                    order: order as u8,
-                    magic: MAGIC,
-                })
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn set_next(&self, g: usize, next: u32) {
-        if let Some(h) = self.header(g) {
-            // SAFETY: as in `write_header`.
-            unsafe { (*h).next = next }
-        }
-    }
-
-    #[inline(always)]
-    fn set_prev(&self, g: usize, prev: u32) {
-        if let Some(h) = self.header(g) {
-            // SAFETY: as in `write_header`.
-            unsafe { (*h).prev = prev }
-        }
-    }
-
-    /// Erases the magic of the header at `g`: the block stopped being a free
-    /// block (it was allocated or absorbed by a merge).
-    #[inline(always)]
-    fn erase(&self, g: usize) {
-        if let Some(h) = self.header(g) {
-            // SAFETY: as in `write_header`.
-            unsafe { (*h).magic = 0 }
-        }
-    }
-
-    /// The granule a link points to, or `None` for NIL.
+    /// The managed granule a link points to, or `None` for NIL. A link that
+    /// points outside the range (a header overwritten after free) is also
+    /// `None`: the lists never lead outside the arena.
     #[inline(always)]
     pub(crate) fn link(&self, r: u32) -> Option<usize> {
-        (r != NIL).then(|| self.abs(r))
+        // One comparison: NIL is above every managed index (end - base_g
+        // < u32::MAX), and so is anything below `start` after the wrap.
+        let from_start = (r as usize).wrapping_sub(self.start - self.base_g);
+        (from_start < self.end - self.start).then(|| self.start + from_start)
     }
 }
 
@@ -267,17 +222,34 @@ impl FreeAreas {
     /// Makes the block of order `k` at `g` a free block at the head of its
     /// list (its `prev` is left NIL; it is not kept for the head).
     ///
+    /// # Safety
+    ///
+    /// `g` is a managed granule that starts a block of order `k` that is in
+    /// no list (its bytes belong to the allocator).
+    ///
     /// # Time complexity
     ///
     /// O(1).
     #[inline(always)]
-    pub(crate) fn push(&mut self, f: &Frame, g: usize, k: u32) {
+    pub(crate) unsafe fn push(&mut self, f: &Frame, g: usize, k: u32) {
+        debug_assert!(f.fits(g, k), "push {g:#x} of order {k}");
         let head = &mut self.heads[slot(k)];
         let old = *head;
         let r = f.rel(g);
-        f.write_header(g, old, NIL, k);
+        // SAFETY: `g` is managed (caller): its header lies in the arena, and
+        // the block is the allocator's.
+        unsafe {
+            f.header(g).write(Header {
+                next: old,
+                prev: NIL,
+                order: k as u8,
+                magic: MAGIC,
+            })
+        };
         match f.link(old) {
-            Some(o) => f.set_prev(o, r),
+            // SAFETY: `link` returns managed granules only; `o` is a free
+            // block (the head of list k).
+            Some(o) => unsafe { (*f.header(o)).prev = r },
             None => self.nonempty |= 1 << k,
         }
         *head = r;
@@ -291,26 +263,47 @@ impl FreeAreas {
     #[inline(always)]
     pub(crate) fn pop(&mut self, f: &Frame, k: u32) -> Option<usize> {
         let g = f.link(self.heads[slot(k)])?;
-        let (next, _, _order, _magic) = f.read_header(g);
-        debug_assert!(_order as u32 == k && _magic == MAGIC, "bad head {g:#x}");
+        let h = f.header(g);
+        // SAFETY: `link` returns managed granules only; `g` is the head of
+        // list k, a free block, whose header is the allocator's.
+        let next = unsafe {
+            debug_assert!(
+                (*h).order as u32 == k && (*h).magic == MAGIC,
+                "bad head {g:#x}"
+            );
+            (*h).magic = 0;
+            (*h).next
+        };
         // The new head's `prev` is not kept: nothing to write there.
         self.heads[slot(k)] = next;
         if next == NIL {
             self.nonempty &= !(1 << k);
         }
-        f.erase(g);
         Some(g)
     }
 
     /// Takes the free block of order `k` at `g` off its list.
     ///
+    /// # Safety
+    ///
+    /// `g` is a managed granule that starts a free block of order `k`.
+    ///
     /// # Time complexity
     ///
     /// O(1).
     #[inline(always)]
-    pub(crate) fn unlink(&mut self, f: &Frame, g: usize, k: u32) {
-        let (next, prev, _order, _magic) = f.read_header(g);
-        debug_assert!(_order as u32 == k && _magic == MAGIC, "unlink {g:#x}");
+    pub(crate) unsafe fn unlink(&mut self, f: &Frame, g: usize, k: u32) {
+        let h = f.header(g);
+        // SAFETY: `g` is a managed free block (caller): its header is the
+        // allocator's.
+        let (next, prev) = unsafe {
+            debug_assert!(
+                (*h).order as u32 == k && (*h).magic == MAGIC,
+                "unlink {g:#x}"
+            );
+            (*h).magic = 0;
+            ((*h).next, (*h).prev)
+        };
         let head = &mut self.heads[slot(k)];
         if *head == f.rel(g) {
             // The head: its `prev` is not kept, nor is the next one's.
@@ -319,13 +312,16 @@ impl FreeAreas {
                 self.nonempty &= !(1 << k);
             }
         } else {
-            if let Some(p) = f.link(prev) {
-                f.set_next(p, next);
-            }
-            if let Some(n) = f.link(next) {
-                f.set_prev(n, prev);
+            // SAFETY: `link` returns managed granules only; they are the
+            // free blocks before and after `g` in list k.
+            unsafe {
+                if let Some(p) = f.link(prev) {
+                    (*f.header(p)).next = next;
+                }
+                if let Some(n) = f.link(next) {
+                    (*f.header(n)).prev = prev;
+                }
             }
         }
-        f.erase(g);
     }
 }

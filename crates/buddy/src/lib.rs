@@ -232,7 +232,8 @@ impl Buddy {
             rejected_frees: 0,
         };
         for (g, k) in covering(l.start_g, l.end_g) {
-            buddy.areas.push(&frame, g, k);
+            // SAFETY: a top block of the fresh range: managed, in no list.
+            unsafe { buddy.areas.push(&frame, g, k) };
             buddy.free_bytes += block_bytes(k);
         }
         // SAFETY: the state's place is inside the region, aligned, and not

@@ -87,7 +87,9 @@ impl Buddy {
         self.map.clear_allocated(g, k);
         self.map.mark_allocated(g, new);
         for i in new..k {
-            self.areas.push(&self.frame, g + granules(i), i);
+            // SAFETY: an upper half of the live block, which no longer
+            // holds it: managed, in no list.
+            unsafe { self.areas.push(&self.frame, g + granules(i), i) };
         }
         let bytes = block_bytes(k) - block_bytes(new);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
@@ -109,7 +111,9 @@ impl Buddy {
     /// buddies off their free areas (`can_grow_in_place` said they are free).
     fn grow_in_place(&mut self, g: usize, k: u32, new: u32) {
         for i in k..new {
-            self.areas.unlink(&self.frame, g + granules(i), i);
+            // SAFETY: `can_grow_in_place` found a free block of order i
+            // there, inside the range.
+            unsafe { self.areas.unlink(&self.frame, g + granules(i), i) };
         }
         self.map.clear_allocated(g, k);
         self.map.mark_allocated(g, new);
