@@ -12,13 +12,19 @@
 //!
 //! Run: `cargo bench -p buddy --bench vs_peers` (add `-- small` or
 //! `-- churn` to pick a group). Each reported time is one operation.
+//!
+//! On a busy machine, criterion's one-after-the-other groups drift with the
+//! load. `INTERLEAVED=15 cargo bench -p buddy --bench vs_peers` instead runs
+//! 15 rounds in which every allocator does one batch of each workload in
+//! turn, and prints the median (and min, max) ns per operation: the
+//! allocators see the same load.
 
 use std::alloc::Layout;
 use std::hint::black_box;
 use std::ptr::{NonNull, null_mut};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 const ARENA: usize = 64 << 20;
 const SMALL_N: usize = 10_000;
@@ -373,5 +379,92 @@ fn all(c: &mut Criterion) {
     bench_churn::<Bsa>(c, &arena, &churn);
 }
 
+/// One batch of `workload` on a fresh `S`: ns per operation.
+fn batch<S: Subject>(arena: &Arena, workload: &str, small: &SmallInputs, churn: &Churn) -> f64 {
+    let mut s = S::new(arena);
+    match workload {
+        "small/alloc" => {
+            let mut ptrs = vec![null_mut(); SMALL_N];
+            let t = Instant::now();
+            for (p, &size) in ptrs.iter_mut().zip(&small.sizes) {
+                *p = s.alloc(black_box(size));
+            }
+            let ns = t.elapsed().as_nanos() as f64;
+            assert!(ptrs.iter().all(|p| !p.is_null()));
+            ns / SMALL_N as f64
+        }
+        "small/free" => {
+            let ptrs: Vec<_> = small.sizes.iter().map(|&size| s.alloc(size)).collect();
+            assert!(ptrs.iter().all(|p| !p.is_null()));
+            let t = Instant::now();
+            for &i in &small.order {
+                // SAFETY: live, allocated with this size.
+                unsafe { s.free(black_box(ptrs[i]), small.sizes[i]) };
+            }
+            t.elapsed().as_nanos() as f64 / SMALL_N as f64
+        }
+        _ => {
+            let mut ptrs = vec![null_mut(); churn.slots];
+            for &op in &churn.warmup {
+                run_op(&mut s, &mut ptrs, op);
+            }
+            let t = Instant::now();
+            for &op in &churn.ops {
+                run_op(&mut s, &mut ptrs, black_box(op));
+            }
+            t.elapsed().as_nanos() as f64 / churn.ops.len() as f64
+        }
+    }
+}
+
+/// The interleaved comparison (see the module docs).
+fn interleaved(rounds: usize) {
+    type Batch = fn(&Arena, &str, &SmallInputs, &Churn) -> f64;
+    let subjects: [(&str, Batch); 4] = [
+        (Ours::NAME, batch::<Ours>),
+        (BuddyAlloc::NAME, batch::<BuddyAlloc>),
+        (Rlsf::NAME, batch::<Rlsf>),
+        (Bsa::NAME, batch::<Bsa>),
+    ];
+    let arena = Arena::new(ARENA);
+    let small = small_inputs();
+    let churn = churn_inputs(200_000);
+    println!("ns per operation, median [min max] of {rounds} interleaved rounds");
+    for workload in ["small/alloc", "small/free", "churn"] {
+        let mut times = vec![Vec::new(); subjects.len()];
+        for r in 0..rounds {
+            for i in 0..subjects.len() {
+                // Rotate the order, so no allocator always runs first.
+                let j = (i + r) % subjects.len();
+                let (name, f) = subjects[j];
+                if name == Bsa::NAME && workload != "small/alloc" && r >= 3 {
+                    continue; // 100x slower: three rounds are enough
+                }
+                times[j].push(f(&arena, workload, &small, &churn));
+            }
+        }
+        for ((name, _), t) in subjects.iter().zip(&mut times) {
+            t.sort_by(f64::total_cmp);
+            println!(
+                "{workload:12} {name:30} {:9.1} [{:.1} {:.1}]",
+                t[t.len() / 2],
+                t[0],
+                t[t.len() - 1]
+            );
+        }
+    }
+}
+
 criterion_group!(benches, all);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(rounds) = std::env::var("INTERLEAVED")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        interleaved(rounds);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -24,7 +24,7 @@ impl Buddy {
     /// # Time complexity
     ///
     /// O(1) to find the block (a trailing-zero count on the mask of non-empty
-    /// free areas), plus O(1) per split and per marker: O(log(arena / 16))
+    /// free areas), plus O(1) per split: O(log(arena / 16))
     /// worst case.
     #[inline]
     pub fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {

@@ -9,16 +9,16 @@
 //!
 //! Invariant (checked by [`crate::Buddy::check`]): the code of every quad
 //! is exactly the one the allocated blocks determine, that is
-//! - `START[code][i] == k` for `k` in `4..=9` iff an allocated block of
+//! - `START[code][i] == k` for `k` in `4..=8` iff an allocated block of
 //!   order `k` starts at granule `i` of the quad (for `k >= 6`, `i == 0` and
-//!   the code is `wide(k)`), `== 10` iff one of order `>= 10` does;
-//! - the code is `MARKER` iff the quad starts at `g + granules(j)` for an
-//!   allocated block of order `k >= 11` at `g` and some `10 <= j < k`;
+//!   the code is `exact(k)`), `== 9` iff one of order `>= 9` does (then the
+//!   code is `WIDE` and the Q bits of the next five quads hold its order - 9);
+//! - the code is `DIGIT` iff the quad is one of those five and its bit is 1;
 //! - every other quad (free, interior, outside the managed range) is `FREE`.
 
-use crate::order::{MAX_ORDER, granules};
 use crate::quad::{
-    self, CLEAR, Code, FREE, INVALID, MARKER, PROBE_ORDER, SET4, SET5, START, at, wide,
+    self, CLEAR, Code, FREE, INVALID, ORDER_DIGITS, SET4, SET5, START, WIDE, WIDE_MIN_ORDER, at,
+    exact,
 };
 
 /// The largest order for which [`AllocMap::no_start_in`] answers from the
@@ -163,61 +163,61 @@ impl AllocMap {
     }
 
     /// The order of the allocated block that starts at granule `g`, or 0 if
-    /// none does. `end` is the managed range's end (the marker probe never
-    /// looks at or past it).
+    /// none does.
     ///
     /// # Time complexity
     ///
-    /// O(1) up to order 10, O(k - 10) quad reads for order `k > 10`.
+    /// O(1): the two words of `g`'s quad (a `WIDE` block's order digits are
+    /// in the same Q word).
     #[inline(always)]
-    pub(crate) fn start_order(&self, g: usize, end: usize) -> u32 {
-        let t = u32::from(START[at(self.code(g), g)]);
-        if t < PROBE_ORDER {
-            t
+    pub(crate) fn start_order(&self, g: usize) -> u32 {
+        let qi = g.wrapping_sub(self.base_g) >> 2;
+        if qi >= self.quads {
+            debug_assert!(false, "granule {g:#x} outside the bitmaps");
+            return 0;
+        }
+        // SAFETY: as in `code`.
+        let (aw, qw) = unsafe { (self.a.add(qi >> 4).read(), self.q.add(qi >> 6).read()) };
+        let q = qw >> (qi & 63);
+        let c = ((aw >> ((qi & 15) << 2)) & 15) | ((q & 1) << 4);
+        let t = u32::from(START[at(c as Code, g)]);
+        if t == WIDE_MIN_ORDER {
+            // A WIDE start is aligned to 8 quads: its digits are bits
+            // 1..=5 above it in the same word.
+            t + (q >> 1) as u32 % (1 << ORDER_DIGITS)
         } else {
-            self.probe_order(g, end)
+            t
         }
-    }
-
-    /// The order of the `wide(PROBE_ORDER)` block at `g`: `PROBE_ORDER`
-    /// plus the number of markers.
-    #[inline(never)]
-    fn probe_order(&self, g: usize, end: usize) -> u32 {
-        let mut j = PROBE_ORDER;
-        while j < MAX_ORDER {
-            let b = g + granules(j);
-            if b >= end || self.code(b) != MARKER {
-                break;
-            }
-            j += 1;
-        }
-        j
     }
 
     /// Records an allocated block of order `k` at granule `g` (which lies in
-    /// a free block: no start, no marker).
+    /// a free block: no start, no digit).
     ///
     /// # Time complexity
     ///
-    /// O(1) for `k <= PROBE_ORDER`, O(k - PROBE_ORDER) otherwise.
+    /// O(1).
     #[inline(always)]
     pub(crate) fn mark_allocated(&mut self, g: usize, k: u32) {
-        if k <= 5 {
-            let c = self.code(g);
-            let n = if k == 4 {
-                SET4[at(c, g)]
-            } else {
-                SET5[at(c, g)]
-            };
-            debug_assert!(n != INVALID, "order {k} at {g:#x} over code {c}");
-            if n != INVALID {
-                self.set_code(g, n);
+        match k {
+            4 | 5 => {
+                let c = self.code(g);
+                let n = if k == 4 {
+                    SET4[at(c, g)]
+                } else {
+                    SET5[at(c, g)]
+                };
+                debug_assert!(n != INVALID, "order {k} at {g:#x} over code {c}");
+                if n != INVALID {
+                    self.set_code(g, n);
+                }
             }
-        } else {
-            debug_assert_eq!(self.code(g), FREE);
-            self.set_code(g, wide(k.min(PROBE_ORDER)));
-            for j in PROBE_ORDER..k {
-                self.set_code(g + granules(j), MARKER);
+            6..=8 => {
+                debug_assert_eq!(self.code(g), FREE);
+                self.set_code(g, exact(k));
+            }
+            _ => {
+                debug_assert_eq!(self.code(g), FREE);
+                self.set_wide(g, 1 | ((k - WIDE_MIN_ORDER) << 1) as u64);
             }
         }
     }
@@ -226,21 +226,43 @@ impl AllocMap {
     ///
     /// # Time complexity
     ///
-    /// O(1) for `k <= PROBE_ORDER`, O(k - PROBE_ORDER) otherwise.
+    /// O(1).
     #[inline(always)]
     pub(crate) fn clear_allocated(&mut self, g: usize, k: u32) {
-        if k <= 5 {
-            let c = self.code(g);
-            let n = CLEAR[at(c, g)];
-            debug_assert!(n != INVALID, "clear at {g:#x} of code {c}");
-            if n != INVALID {
-                self.set_code(g, n);
+        match k {
+            4 | 5 => {
+                let c = self.code(g);
+                let n = CLEAR[at(c, g)];
+                debug_assert!(n != INVALID, "clear at {g:#x} of code {c}");
+                if n != INVALID {
+                    self.set_code(g, n);
+                }
             }
-        } else {
-            self.set_code(g, FREE);
-            for j in PROBE_ORDER..k {
-                self.set_code(g + granules(j), FREE);
-            }
+            6..=8 => self.set_code(g, FREE),
+            _ => self.set_wide(g, 0),
+        }
+    }
+
+    /// Writes the nibble of `g`'s quad (`WIDE` if `bits` is not 0, else 0)
+    /// and the six Q bits from it: its own (bit 0 of `bits`) and the order
+    /// digits (bits 1..=5). `g` starts a block of order >= 9.
+    #[inline(always)]
+    fn set_wide(&mut self, g: usize, bits: u64) {
+        let qi = g.wrapping_sub(self.base_g) >> 2;
+        if qi >= self.quads || !qi.is_multiple_of(8) {
+            debug_assert!(false, "wide block at granule {g:#x}");
+            return;
+        }
+        let nibble = if bits == 0 { 0 } else { u64::from(WIDE & 15) };
+        let a_shift = (qi & 15) << 2;
+        let q_shift = qi & 63;
+        // SAFETY: `qi < quads` (see `code`); `qi % 8 == 0`, so the six Q
+        // bits lie in word `qi / 64`.
+        unsafe {
+            let a = self.a.add(qi >> 4);
+            a.write((a.read() & !(15 << a_shift)) | (nibble << a_shift));
+            let q = self.q.add(qi >> 6);
+            q.write((q.read() & !(0x3F << q_shift)) | (bits << q_shift));
         }
     }
 }

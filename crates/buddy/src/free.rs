@@ -41,8 +41,8 @@ impl Buddy {
     ///
     /// # Time complexity
     ///
-    /// O(1) to validate a block up to order 10 (1 KiB), O(k - 10) for
-    /// order `k` above; O(1) per merge: O(log(arena / 16)) worst case.
+    /// O(1) to validate the block (two bitmap words); O(1) per merge:
+    /// O(log(arena / 16)) worst case.
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
         let Some((g, k)) = self.live_block(ptr) else {
@@ -62,7 +62,7 @@ impl Buddy {
     ///
     /// # Time complexity
     ///
-    /// O(1) up to order 10, O(k - 10) for order `k` above.
+    /// O(1).
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
         self.live_block(ptr).map(|(_, k)| block_bytes(k))
     }
@@ -79,7 +79,7 @@ impl Buddy {
     #[inline(always)]
     pub(crate) fn live_block(&self, ptr: NonNull<u8>) -> Option<(usize, u32)> {
         let g = self.frame.granule_of(ptr.as_ptr().addr())?;
-        let k = self.map.start_order(g, self.frame.end);
+        let k = self.map.start_order(g);
         (k != 0).then_some((g, k))
     }
 

@@ -7,7 +7,7 @@
 //!    an allocated one does, by the bitmaps, or where a free-block header
 //!    with the magic is): every block is naturally aligned and ends inside
 //!    the range; the quad codes are exactly those its allocated blocks
-//!    determine (start codes, markers, `FREE` elsewhere); no free block has a
+//!    determine (start codes, order digits, `FREE` elsewhere); no free block has a
 //!    free buddy of the same order (they would have been merged).
 //! 3. The free area of order `k` holds exactly the free blocks of order `k`
 //!    found by the walk: each list node is a free block of order `k` (found
@@ -32,7 +32,7 @@ use crate::order::{
     MAX_ORDER, MIN_ORDER, NUM_ORDERS, block_bytes, buddy, granules, is_aligned, parent,
     top_block_containing,
 };
-use crate::quad::{self, FREE, MARKER, PROBE_ORDER, wide};
+use crate::quad::{self, DIGIT, FREE, ORDER_DIGITS, WIDE, WIDE_MIN_ORDER, exact};
 
 /// A broken invariant: what, where (an address, or 0), and one number that
 /// helps (an order, a code, a count).
@@ -125,7 +125,7 @@ impl Buddy {
         };
         let mut g = start;
         while g < end {
-            let a = self.map.start_order(g, end);
+            let a = self.map.start_order(g);
             let (k, allocated) = if a != 0 {
                 (a, true)
             } else {
@@ -305,16 +305,23 @@ impl Buddy {
         Ok(())
     }
 
-    /// The quads of a block of order >= 6: `wide(min(k, 10))` then markers
-    /// if allocated, all `FREE` otherwise.
+    /// The quads of a block of order >= 6: if allocated, `exact(k)` or
+    /// `WIDE` then the order digits, the rest `FREE`; all `FREE` if free.
     fn check_wide_block(&self, g: usize, k: u32, allocated: bool) -> Result<(), Corruption> {
         let f = &self.frame;
         let mut d = 0;
         while d < granules(k) {
             let expected = match (allocated, d) {
                 (false, _) => FREE,
-                (true, 0) => wide(k.min(PROBE_ORDER)),
-                (true, d) if d.is_power_of_two() && d >= granules(PROBE_ORDER) => MARKER,
+                (true, 0) if k < WIDE_MIN_ORDER => exact(k),
+                (true, 0) => WIDE,
+                (true, d) if k >= WIDE_MIN_ORDER && d / 4 <= ORDER_DIGITS as usize => {
+                    if (k - WIDE_MIN_ORDER) >> (d / 4 - 1) & 1 == 1 {
+                        DIGIT
+                    } else {
+                        FREE
+                    }
+                }
                 _ => FREE,
             };
             let c = self.map.code(g + d);
@@ -338,7 +345,7 @@ impl Buddy {
         loop {
             // `t` is a block start: an allocated block, a free block, or the
             // lower end of smaller blocks.
-            let a = self.map.start_order(t, f.end);
+            let a = self.map.start_order(t);
             if a == m {
                 return Some((t, m, true));
             }

@@ -7,40 +7,39 @@
 //! their orders. Seen from one quad, that is one of these *quad states*:
 //!
 //! ```text
-//!   pair state (granules 2p, 2p+1 of the quad)       quad state
-//!   E  no allocated block starts in the pair          (s0, s1): 5 x 5 = 25
-//!   L  an order-4 block at the even granule only      W6..W10: an allocated block
-//!   R  an order-4 block at the odd granule only          of that order starts here
-//!   B  order-4 blocks at both                         W10: one of order >= 10 does
-//!   P  an order-5 block at the pair                   M: interior marker (below)
-//!                                                     = 31 states
+//!   pair state (granules 2p, 2p+1 of the quad)      quad state
+//!   E  no allocated block starts in the pair         (s0, s1): 5 x 5 = 25
+//!   L  an order-4 block at the even granule only     W6, W7, W8: a block of that
+//!   R  an order-4 block at the odd granule only         order starts here
+//!   B  order-4 blocks at both                        W: one of order >= 9 does
+//!   P  an order-5 block at the pair                  D: an order digit (below)
+//!                                                    = 30 states (codes 0..=29)
 //! ```
 //!
 //! A state is stored as a 5-bit code: one bit in the *Q* bitmap and one
 //! nibble in the *A* bitmap. Codes 0..=15 (Q = 0) are the states made only
 //! of E, L, R, B, and then the nibble is simply "an order-4 block starts at
-//! granule i" for each of its bits; codes 17..=31 (Q = 1) are the states with
-//! a P, the W states and M, all with a non-zero nibble (code 16 is not
-//! used). So the frequent small blocks are plain bits, the order of any
-//! block up to 512 bytes is one table look-up, and "no allocated block
-//! starts in these quads" is "their nibbles are zero": one A-word test,
-//! whatever the Q bits.
+//! granule i" for each of its bits; codes 17..=29 (Q = 1) are the states with
+//! a P, W6, W7, W8 and W, all with a non-zero nibble. So the frequent small blocks are
+//! plain bits, and "no allocated block starts in these quads" is "their
+//! nibbles are zero": one A-word test, whatever the Q bits.
 //!
-//! The order of a W10 block is told by *markers*: an allocated block of order
-//! `k >= 11` at granule `g` sets the quads at `g + granules(j)` for
-//! `j = 10..k` to M (the starts of its upper halves, which lie inside it).
-//! Decoding probes `j = 10, 11, ...` while the quad at `g + granules(j)` is M
-//! (O(k - 10) probes). A quad inside an allocated block that is not a marker
-//! is 0; so is every quad of a free block, and a marker never sits at a real
-//! block start (it is strictly inside its block), so the probe stops exactly
-//! at the block's end.
+//! The order `k >= 9` of a W block at quad `q` is written in the Q bits of
+//! the five quads after it, `q + 1 ..= q + 5`, as `k - 9` (5 bits: orders 9
+//! to 40). Those quads lie inside the block (it has at least 8 quads) and
+//! in the same Q word as `q` (the block is aligned to 8 quads), so the order
+//! comes with the very word that holds `q`'s own Q bit: decoding any order
+//! is O(1), with no extra memory access. Their nibbles stay zero, so their
+//! codes are FREE (0) or D (16, "Q set, nibble zero"), neither of which
+//! starts a block: a pointer into them is still rejected. Every other quad
+//! inside an allocated block, and every quad of a free block, is FREE.
 //!
 //! Cost: 5 bits per 64 bytes = 0.98 % of the arena. (A lower bound for *any*
 //! exact code of the allocated set is about 1.176 bits per granule, 0.92 %;
 //! one bit per granule for starts plus one per pair for orders, the obvious
 //! scheme, costs 1.17 %.)
 
-/// A 5-bit quad code (`0..=31`; 16 is never written).
+/// A 5-bit quad code (`0..=29`; 30 and 31 are corrupt).
 pub type Code = u8;
 
 /// Pair states.
@@ -51,34 +50,39 @@ const B: u8 = 3;
 const P: u8 = 4;
 
 /// The code of a quad in which no allocated block starts (also every quad
-/// inside a free block, and the non-marker quads inside an allocated block).
+/// inside a free block, and most quads inside an allocated block).
 pub const FREE: Code = 0;
-/// `wide(PROBE_ORDER)` means "an allocated block of this order or more:
-/// probe the markers"; the W codes of smaller orders are exact.
-pub const PROBE_ORDER: u32 = 10;
+/// An order digit: a set bit of the order of the W block before it.
+pub const DIGIT: Code = 16;
 /// The code of "an allocated block of order `k` starts at the quad's first
-/// granule", `6 <= k <= PROBE_ORDER` (`PROBE_ORDER`: that order or more).
-pub const fn wide(k: u32) -> Code {
+/// granule", for `k` in 6..=8.
+pub const fn exact(k: u32) -> Code {
     20 + k as Code
 }
-/// An interior marker of an allocated block of order > `PROBE_ORDER`.
-pub const MARKER: Code = 31;
+/// An allocated block of order >= 9 starts at the quad's first granule; its
+/// order is in the Q bits of the next five quads.
+pub const WIDE: Code = 29;
+/// The smallest order of a `WIDE` block (8 quads: five digits fit inside).
+pub const WIDE_MIN_ORDER: u32 = 9;
+/// Quads after a `WIDE` start whose Q bits hold its order minus 7.
+pub const ORDER_DIGITS: u32 = 5;
 /// Returned by the transition tables for a transition that cannot happen in
 /// a consistent state.
 pub const INVALID: Code = 0xFF;
-/// Number of valid codes.
-pub const NUM_CODES: u8 = 32;
+/// Number of valid codes: `0..NUM_CODES`.
+pub const NUM_CODES: u8 = 30;
 
 /// A decoded quad state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuadState {
     /// The two pairs' states (E, L, R, B, P = 0..=4).
     Pairs(u8, u8),
-    /// An allocated block of this order (6..=10; 10: 10 or more) starts
-    /// at granule 0.
-    Wide(u8),
-    /// Interior marker.
-    Marker,
+    /// An allocated block of this order (6..=8) starts at granule 0.
+    Exact(u8),
+    /// An allocated block of order >= 9 starts at granule 0.
+    Wide,
+    /// An order digit (inside a `Wide` block).
+    Digit,
 }
 
 /// The code of a state.
@@ -95,8 +99,9 @@ pub const fn encode(s: QuadState) -> Code {
                 22 + s0
             }
         }
-        QuadState::Wide(k) => wide(k as u32),
-        QuadState::Marker => MARKER,
+        QuadState::Exact(k) => exact(k as u32),
+        QuadState::Wide => WIDE,
+        QuadState::Digit => DIGIT,
     }
 }
 
@@ -107,9 +112,10 @@ pub const fn decode(c: Code) -> Option<QuadState> {
         17..=20 => Some(QuadState::Pairs(P, c - 17)),
         21 => Some(QuadState::Pairs(P, P)),
         22..=25 => Some(QuadState::Pairs(c - 22, P)),
-        26..=30 => Some(QuadState::Wide(c - 20)),
-        MARKER => Some(QuadState::Marker),
-        _ => None, // 16: Q set with a zero nibble, never written
+        DIGIT => Some(QuadState::Digit),
+        26..=28 => Some(QuadState::Exact(c - 20)),
+        WIDE => Some(QuadState::Wide),
+        _ => None,
     }
 }
 
@@ -126,7 +132,7 @@ const fn with_pair(s0: u8, s1: u8, i: usize, s: u8) -> QuadState {
     }
 }
 
-/// The order (4..=9, or 10 meaning "10 or more: probe the markers") of the
+/// The order (4..=8, or 9 meaning "9 or more: read the digits") of the
 /// allocated block that starts at granule `i` of a quad in state `s`, or 0.
 const fn start_order(s: QuadState, i: usize) -> u8 {
     let odd = i & 1 == 1;
@@ -138,7 +144,8 @@ const fn start_order(s: QuadState, i: usize) -> u8 {
             P if !odd => 5,
             _ => 0,
         },
-        QuadState::Wide(k) if i == 0 => k,
+        QuadState::Exact(k) if i == 0 => k,
+        QuadState::Wide if i == 0 => WIDE_MIN_ORDER as u8,
         _ => 0,
     }
 }
@@ -183,7 +190,7 @@ const fn clear(s: QuadState, i: usize) -> Option<QuadState> {
             };
             Some(with_pair(s0, s1, i, new))
         }
-        QuadState::Wide(_) if i == 0 => Some(QuadState::Pairs(E, E)),
+        QuadState::Exact(_) | QuadState::Wide if i == 0 => Some(QuadState::Pairs(E, E)),
         _ => None,
     }
 }
@@ -211,8 +218,8 @@ macro_rules! table {
 }
 
 /// `START[code * 4 + i]`: the order of the allocated block starting at
-/// granule `i` of the quad (4..=9, or 10 meaning ">= 10: probe the
-/// markers"), or 0 if none.
+/// granule `i` of the quad (4..=8, or 9 meaning ">= 9: read the order
+/// digits"), or 0 if none.
 pub static START: [u8; 128] = {
     let mut t = [0; 128];
     let mut c = 0;
@@ -275,15 +282,16 @@ mod tests {
                 v.push(QuadState::Pairs(s0, s1));
             }
         }
-        for k in 6..=10 {
-            v.push(QuadState::Wide(k));
+        for k in 6..=8 {
+            v.push(QuadState::Exact(k));
         }
-        v.push(QuadState::Marker);
+        v.push(QuadState::Wide);
+        v.push(QuadState::Digit);
         v
     }
 
     #[test]
-    fn codes_are_a_bijection_onto_0_to_31_but_16() {
+    fn codes_are_a_bijection_onto_0_to_29() {
         let mut seen = [false; 32];
         for s in all_states() {
             let c = encode(s);
@@ -292,10 +300,11 @@ mod tests {
             seen[c as usize] = true;
             assert_eq!(decode(c), Some(s));
         }
-        assert!(seen.iter().enumerate().all(|(c, &s)| s == (c != 16)));
-        assert_eq!(decode(16), None);
-        // Q = 1 codes have a non-zero nibble: FREE iff the nibble is zero.
-        assert!((17..32).all(|c| c & 15 != 0));
+        assert!(seen.iter().enumerate().all(|(c, &s)| s == (c < 30)));
+        // Q = 1 codes but D have a non-zero nibble: no block starts in a
+        // quad iff its nibble is zero.
+        assert!((17..30).all(|c| c & 15 != 0));
+        assert!((0..4).all(|i| START[at(DIGIT, i)] == 0));
         assert_eq!(encode(QuadState::Pairs(E, E)), FREE);
     }
 
@@ -346,12 +355,16 @@ mod tests {
                 }
             }
         }
-        for k in 6..=PROBE_ORDER {
-            assert_eq!(u32::from(START[at(wide(k), 0)]), k);
-            assert_eq!(CLEAR[at(wide(k), 0)], FREE);
-            assert!((1..4).all(|i| START[at(wide(k), i)] == 0));
+        for (c, k) in [
+            (exact(6), 6),
+            (exact(7), 7),
+            (exact(8), 8),
+            (WIDE, WIDE_MIN_ORDER),
+        ] {
+            assert_eq!(u32::from(START[at(c, 0)]), k);
+            assert_eq!(CLEAR[at(c, 0)], FREE);
+            assert!((1..4).all(|i| START[at(c, i)] == 0));
         }
-        assert!((0..4).all(|i| START[at(MARKER, i)] == 0));
     }
 
     #[test]

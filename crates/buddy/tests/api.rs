@@ -56,9 +56,9 @@ fn same_but_rejected(before: &AllocatorStats, after: &AllocatorStats, more: usiz
 fn bad_frees_are_rejected_and_change_nothing() {
     let mut h = Heap::new(64 * KIB + 7, 9);
     let small = h.b().alloc(16).unwrap();
-    let big = h.b().alloc(2000).unwrap(); // order 11: W11, no marker
+    let big = h.b().alloc(2000).unwrap(); // order 11: WIDE and order digits
     assert_eq!(h.b().usable_size(big), Some(2048));
-    let huge = h.b().alloc(10_000).unwrap(); // order 14: W11 and 3 markers
+    let huge = h.b().alloc(10_000).unwrap(); // order 14: WIDE and order digits
     assert_eq!(h.b().usable_size(huge), Some(16384));
     let freed = h.b().alloc(100).unwrap();
     h.b().free(freed).unwrap();
@@ -84,7 +84,7 @@ fn bad_frees_are_rejected_and_change_nothing() {
         bad.push(big.as_ptr() as usize + d); // interior
     }
     for d in (16..16384).step_by(16) {
-        bad.push(huge.as_ptr() as usize + d); // interior, markers included
+        bad.push(huge.as_ptr() as usize + d); // interior, digits included
     }
     for (n, &addr) in bad.iter().enumerate() {
         let p = h.ptr(addr);
