@@ -45,10 +45,13 @@ impl Buddy {
     /// O(log(arena / 16)) worst case.
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
-        let Some((g, k)) = self.live_block(ptr) else {
+        let Some(g) = self.frame.granule_of(ptr.as_ptr().addr()) else {
             return self.rejected();
         };
-        self.map.clear_allocated(g, k);
+        let k = self.map.take_start(g);
+        if k == 0 {
+            return self.rejected();
+        }
         let bytes = block_bytes(k);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
         self.free_bytes = self.free_bytes.wrapping_add(bytes);
@@ -95,10 +98,16 @@ impl Buddy {
     /// its parent holds the other half.) Above, the block at `b` is a free
     /// block when no allocated one starts there, and its header tells its
     /// order.
+    ///
+    /// # Safety
+    ///
+    /// The region of order `k` at `b` lies inside the managed range.
     #[inline(always)]
-    pub(crate) fn is_free_of_order(&self, b: usize, k: u32) -> bool {
+    pub(crate) unsafe fn is_free_of_order(&self, b: usize, k: u32) -> bool {
         if k <= WORD_ORDER {
-            self.map.no_start_in(b, k)
+            // SAFETY: the region lies in the managed range (caller), which
+            // the bitmaps cover.
+            unsafe { self.map.no_start_in(b, k) }
         } else {
             !self.map.has_start(b) && u32::from(self.frame.header_order(b)) == k
         }
@@ -119,7 +128,8 @@ impl Buddy {
             }
             let b = g ^ size;
             debug_assert_eq!((p, b), (parent(g, k), buddy(g, k)));
-            if !self.is_free_of_order(b, k) {
+            // SAFETY: `b`'s region is half of the parent, in the range.
+            if !unsafe { self.is_free_of_order(b, k) } {
                 break;
             }
             // SAFETY: `b` lies in the range (its parent does) and starts a

@@ -104,7 +104,9 @@ impl Buddy {
     fn can_grow_in_place(&self, g: usize, k: u32, new: u32) -> bool {
         is_aligned(g, new)
             && self.frame.fits(g, new)
-            && (k..new).all(|i| self.is_free_of_order(g + granules(i), i))
+            // SAFETY: the region of order i at `g + granules(i)` lies in the
+            // block of order `new` at `g`, which fits in the range.
+            && (k..new).all(|i| unsafe { self.is_free_of_order(g + granules(i), i) })
     }
 
     /// Makes the live block `(g, k)` of order `new > k`, taking its upper
