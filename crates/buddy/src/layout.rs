@@ -46,6 +46,10 @@ pub struct Layout {
 
 impl Layout {
     /// Bytes of the managed range.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
     pub fn managed_bytes(&self) -> usize {
         (self.end_g - self.start_g) << GRANULE_SHIFT
     }
@@ -179,6 +183,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::order::tests::config(256))]
         #[test]
         fn layouts_are_sound(addr in 1usize..(1 << 40), len in 0usize..(8 << 20)) {
             if let Some(l) = check(addr, len) {

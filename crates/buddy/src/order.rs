@@ -168,7 +168,7 @@ pub fn top_block_containing(start: usize, end: usize, x: usize) -> Option<(usize
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -208,7 +208,22 @@ mod tests {
         assert_eq!(top_block_containing(3, 21, 21), None);
     }
 
+    /// `cases` cases (a few under Miri), and no failure file under Miri
+    /// (its isolation forbids `getcwd`).
+    pub(crate) fn config(cases: u32) -> ProptestConfig {
+        ProptestConfig {
+            cases: if cfg!(miri) { 4 } else { cases },
+            failure_persistence: if cfg!(miri) {
+                None
+            } else {
+                ProptestConfig::default().failure_persistence
+            },
+            ..ProptestConfig::default()
+        }
+    }
+
     proptest! {
+        #![proptest_config(config(256))]
         #[test]
         fn order_of_size_is_the_smallest_that_holds(size in 0usize..(1 << 40)) {
             match order_of_size(size) {

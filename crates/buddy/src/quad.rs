@@ -56,6 +56,10 @@ pub const FREE: Code = 0;
 pub const DIGIT: Code = 16;
 /// The code of "an allocated block of order `k` starts at the quad's first
 /// granule", for `k` in 6..=8.
+///
+/// # Time complexity
+///
+/// O(1).
 pub const fn exact(k: u32) -> Code {
     20 + k as Code
 }
@@ -86,6 +90,10 @@ pub enum QuadState {
 }
 
 /// The code of a state.
+///
+/// # Time complexity
+///
+/// O(1).
 pub const fn encode(s: QuadState) -> Code {
     match s {
         QuadState::Pairs(s0, s1) => {
@@ -106,6 +114,10 @@ pub const fn encode(s: QuadState) -> Code {
 }
 
 /// The state of a code, or `None` for a corrupt code.
+///
+/// # Time complexity
+///
+/// O(1).
 pub const fn decode(c: Code) -> Option<QuadState> {
     match c {
         0..=15 => Some(QuadState::Pairs(c & 3, (c >> 2) & 3)),
@@ -247,6 +259,10 @@ pub static SET5: [Code; 128] = table!(set5);
 pub static CLEAR: [Code; 128] = table!(clear);
 
 /// The table index of granule `g` in a quad of code `c`.
+///
+/// # Time complexity
+///
+/// O(1).
 #[inline(always)]
 pub const fn at(c: Code, g: usize) -> usize {
     // `c & 31` keeps the index in bounds whatever the byte.
@@ -256,6 +272,10 @@ pub const fn at(c: Code, g: usize) -> usize {
 /// The state built from the allocated blocks of order 4 and 5 found in a
 /// quad, for the invariant check: `small[i]` is the order (0, 4 or 5) of the
 /// allocated block starting at granule `i`. `None` if they cannot coexist.
+///
+/// # Time complexity
+///
+/// O(1).
 pub fn state_of_small_blocks(small: [u8; 4]) -> Option<QuadState> {
     let pair = |a: u8, b: u8| match (a, b) {
         (0, 0) => Some(E),

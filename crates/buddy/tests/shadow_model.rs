@@ -17,7 +17,12 @@ fn run(s: &alloc_testkit::Scenario, max: usize) -> Result<Outcome, String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: CASES,
+        // Miri's isolation forbids the failure file's `getcwd`.
+        failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence },
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn small_arenas(s in scenario_strategy(if cfg!(miri) { 4 << 10 } else { 16 << 10 }, if cfg!(miri) { 40 } else { 300 })) {
