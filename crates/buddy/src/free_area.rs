@@ -41,6 +41,8 @@ struct Header {
     prev: u32,
     order: u8,
     magic: u8,
+    /// Written as zero: no byte of the header is left uninitialised.
+    _pad: [u8; 2],
 }
 
 const _: () = assert!(size_of::<Header>() <= 16 && align_of::<Header>() <= 16);
@@ -244,6 +246,7 @@ impl FreeAreas {
                 prev: NIL,
                 order: k as u8,
                 magic: MAGIC,
+                _pad: [0; 2],
             })
         };
         match f.link(old) {

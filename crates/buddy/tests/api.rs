@@ -342,14 +342,14 @@ fn check_catches_corruption() {
     h.b().free(a).unwrap(); // a is now a free block (its buddy is keep)
     h.check();
     // SAFETY: a lies in the arena; this is the use-after-free under test.
-    let saved = unsafe { a.as_ptr().cast::<[u8; 16]>().read() };
+    let saved = unsafe { a.as_ptr().cast::<[u8; 12]>().read() };
     // order, magic, next (a is its list's head, whose prev is not kept)
     for (off, flip) in [(8, 3u8), (9, 0xFF), (0, 0x10)] {
         // SAFETY: as above.
         unsafe { a.as_ptr().add(off).write(a.as_ptr().add(off).read() ^ flip) };
         assert!(h.b().check().is_err(), "byte {off} ^= {flip}");
         // SAFETY: as above.
-        unsafe { a.as_ptr().cast::<[u8; 16]>().write(saved) };
+        unsafe { a.as_ptr().cast::<[u8; 12]>().write(saved) };
         h.check();
     }
     // The bitmaps sit between the state and the managed range: flip a bit
