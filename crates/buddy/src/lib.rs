@@ -68,9 +68,11 @@
 //! merge decision reads no block at all.
 //!
 //! The `fill` example measures what this costs against the same buddy
-//! algorithm with zero metadata in the arena: at 1 MiB, 0.99 % of the
-//! arena for requests of 16 to 1000 bytes; at 64 MiB, 0.97 % for every
-//! size.
+//! algorithm with zero metadata in the arena, allocating until the first
+//! failure. At 1 MiB the state and bitmaps take 10,416 bytes (0.99 %) and
+//! the loss is 0.99 % to 1.07 % of the arena for requests of 16 to 1000
+//! bytes, 1.17 % for 4096-byte ones (the metadata spans three pages), 1.27 %
+//! for random sizes 1..=4096; at 64 MiB it is 0.97 % for every workload.
 //!
 //! # Using it from Rust
 //!
