@@ -82,6 +82,11 @@ pub struct CompareArgs {
     #[arg(long)]
     pub cold: bool,
 
+    /// Seconds a third-party plugin's worker may take to answer one request
+    /// (a checked pass, a repetition) before it is killed as hung.
+    #[arg(long, default_value_t = 120)]
+    pub deadline: u64,
+
     /// Do not pin the measuring thread to a CPU.
     #[arg(long)]
     pub no_pin: bool,
@@ -228,6 +233,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         report::check_readme(path)?; // before a long run, not after it
     }
     run::COLD.store(args.cold, std::sync::atomic::Ordering::Relaxed);
+    worker::DEADLINE_SECS.store(args.deadline.max(1), std::sync::atomic::Ordering::Relaxed);
     let mut entries = entries(args)?;
     let plan = Plan {
         reps: args.reps.unwrap_or(if args.quick { 5 } else { 21 }).max(1),

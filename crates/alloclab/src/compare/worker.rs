@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
@@ -204,7 +205,8 @@ pub struct Worker {
 }
 
 /// How long one command may take.
-const DEADLINE: Duration = Duration::from_secs(120);
+/// How long one command to a worker may take (`compare --deadline`).
+pub static DEADLINE_SECS: AtomicU64 = AtomicU64::new(120);
 
 impl Worker {
     /// Starts a worker for the plugin at `path`; returns it and its hello.
@@ -260,11 +262,12 @@ impl Worker {
         if let Some(d) = &self.dead {
             return Err(d.clone());
         }
-        match self.lines.recv_timeout(DEADLINE) {
+        let deadline = Duration::from_secs(DEADLINE_SECS.load(Ordering::Relaxed));
+        match self.lines.recv_timeout(deadline) {
             Ok(line) => serde_json::from_str(&line)
                 .map_err(|e| self.fail(format!("unreadable answer: {e}"))),
             Err(RecvTimeoutError::Timeout) => {
-                Err(self.fail(format!("hung (no answer in {} s)", DEADLINE.as_secs())))
+                Err(self.fail(format!("hung (no answer in {} s)", deadline.as_secs())))
             }
             Err(RecvTimeoutError::Disconnected) => Err(self.fail("exited".into())),
         }
