@@ -242,6 +242,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         pin: !args.no_pin,
         budget_s: if args.quick { 1.0 } else { 8.0 },
         min_reps: if args.quick { 3 } else { 5 },
+        slow_s: if args.quick { 0.25 } else { 1.0 },
     };
     let scale = Scale {
         divisor: if args.quick { 4 } else { 1 },

@@ -108,8 +108,8 @@ impl WorkloadSpec {
 enum Request {
     Workload(WorkloadSpec),
     Checked(Option<IdealBounds>),
-    Rep(u64),
-    Latency(f64, f64),
+    Rep(u64, bool),
+    Latency(f64, f64, bool),
 }
 
 /// The worker's first line: what the plugin is.
@@ -171,18 +171,25 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
                 };
                 serde_json::to_string(&answer)?
             }
-            Request::Rep(round) => {
+            Request::Rep(round, warm) => {
                 let answer: Reply<RepOut> = match (script.as_ref(), arena.as_ref()) {
-                    (Some((s, w)), Some(a)) => run::one_rep(&subject, s, w, a, round),
+                    (Some((s, w)), Some(a)) => {
+                        run::one_rep(&subject, s, warm.then_some(w), a, round)
+                    }
                     _ => Err("no workload".into()),
                 };
                 serde_json::to_string(&answer)?
             }
-            Request::Latency(hz, overhead) => {
+            Request::Latency(hz, overhead, warm) => {
                 let answer: Reply<Vec<Latency>> = match (script.as_ref(), arena.as_ref()) {
-                    (Some((s, w)), Some(a)) => {
-                        Ok(run::latency_pass(&subject, s, w, a, hz, overhead))
-                    }
+                    (Some((s, w)), Some(a)) => Ok(run::latency_pass(
+                        &subject,
+                        s,
+                        warm.then_some(w),
+                        a,
+                        hz,
+                        overhead,
+                    )),
                     _ => Err("no workload".into()),
                 };
                 serde_json::to_string(&answer)?
@@ -298,14 +305,14 @@ impl Worker {
         self.call(&Request::Checked(bounds))
     }
 
-    /// One timed repetition.
-    pub fn rep(&mut self, round: u64) -> Result<RepOut, String> {
-        self.call(&Request::Rep(round))
+    /// One timed repetition (after a warm-up run if `warm`).
+    pub fn rep(&mut self, round: u64, warm: bool) -> Result<RepOut, String> {
+        self.call(&Request::Rep(round, warm))
     }
 
-    /// The latency pass.
-    pub fn latency(&mut self, hz: f64, overhead: f64) -> Result<Vec<Latency>, String> {
-        self.call(&Request::Latency(hz, overhead))
+    /// The latency pass (after a warm-up run if `warm`).
+    pub fn latency(&mut self, hz: f64, overhead: f64, warm: bool) -> Result<Vec<Latency>, String> {
+        self.call(&Request::Latency(hz, overhead, warm))
     }
 }
 

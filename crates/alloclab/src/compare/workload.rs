@@ -5,7 +5,7 @@
 //! |--------------|--------|-------------------------------------------------------------|
 //! | `seed`       | 1 MiB  | the brief's: 10,000 allocs of 1..=4096 B, then free in order |
 //! | `fill`       | 16 MiB | allocs of 1..=4096 B until the first refusal, free all        |
-//! | `churn`      | 64 MiB | fill to half, then random alloc (16..=4096 B) / free          |
+//! | `churn`      | 64 MiB | fill to half, then 100,000 random allocs (16..=4096 B) / frees |
 //! | `small-*`    | 4 MiB  | 10,000 allocs of 16..=128 B, freed random / LIFO / FIFO       |
 //! | `pow2`       | 64 MiB | exact powers of two 16 B..64 KiB until the first refusal, free |
 //! | `realloc`    | 64 MiB | 1,000 blocks grown 16 B → 16 KiB by 1.25x steps, shrunk back  |
@@ -143,7 +143,7 @@ pub fn generate(name: &str, scale: Scale) -> Option<Script> {
     Some(match name {
         "seed" => seed(scale.seed),
         "fill" => fill(&mut rng, (16 << 20) / d),
-        "churn" => churn(&mut rng, (64 << 20) / d, 200_000 / d),
+        "churn" => churn(&mut rng, (64 << 20) / d, 100_000 / d),
         "small-random" => small(&mut rng, FreeOrder::Random),
         "small-lifo" => small(&mut rng, FreeOrder::Lifo),
         "small-fifo" => small(&mut rng, FreeOrder::Fifo),
