@@ -26,7 +26,7 @@ impl Buddy {
     /// O(1) to find the block (a trailing-zero count on the mask of non-empty
     /// free areas), plus O(1) per split: O(log(arena / 16))
     /// worst case.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         match order_of_size(size) {
             Some(k) => self.alloc_order(k, k),

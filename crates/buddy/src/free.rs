@@ -43,7 +43,7 @@ impl Buddy {
     ///
     /// O(1) to validate the block (two bitmap words); O(1) per merge:
     /// O(log(arena / 16)) worst case.
-    #[inline]
+    #[inline(always)]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
         let Some(g) = self.frame.granule_of(ptr.as_ptr().addr()) else {
             return self.rejected();

@@ -339,7 +339,9 @@ impl ArenaAllocator for Buddy {
         unsafe { Buddy::create(region, len) }
     }
 
-    #[inline]
+    // Always: the C layer calls it inside `catch_unwind`, where LLVM
+    // otherwise keeps it out of line (one more call per allocation).
+    #[inline(always)]
     fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         Buddy::alloc(self, size)
     }
@@ -348,7 +350,8 @@ impl ArenaAllocator for Buddy {
         Buddy::alloc_aligned(self, size, align)
     }
 
-    #[inline]
+    // Always: as for `alloc`.
+    #[inline(always)]
     fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
         Buddy::free(self, ptr)
     }

@@ -85,7 +85,7 @@ impl McKusickKarels {
     /// O(1) for an object (a descriptor lookup, a bit test, a list push);
     /// with `return_pages`, the free that empties a page also unlinks its
     /// objects, O(objects per page). A large run: O(1) (boundary-tag merge).
-    #[inline]
+    #[inline(always)]
     pub fn free(&mut self, p: NonNull<u8>) -> Result<(), BadPointer> {
         let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
         if off < self.pages_len {

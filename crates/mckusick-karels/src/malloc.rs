@@ -22,7 +22,7 @@ impl McKusickKarels {
     /// O(objects per page) (the page is cut into objects, as in 4.4BSD) plus
     /// a page-run search (O(1) typical, see [`crate::page_alloc`]). A large
     /// request is a page-run search.
-    #[inline]
+    #[inline(always)]
     pub fn malloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         let p = self.malloc_uncounted(size);
         if p.is_none() {

@@ -53,7 +53,9 @@ impl ArenaAllocator for McKusickKarels {
         unsafe { McKusickKarels::create(region, len, config) }.ok()
     }
 
-    #[inline]
+    // Always: the C layer calls it inside `catch_unwind`, where LLVM
+    // otherwise keeps it out of line (one more call per allocation).
+    #[inline(always)]
     fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         self.malloc(size)
     }
@@ -62,7 +64,8 @@ impl ArenaAllocator for McKusickKarels {
         self.malloc_aligned(size, align)
     }
 
-    #[inline]
+    // Always: as for `alloc`.
+    #[inline(always)]
     fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
         McKusickKarels::free(self, ptr)
     }
