@@ -10,7 +10,11 @@ use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
 
 fuzz_target!(|scenario: Scenario| {
     let return_pages = scenario.misalign & 0x8000 != 0;
-    let flags = if return_pages { ALLOCATOR_FLAG_RETURN_PAGES } else { 0 };
+    let flags = if return_pages {
+        ALLOCATOR_FLAG_RETURN_PAGES
+    } else {
+        0
+    };
     let exp = Expectations {
         restores_largest_after_free_all: return_pages,
         largest_free_is_monotone: false,
