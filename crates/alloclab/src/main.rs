@@ -6,6 +6,8 @@
 //!   runs the brief's workload and prints its figures.
 //! - `alloclab compare`: every allocator (the two plugins, the fallback, the
 //!   peers) on every workload, measured the same way in one run.
+//! - `alloclab record -- COMMAND`: records a program's allocation calls as a
+//!   trace (`record.rs`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arena;
@@ -14,6 +16,7 @@ mod compare;
 mod facts;
 mod fallback;
 mod peers;
+mod record;
 mod subject;
 
 use std::path::PathBuf;
@@ -67,6 +70,9 @@ enum Command {
     /// Compare every allocator on every workload: usage factor, allocation
     /// and free speed, latency, ease of use.
     Compare(compare::CompareArgs),
+    /// Run a program under the recording library and write its allocation
+    /// calls as a trace (replayed by `compare`).
+    Record(record::RecordArgs),
     /// (internal) One ease-of-use probe, run by `compare` in a child process.
     #[command(name = "__probe", hide = true)]
     Probe(compare::observe::ProbeArgs),
@@ -110,6 +116,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Compare(args)) => compare::main(args),
+        Some(Command::Record(args)) => record::main(args),
         Some(Command::Probe(args)) => compare::observe::child_main(args),
         Some(Command::Worker(args)) => compare::worker::child_main(args),
         None => run_brief(&cli.brief),
