@@ -1,19 +1,62 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, every crate's tests (property
-# tests against the shadow model, the C ABI from C, the runner as a user runs
-# it). `.ci/run` calls exactly this.
+# The whole test suite, from a fresh clone: formatting, lints, every crate's
+# tests (property tests against the shadow model, the C ABI from C and under
+# valgrind, no system call under strace, threads, the runner as a user runs
+# it, real programs under the malloc shims), Miri on the allocator cores, and
+# a short fuzzing run of each allocator. `.ci/run` calls exactly this.
+#
+#   ./run-tests.sh            everything
+#   FUZZ_SECONDS=600 ./run-tests.sh    a longer fuzzing run
 set -euo pipefail
 cd "$(dirname "$0")"
 
+FUZZ_SECONDS="${FUZZ_SECONDS:-45}"
 step() { printf '\n== %s\n' "$*"; }
+
+# What the suite needs beyond the stable toolchain, installed only if missing.
+need_debian() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        step "installing ${missing[*]} (Debian packages)"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+    fi
+}
+need_debian gcc strace valgrind git python3 xz-utils
+
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+    step "installing nightly Rust with Miri"
+    rustup toolchain install nightly --profile minimal --component miri,rust-src
+fi
+cargo +nightly miri setup >/dev/null 2>&1 || cargo +nightly miri setup
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    step "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
 
 step "cargo fmt --check"
 cargo fmt --all --check
+(cd fuzz && cargo fmt --check)
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test (workspace)"
 cargo test --workspace
+
+step "Miri: the allocator cores on small arenas"
+MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p buddy -p mckusick-karels --lib
+MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p buddy -p mckusick-karels --test shadow_model
+
+step "fuzzing each allocator for ${FUZZ_SECONDS} s (cargo fuzz, libFuzzer)"
+for target in buddy mckusick_karels; do
+    (cd fuzz && cargo +nightly fuzz run "$target" -- \
+        -max_total_time="$FUZZ_SECONDS" -max_len=4096 -print_final_stats=1 2>&1 | tail -n 12)
+done
 
 printf '\nall tests passed\n'

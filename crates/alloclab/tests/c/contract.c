@@ -233,7 +233,7 @@ int main(int argc, char **argv) {
     still_fine(a, live, 4, "realloc to huge sizes (old block intact)");
     CHECK(xrealloc(a, &local, 100) == NULL, "realloc of a foreign pointer");
     rejected_one(a, &rejected, "realloc of a foreign pointer");
-    CHECK(xrealloc(a, live[2].p + 16, 100) == NULL, "realloc of an interior pointer");
+    CHECK(xrealloc(a, live[1].p + 32, 100) == NULL, "realloc of an interior pointer");
     rejected_one(a, &rejected, "realloc of an interior pointer");
     still_fine(a, live, 4, "realloc of bad pointers");
     /* A good realloc keeps the contents. */
@@ -259,17 +259,34 @@ int main(int argc, char **argv) {
     still_fine(a, live, 4, "alloc_aligned up to 4096");
 
     /* ---- exhaustion: NULL, and everything comes back -------------------- */
-    size_t n = 0;
-    static void *many[1 << 16];
-    while (n < sizeof many / sizeof *many && (many[n] = alloc(a, 64)) != NULL)
-        n++;
-    CHECK(n > 1000 && many[n] == NULL, "fills up and then says NULL (%zu blocks)", n);
-    CHECK(alloc(a, 64) == NULL, "still NULL when full");
-    for (int i = 0; i < 4; i++)
-        CHECK(intact(&live[i]), "when full, live block %d intact", i);
-    for (size_t i = 0; i < n; i++)
-        xfree(a, many[i]);
-    still_fine(a, live, 4, "freeing everything allocated to exhaustion");
+    /* On an allocator of its own: after it, McKusick-Karels in its faithful
+     * mode keeps every page in the 64-byte bucket (4.4BSD never gives a
+     * bucket's pages back), which would starve the other tests. */
+    {
+        unsigned char *mem3 = map(ARENA);
+        Allocator *e = create(mem3, ARENA);
+        CHECK(e != NULL, "an allocator to exhaust");
+        Block keep = {alloc(e, 1000), 1000, 0x55};
+        CHECK(keep.p != NULL, "alloc 1000");
+        fill(&keep);
+        size_t n = 0;
+        static void *many[1 << 16];
+        while (n < sizeof many / sizeof *many && (many[n] = alloc(e, 64)) != NULL)
+            n++;
+        CHECK(n > 1000 && many[n] == NULL, "fills up and then says NULL (%zu blocks)", n);
+        CHECK(alloc(e, 64) == NULL, "still NULL when full");
+        CHECK(intact(&keep), "when full, the live block is intact");
+        CHECK(check(e) == 0, "consistent when full");
+        for (size_t i = 0; i < n; i++)
+            xfree(e, many[i]);
+        CHECK(check(e) == 0 && get(e).live_blocks == 1, "everything but one block freed");
+        for (size_t i = 0; i < n; i++)
+            CHECK((many[i] = alloc(e, 64)) != NULL, "the same %zu blocks fit again (%zu)", n, i);
+        CHECK(intact(&keep), "the live block survived");
+        destroy(e);
+        munmap(mem3, ARENA);
+        printf("ok   exhaustion: NULL when full, the same blocks fit again after freeing\n");
+    }
 
     /* ---- two allocators, interleaved, and destroy ------------------------ */
     unsigned char *mem2 = map(ARENA);
