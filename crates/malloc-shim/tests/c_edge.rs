@@ -11,7 +11,10 @@ use std::process::Command;
 use alloc_testkit::plugins::{built_plugin, workspace_root};
 
 /// The shim libraries: (cargo package, allocator name in the stats line).
-pub const SHIMS: [(&str, &str); 1] = [("mckusick-karels-malloc", "mckusick-karels")];
+pub const SHIMS: [(&str, &str); 2] = [
+    ("buddy-malloc", "buddy"),
+    ("mckusick-karels-malloc", "mckusick-karels"),
+];
 
 fn compile() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("edge");

@@ -331,10 +331,13 @@ per_core!(
     plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES
 );
 per_core!(mk_faithful, mckusick_karels::McKusickKarels, 0);
+per_core!(buddy_core, buddy::Buddy, 0);
 
 #[test]
 fn shims_do_not_take_each_others_pointers() {
     let a = new_shim::<mckusick_karels::McKusickKarels>("a", 0);
-    let b = new_shim::<mckusick_karels::McKusickKarels>("b", 0);
+    let b = new_shim::<buddy::Buddy>("b", 0);
     two_shims_keep_apart(a, b);
+    let c = new_shim::<buddy::Buddy>("c", 0);
+    two_shims_keep_apart(c, b);
 }
