@@ -144,17 +144,21 @@ pub fn thread_id() -> usize {
     t.max(1)
 }
 
-/// Waits while `*word == expected` (futex wait, private).
-pub fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: FUTEX_WAIT_PRIVATE reads the 4-byte word, which is valid for
-    // the duration of the call; a timeout pointer of NULL waits forever.
+/// Waits while `*word == expected`, at most `timeout` (futex wait, private).
+pub fn futex_wait_for(word: &AtomicU32, expected: u32, timeout: core::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: timeout.subsec_nanos().into(),
+    };
+    // SAFETY: FUTEX_WAIT_PRIVATE reads the 4-byte word, valid for the call,
+    // and the relative timeout `ts`, which lives on this stack frame.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
-            ptr::null::<libc::timespec>(),
+            &raw const ts,
         );
     }
 }
