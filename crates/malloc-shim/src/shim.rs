@@ -265,7 +265,9 @@ impl<A: ArenaAllocator> Shim<A> {
         self.name
     }
 
-    /// One-time set-up: the number of stripes, the fork handlers. Called by
+    /// One-time set-up: checks the page size (4 KiB, or the process is
+    /// aborted with a message), reads the options, registers the fork
+    /// handlers. Called by
     /// the library constructor and before the first arena is made;
     /// re-entrant (a call made while it runs, on any thread, returns at
     /// once, and allocation works meanwhile).
@@ -277,6 +279,12 @@ impl<A: ArenaAllocator> Shim<A> {
                 .is_err()
         {
             return;
+        }
+        if !sys::page_size_ok() {
+            // Mapping lengths and large-block offsets assume 4 KiB pages.
+            sys::write_all(2, b"alloclab-shim: the kernel's page size is not 4 KiB; aborting\n");
+            // SAFETY: abort has no preconditions.
+            unsafe { libc::abort() };
         }
         let n = sys::getenv(c"ALLOCLAB_SHIM_ARENAS")
             .and_then(|v| sys::parse_small(v.to_bytes()))
