@@ -216,6 +216,19 @@ pub struct ProgramsResults {
     pub unavailable: Vec<(String, String)>,
     /// Per program.
     pub programs: Vec<ProgramResult>,
+    /// The 1-minute load average before and after the runs (other work on
+    /// the machine widens the ranges).
+    pub load_average: (Option<f64>, Option<f64>),
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn median(v: &[f64]) -> Option<f64> {
@@ -430,6 +443,7 @@ fn measure(
     workdir: &Path,
 ) -> Result<ProgramsResults> {
     let machine = crate::compare::machine();
+    let load_before = load_average();
     let (mut programs, skipped) = set::programs(scale, workdir)?;
     if !args.programs.is_empty() {
         for want in &args.programs {
@@ -594,6 +608,7 @@ fn measure(
         skipped,
         unavailable,
         programs: results,
+        load_average: (load_before, load_average()),
     })
 }
 

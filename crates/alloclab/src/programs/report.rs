@@ -189,10 +189,18 @@ fn markdown(r: &ProgramsResults, chart: bool) -> String {
     let mut s = String::new();
     let m = &r.machine;
     let _ = writeln!(s, "# Real programs on each allocator\n");
+    let load = |l: Option<f64>| l.map_or_else(|| "?".into(), |l| format!("{l:.2}"));
     let _ = writeln!(
         s,
-        "{} ({} CPUs), {}, {}.\n\nCommand: `{}`\n",
-        m.cpu, m.cpus, m.kernel, m.date, m.command
+        "{} ({} CPUs), {}, {}; 1-minute load average {} before the runs, {} after.\n\n\
+         Command: `{}`\n",
+        m.cpu,
+        m.cpus,
+        m.kernel,
+        m.date,
+        load(r.load_average.0),
+        load(r.load_average.1),
+        m.command
     );
     let _ = writeln!(s, "## Method\n");
     let _ = writeln!(
