@@ -55,6 +55,12 @@ pub struct ProgramsArgs {
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 
+    /// Another malloc library to run the programs on, as NAME=PATH (for
+    /// example tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4);
+    /// repeatable.
+    #[arg(long, value_name = "NAME=PATH")]
+    pub preload: Vec<String>,
+
     /// Kill a program that runs longer than this (seconds), and report it.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
@@ -76,7 +82,7 @@ pub struct ProgramsArgs {
 /// An allocator the programs run on.
 #[derive(Clone, Debug)]
 struct Allocator {
-    name: &'static str,
+    name: String,
     /// `LD_PRELOAD` value; None for glibc.
     preload: Option<PathBuf>,
     /// One of this project's shims (prints its statistics line).
@@ -98,23 +104,23 @@ fn system_lib(file: &str) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-fn allocators() -> Vec<Allocator> {
-    let ours = |name, file: &str| {
+fn allocators(extra: &[String]) -> Result<Vec<Allocator>> {
+    let ours = |name: &str, file: &str| {
         let path = exe_dir().join(file);
         let missing = (!path.is_file()).then(|| {
             format!("not built ({file}: run `cargo build --release` at the workspace root)")
         });
         Allocator {
-            name,
+            name: name.into(),
             preload: Some(path),
             ours: true,
             missing,
         }
     };
-    let system = |name, file: &str, package: &str| {
+    let system = |name: &str, file: &str, package: &str| {
         let path = system_lib(file);
         Allocator {
-            name,
+            name: name.into(),
             missing: path
                 .is_none()
                 .then(|| format!("not installed (apt-get install {package})")),
@@ -122,9 +128,9 @@ fn allocators() -> Vec<Allocator> {
             ours: false,
         }
     };
-    vec![
+    let mut all = vec![
         Allocator {
-            name: "glibc",
+            name: "glibc".into(),
             preload: None,
             ours: false,
             missing: None,
@@ -133,7 +139,26 @@ fn allocators() -> Vec<Allocator> {
         ours("mckusick-karels", "libmckusick_karels_malloc.so"),
         system("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
         system("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
-    ]
+    ];
+    for e in extra {
+        let Some((name, path)) = e
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+        else {
+            bail!("--preload {e}: expected NAME=PATH");
+        };
+        if all.iter().any(|a| a.name == name) {
+            bail!("--preload {e}: there is already an allocator called {name}");
+        }
+        let path = std::path::absolute(path)?;
+        all.push(Allocator {
+            name: name.into(),
+            missing: (!path.is_file()).then(|| format!("not found ({})", path.display())),
+            preload: Some(path),
+            ours: false,
+        });
+    }
+    Ok(all)
 }
 
 /// The result of one run of one program under one allocator.
@@ -453,20 +478,19 @@ fn measure(
         }
         programs.retain(|p| args.programs.iter().any(|n| n == p.name));
     }
-    let mut allocs = allocators();
+    let mut allocs = allocators(&args.preload)?;
     if !args.only.is_empty() {
         for want in &args.only {
-            if !allocs.iter().any(|a| a.name == want) {
-                bail!(
-                    "no allocator `{want}` (known: glibc, buddy, mckusick-karels, mimalloc, jemalloc)"
-                );
+            if !allocs.iter().any(|a| &a.name == want) {
+                let known: Vec<&str> = allocs.iter().map(|a| a.name.as_str()).collect();
+                bail!("no allocator `{want}` (known: {})", known.join(", "));
             }
         }
-        allocs.retain(|a| a.name == "glibc" || args.only.iter().any(|n| n == a.name));
+        allocs.retain(|a| a.name == "glibc" || args.only.contains(&a.name));
     }
     let unavailable: Vec<(String, String)> = allocs
         .iter()
-        .filter_map(|a| a.missing.clone().map(|m| (a.name.to_string(), m)))
+        .filter_map(|a| a.missing.clone().map(|m| (a.name.clone(), m)))
         .collect();
     let live: Vec<&Allocator> = allocs.iter().filter(|a| a.missing.is_none()).collect();
     let timeout = Duration::from_secs(args.timeout.max(1));
@@ -547,7 +571,7 @@ fn measure(
         for a in &allocs {
             let Some(ai) = live.iter().position(|l| l.name == a.name) else {
                 rows.push(Row {
-                    allocator: a.name.into(),
+                    allocator: a.name.clone(),
                     library: a
                         .preload
                         .as_ref()
@@ -575,7 +599,7 @@ fn measure(
                 _ => None,
             };
             rows.push(Row {
-                allocator: a.name.into(),
+                allocator: a.name.clone(),
                 library: a
                     .preload
                     .as_ref()

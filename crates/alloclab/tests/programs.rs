@@ -134,3 +134,59 @@ fn other_allocators_run_or_say_why_not() {
         }
     }
 }
+
+#[test]
+fn a_crashing_allocator_is_reported_in_its_row() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let lib = dir.join("libcrashing_malloc.so");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(cc)
+        .args(["-O1", "-shared", "-fPIC", "-Wall", "-Werror", "-o"])
+        .arg(&lib)
+        .arg(
+            alloc_testkit::plugins::workspace_root()
+                .join("crates/alloclab/tests/c/crashing_malloc.c"),
+        )
+        .status()
+        .expect("a C compiler (cc) is needed");
+    assert!(status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .args(["programs", "--quick", "--runs", "1", "--programs", "python"])
+        .args(["--only", "crash,gone"])
+        .arg(format!("--preload=crash={}", lib.display()))
+        .arg("--preload=gone=/no/such/libmalloc.so")
+        .args(["--json", "-"])
+        .output()
+        .expect("cannot run alloclab");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "a crash is a result, not an error: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = &stdout[stdout.find("{\n").expect("JSON on stdout")..];
+    let r: Value = serde_json::from_str(json).unwrap();
+    let rows = r["programs"][0]["rows"].as_array().unwrap();
+    let status = |name: &str| {
+        rows.iter()
+            .find(|row| row["allocator"] == name)
+            .and_then(|row| row["status"].as_str())
+            .unwrap_or_else(|| panic!("no row for {name}"))
+            .to_string()
+    };
+    assert_eq!(status("glibc"), "ok");
+    assert!(
+        status("crash").contains("crashed (signal 6, SIGABRT)"),
+        "{}",
+        status("crash")
+    );
+    assert!(
+        status("gone").starts_with("not found"),
+        "{}",
+        status("gone")
+    );
+    assert!(
+        stdout.contains("crashed (signal 6, SIGABRT)"),
+        "the table shows it too:\n{stdout}"
+    );
+}
