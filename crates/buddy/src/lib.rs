@@ -79,8 +79,8 @@
 //! ```
 //! use buddy::Buddy;
 //!
-//! let region: &'static mut [u8] = Box::leak(vec![0u8; 1 << 20].into_boxed_slice());
-//! let heap = Buddy::new_in(region).expect("1 MiB holds the state");
+//! let mut region = vec![0u8; 1 << 20];
+//! let heap = Buddy::new_in(&mut region).expect("1 MiB holds the state");
 //! let p = heap.alloc(100).expect("room");
 //! assert_eq!(heap.usable_size(p), Some(128)); // no header: 100 -> 128
 //! assert_eq!(p.as_ptr() as usize % 128, 0); // naturally aligned
@@ -222,7 +222,10 @@ impl Buddy {
     /// let heap = buddy::Buddy::new_in(&mut memory).unwrap();
     /// let a = heap.alloc(16).unwrap();
     /// let b = heap.alloc(16).unwrap();
-    /// assert_eq!(b.as_ptr() as usize - a.as_ptr() as usize, 16); // buddies
+    /// assert_ne!(a, b);
+    /// assert_eq!(heap.stats().live_blocks, 2);
+    /// heap.free(a).unwrap();
+    /// heap.free(b).unwrap();
     /// ```
     pub fn new_in(region: &mut [u8]) -> Option<&mut Buddy> {
         // SAFETY: the slice is valid for reads and writes and ours alone for

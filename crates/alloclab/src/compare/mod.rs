@@ -82,6 +82,11 @@ pub struct CompareArgs {
     #[arg(long)]
     pub cold: bool,
 
+    /// Seconds a third-party plugin's worker may take to answer one request
+    /// (a checked pass, a repetition) before it is killed as hung.
+    #[arg(long, default_value_t = 120)]
+    pub deadline: u64,
+
     /// Do not pin the measuring thread to a CPU.
     #[arg(long)]
     pub no_pin: bool,
@@ -229,6 +234,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         report::check_readme(path)?; // before a long run, not after it
     }
     run::COLD.store(args.cold, std::sync::atomic::Ordering::Relaxed);
+    worker::DEADLINE_SECS.store(args.deadline.max(1), std::sync::atomic::Ordering::Relaxed);
     let mut entries = entries(args)?;
     let plan = Plan {
         reps: args.reps.unwrap_or(if args.quick { 5 } else { 21 }).max(1),
@@ -237,6 +243,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         pin: !args.no_pin,
         budget_s: if args.quick { 1.0 } else { 8.0 },
         min_reps: if args.quick { 3 } else { 5 },
+        slow_s: if args.quick { 0.25 } else { 1.0 },
     };
     let scale = Scale {
         divisor: if args.quick { 4 } else { 1 },

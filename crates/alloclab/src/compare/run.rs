@@ -44,6 +44,10 @@ pub struct Plan {
     pub budget_s: f64,
     /// The fewest repetitions an allocator gets.
     pub min_reps: usize,
+    /// Seconds above which one repetition (with its warm-up) marks an
+    /// allocator as slow: it skips the warm-ups and may get as few as 3
+    /// repetitions.
+    pub slow_s: f64,
 }
 
 /// What a subject's checked pass found.
@@ -285,13 +289,16 @@ pub static COLD: AtomicBool = AtomicBool::new(false);
 /// cannot see. Then the branch predictor is scrambled, so nothing it learnt
 /// is the timed sequence's own.
 ///
+/// An allocator so slow that one repetition takes seconds (`warmup` None)
+/// skips the warm-up: caches cannot matter at that speed.
+///
 /// *Cold* (`--cold`): the arena, the slot table and the script are flushed
 /// from every cache level and the predictor scrambled: every first touch of
 /// the arena goes to memory, as on a fresh heap (a system allocator's own
 /// heap cannot be flushed, so cold figures favour them).
 fn prepare(
     subject: &Subject,
-    warmup: &Script,
+    warmup: Option<&Script>,
     arena: &Arena,
     script: &Script,
     slots: &mut [*mut c_void],
@@ -306,7 +313,9 @@ fn prepare(
                 std::mem::size_of_val(phase.ops.as_slice()),
             );
         }
-    } else if let Ok(a) = create(subject, arena, warmup.arena) {
+    } else if let Some(Ok((warmup, a))) =
+        warmup.map(|w| create(subject, arena, w.arena).map(|a| (w, a)))
+    {
         let mut warm_slots: Vec<*mut c_void> = vec![null_mut(); warmup.slots];
         let calls = Calls::of(&subject.api);
         for phase in &warmup.phases {
@@ -411,7 +420,7 @@ pub fn checked_pass(
 pub fn one_rep(
     subject: &Subject,
     script: &Script,
-    warmup: &Script,
+    warmup: Option<&Script>,
     arena: &Arena,
     round: u64,
 ) -> Result<RepOut, String> {
@@ -465,7 +474,7 @@ fn timed_rep(
 pub fn latency_pass(
     subject: &Subject,
     script: &Script,
-    warmup: &Script,
+    warmup: Option<&Script>,
     arena: &Arena,
     tsc_hz: f64,
     overhead: f64,
@@ -542,27 +551,27 @@ impl Entry {
     fn rep(
         &mut self,
         script: &Script,
-        warmup: &Script,
+        warmup: Option<&Script>,
         arena: &Arena,
         round: u64,
     ) -> Result<RepOut, String> {
         match &mut self.exec {
             Exec::Local(subject) => one_rep(subject, script, warmup, arena, round),
-            Exec::Worker(w) => w.rep(round),
+            Exec::Worker(w) => w.rep(round, warmup.is_some()),
         }
     }
 
     fn latency(
         &mut self,
         script: &Script,
-        warmup: &Script,
+        warmup: Option<&Script>,
         arena: &Arena,
         hz: f64,
         overhead: f64,
     ) -> Result<Vec<Latency>, String> {
         match &mut self.exec {
             Exec::Local(subject) => Ok(latency_pass(subject, script, warmup, arena, hz, overhead)),
-            Exec::Worker(w) => w.latency(hz, overhead),
+            Exec::Worker(w) => w.latency(hz, overhead, warmup.is_some()),
         }
     }
 }
@@ -657,6 +666,9 @@ pub fn run_workload(
     // Round 0 is the warm-up: run like the others, not kept. Its duration
     // sets how many repetitions a slow allocator gets within the time budget.
     let mut allowed = vec![plan.reps; entries.len()];
+    // Allocators for which one repetition (with its warm-up) takes more than
+    // `plan.slow_s` skip the warm-ups from then on.
+    let mut slow = vec![false; entries.len()];
     for round in 0..=plan.reps {
         order.rotate_left(1);
         for &who in &order {
@@ -664,13 +676,20 @@ pub fn run_workload(
             let rep = match who {
                 Some(i) if accs[i].checked.failure.is_some() => continue,
                 Some(i) if round > allowed[i] => continue,
-                Some(i) => entries[i].rep(script, warmup, arena, round as u64),
-                None => one_rep(&empty, script, warmup, arena, round as u64),
+                Some(i) => {
+                    entries[i].rep(script, (!slow[i]).then_some(warmup), arena, round as u64)
+                }
+                None => one_rep(&empty, script, Some(warmup), arena, round as u64),
             };
             if let (Some(i), 0) = (who, round) {
-                let each = started.elapsed().as_secs_f64().max(1e-9);
+                let mut each = started.elapsed().as_secs_f64().max(1e-9);
+                if each > plan.slow_s {
+                    slow[i] = true;
+                    each /= 2.0; // no more warm-up
+                }
                 let fits = (plan.budget_s / each) as usize;
-                allowed[i] = fits.clamp(plan.min_reps.min(plan.reps), plan.reps);
+                let least = if slow[i] { 3 } else { plan.min_reps };
+                allowed[i] = fits.clamp(least.min(plan.reps), plan.reps);
                 bar.inc((plan.reps - allowed[i]) as u64);
             }
             match (who, rep) {
@@ -699,9 +718,10 @@ pub fn run_workload(
 
     bar.set_message(format!("{}: latency pass", script.name));
     if let (Some(hz), Some(overhead)) = (method.tsc_hz, method.tsc_overhead_cycles) {
-        for (entry, acc) in entries.iter_mut().zip(&mut accs) {
+        for (i, (entry, acc)) in entries.iter_mut().zip(&mut accs).enumerate() {
             if acc.checked.failure.is_none() {
-                match entry.latency(script, warmup, arena, hz, overhead) {
+                let warm = (!slow[i]).then_some(warmup);
+                match entry.latency(script, warm, arena, hz, overhead) {
                     Ok(l) => acc.latency = l,
                     Err(e) => acc.checked.failure = Some(e),
                 }

@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
@@ -107,8 +108,8 @@ impl WorkloadSpec {
 enum Request {
     Workload(WorkloadSpec),
     Checked(Option<IdealBounds>),
-    Rep(u64),
-    Latency(f64, f64),
+    Rep(u64, bool),
+    Latency(f64, f64, bool),
 }
 
 /// The worker's first line: what the plugin is.
@@ -170,18 +171,25 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
                 };
                 serde_json::to_string(&answer)?
             }
-            Request::Rep(round) => {
+            Request::Rep(round, warm) => {
                 let answer: Reply<RepOut> = match (script.as_ref(), arena.as_ref()) {
-                    (Some((s, w)), Some(a)) => run::one_rep(&subject, s, w, a, round),
+                    (Some((s, w)), Some(a)) => {
+                        run::one_rep(&subject, s, warm.then_some(w), a, round)
+                    }
                     _ => Err("no workload".into()),
                 };
                 serde_json::to_string(&answer)?
             }
-            Request::Latency(hz, overhead) => {
+            Request::Latency(hz, overhead, warm) => {
                 let answer: Reply<Vec<Latency>> = match (script.as_ref(), arena.as_ref()) {
-                    (Some((s, w)), Some(a)) => {
-                        Ok(run::latency_pass(&subject, s, w, a, hz, overhead))
-                    }
+                    (Some((s, w)), Some(a)) => Ok(run::latency_pass(
+                        &subject,
+                        s,
+                        warm.then_some(w),
+                        a,
+                        hz,
+                        overhead,
+                    )),
                     _ => Err("no workload".into()),
                 };
                 serde_json::to_string(&answer)?
@@ -204,7 +212,8 @@ pub struct Worker {
 }
 
 /// How long one command may take.
-const DEADLINE: Duration = Duration::from_secs(120);
+/// How long one command to a worker may take (`compare --deadline`).
+pub static DEADLINE_SECS: AtomicU64 = AtomicU64::new(120);
 
 impl Worker {
     /// Starts a worker for the plugin at `path`; returns it and its hello.
@@ -260,11 +269,12 @@ impl Worker {
         if let Some(d) = &self.dead {
             return Err(d.clone());
         }
-        match self.lines.recv_timeout(DEADLINE) {
+        let deadline = Duration::from_secs(DEADLINE_SECS.load(Ordering::Relaxed));
+        match self.lines.recv_timeout(deadline) {
             Ok(line) => serde_json::from_str(&line)
                 .map_err(|e| self.fail(format!("unreadable answer: {e}"))),
             Err(RecvTimeoutError::Timeout) => {
-                Err(self.fail(format!("hung (no answer in {} s)", DEADLINE.as_secs())))
+                Err(self.fail(format!("hung (no answer in {} s)", deadline.as_secs())))
             }
             Err(RecvTimeoutError::Disconnected) => Err(self.fail("exited".into())),
         }
@@ -295,14 +305,14 @@ impl Worker {
         self.call(&Request::Checked(bounds))
     }
 
-    /// One timed repetition.
-    pub fn rep(&mut self, round: u64) -> Result<RepOut, String> {
-        self.call(&Request::Rep(round))
+    /// One timed repetition (after a warm-up run if `warm`).
+    pub fn rep(&mut self, round: u64, warm: bool) -> Result<RepOut, String> {
+        self.call(&Request::Rep(round, warm))
     }
 
-    /// The latency pass.
-    pub fn latency(&mut self, hz: f64, overhead: f64) -> Result<Vec<Latency>, String> {
-        self.call(&Request::Latency(hz, overhead))
+    /// The latency pass (after a warm-up run if `warm`).
+    pub fn latency(&mut self, hz: f64, overhead: f64, warm: bool) -> Result<Vec<Latency>, String> {
+        self.call(&Request::Latency(hz, overhead, warm))
     }
 }
 

@@ -5,9 +5,9 @@
 //! |--------------|--------|-------------------------------------------------------------|
 //! | `seed`       | 1 MiB  | the brief's: 10,000 allocs of 1..=4096 B, then free in order |
 //! | `fill`       | 16 MiB | allocs of 1..=4096 B until the first refusal, free all        |
-//! | `churn`      | 64 MiB | fill to half, then random alloc (16..=4096 B) / free          |
+//! | `churn`      | 64 MiB | fill to half, then 100,000 random allocs (16..=4096 B) / frees |
 //! | `small-*`    | 4 MiB  | 10,000 allocs of 16..=128 B, freed random / LIFO / FIFO       |
-//! | `pow2`       | 64 MiB | exact powers of two 16 B..64 KiB to 60% of the arena, free    |
+//! | `pow2`       | 64 MiB | exact powers of two 16 B..64 KiB until the first refusal, free |
 //! | `realloc`    | 64 MiB | 1,000 blocks grown 16 B → 16 KiB by 1.25x steps, shrunk back  |
 //! | `trace:NAME` | fits   | a recorded trace replayed (see `trace.rs`)                    |
 //!
@@ -143,7 +143,7 @@ pub fn generate(name: &str, scale: Scale) -> Option<Script> {
     Some(match name {
         "seed" => seed(scale.seed),
         "fill" => fill(&mut rng, (16 << 20) / d),
-        "churn" => churn(&mut rng, (64 << 20) / d, 200_000 / d),
+        "churn" => churn(&mut rng, (64 << 20) / d, 100_000 / d),
         "small-random" => small(&mut rng, FreeOrder::Random),
         "small-lifo" => small(&mut rng, FreeOrder::Lifo),
         "small-fifo" => small(&mut rng, FreeOrder::Fifo),
@@ -340,9 +340,10 @@ fn small(rng: &mut Xoshiro256PlusPlus, order: FreeOrder) -> Script {
 }
 
 fn pow2(rng: &mut Xoshiro256PlusPlus, arena: usize) -> Script {
+    // Twice what fits, so every arena allocator meets its first refusal.
     let mut allocs = Vec::new();
     let mut total = 0;
-    while total < arena / 10 * 6 {
+    while total < 2 * arena {
         let size = 1usize << rng.random_range(4..=16);
         allocs.push(Op::alloc(allocs.len(), size));
         total += size;
@@ -353,16 +354,22 @@ fn pow2(rng: &mut Xoshiro256PlusPlus, arena: usize) -> Script {
     Script {
         name: "pow2".into(),
         description: format!(
-            "{n} allocations of exact powers of two 16 B..64 KiB (60% of a {} MiB arena), freed in random order",
+            "allocations of exact powers of two 16 B..64 KiB (exponent uniform) until the first refusal \
+             in a {} MiB arena, then all freed in random order",
             arena >> 20
         ),
         arena,
         slots: n,
         phases: vec![
-            timed("alloc", allocs),
+            Phase {
+                name: "alloc",
+                ops: allocs,
+                timed: true,
+                stop_at_first_refusal: true,
+            },
             timed("free", order.into_iter().map(Op::free).collect()),
         ],
-        usage: UsageKind::Brief,
+        usage: UsageKind::Fill,
         peak_live: 0,
     }
 }
