@@ -6,6 +6,10 @@
 //!   runs the brief's workload and prints its figures.
 //! - `alloclab compare`: every allocator (the two plugins, the fallback, the
 //!   peers) on every workload, measured the same way in one run.
+//! - `alloclab record -- COMMAND`: records a program's allocation calls as a
+//!   trace (`record.rs`).
+//! - `alloclab programs`: real programs under glibc, the two malloc shims,
+//!   mimalloc and jemalloc (`programs.rs`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arena;
@@ -14,6 +18,8 @@ mod compare;
 mod facts;
 mod fallback;
 mod peers;
+mod programs;
+mod record;
 mod subject;
 
 use std::path::PathBuf;
@@ -67,12 +73,22 @@ enum Command {
     /// Compare every allocator on every workload: usage factor, allocation
     /// and free speed, latency, ease of use.
     Compare(compare::CompareArgs),
+    /// Run a program under the recording library and write its allocation
+    /// calls as a trace (replayed by `compare`).
+    Record(record::RecordArgs),
+    /// Run real programs (Python, sort, git, xz) under glibc, this project's
+    /// malloc shims, mimalloc and jemalloc: wall time and peak RSS relative
+    /// to glibc, outputs checked.
+    Programs(programs::ProgramsArgs),
     /// (internal) One ease-of-use probe, run by `compare` in a child process.
     #[command(name = "__probe", hide = true)]
     Probe(compare::observe::ProbeArgs),
     /// (internal) A third-party plugin's measurements, run by `compare` in a child process.
     #[command(name = "__worker", hide = true)]
     Worker(compare::worker::WorkerArgs),
+    /// (internal) Runs and measures one process for `programs`.
+    #[command(name = "__spawn", hide = true)]
+    Spawn(programs::spawn::SpawnArgs),
 }
 
 /// The brief's run (no subcommand). A file named like a subcommand
@@ -110,6 +126,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Compare(args)) => compare::main(args),
+        Some(Command::Record(args)) => record::main(args),
+        Some(Command::Programs(args)) => programs::main(args),
+        Some(Command::Spawn(args)) => programs::spawn::child_main(args),
         Some(Command::Probe(args)) => compare::observe::child_main(args),
         Some(Command::Worker(args)) => compare::worker::child_main(args),
         None => run_brief(&cli.brief),

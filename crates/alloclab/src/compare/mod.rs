@@ -178,7 +178,8 @@ fn shell_quote(a: &str) -> String {
     }
 }
 
-fn machine() -> Machine {
+/// Where and when a measurement runs (also used by `alloclab programs`).
+pub(crate) fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()

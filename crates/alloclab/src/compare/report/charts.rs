@@ -81,6 +81,8 @@ enum Unit {
     Percent,
     /// Nanoseconds; log axis when the values span more than two decades.
     Ns,
+    /// Multiples of a reference (`1.5×`); linear axis from 0.
+    Ratio,
 }
 
 /// One bar.
@@ -327,6 +329,10 @@ fn nice_step(raw: f64) -> f64 {
 /// An axis tick label: `0%`, `50%`; `1 ns`, `10 µs`.
 fn tick_label(v: f64, unit: Unit) -> String {
     match unit {
+        Unit::Ratio => {
+            let s = format!("{v:.2}");
+            format!("{}×", s.trim_end_matches('0').trim_end_matches('.'))
+        }
         Unit::Percent => format!("{:.0}%", 100.0 * v),
         Unit::Ns => {
             let (x, u) = if v.abs() >= 1e6 {
@@ -774,6 +780,75 @@ fn latency_figure(w: &WorkloadResult) -> Option<Figure> {
     })
 }
 
+/// A bar of [`render_ratio_chart`]: an allocator's value relative to a
+/// reference, and the range of its runs.
+pub struct RatioBar {
+    /// Allocator (its color is that of its first appearance).
+    pub allocator: String,
+    /// The ratio (NaN: no bar, only the text).
+    pub value: f64,
+    /// The range, drawn as a whisker.
+    pub range: Option<(f64, f64)>,
+    /// Written at the end of the bar.
+    pub text: String,
+}
+
+/// Bars sharing a label (`alloclab programs`: a program).
+pub struct RatioGroup {
+    /// The label on the y axis.
+    pub label: String,
+    /// One bar per allocator.
+    pub bars: Vec<RatioBar>,
+}
+
+/// Writes `dir/stem.svg` and `dir/stem.png`: stacked panels of ratio bars
+/// (one per `(caption, x axis description, groups)`) on one linear axis.
+pub fn render_ratio_chart(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    panels: Vec<(String, String, Vec<RatioGroup>)>,
+) -> Result<()> {
+    register_font()?;
+    let mut names: Vec<String> = Vec::new();
+    for b in panels.iter().flat_map(|p| &p.2).flat_map(|g| &g.bars) {
+        if !names.contains(&b.allocator) {
+            names.push(b.allocator.clone());
+        }
+    }
+    let colors = Colors(names);
+    let fig = Figure {
+        title: title.into(),
+        panels: panels
+            .into_iter()
+            .map(|(caption, x_desc, groups)| Panel {
+                title: caption,
+                x_desc,
+                unit: Unit::Ratio,
+                groups: groups
+                    .into_iter()
+                    .map(|g| Group {
+                        label: g.label,
+                        refs: Vec::new(),
+                        bars: g
+                            .bars
+                            .into_iter()
+                            .map(|b| Bar {
+                                color: colors.get(&b.allocator),
+                                value: b.value,
+                                whisker: b.range,
+                                text: b.text,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        legend: Vec::new(),
+    };
+    render(dir, stem, &fig)
+}
+
 /// The workloads that get a latency chart.
 pub const LATENCY_WORKLOADS: [&str; 2] = ["small-random", "churn"];
 
@@ -841,6 +916,8 @@ mod tests {
         assert_eq!(tick_label(10.0, Unit::Ns), "10 ns");
         assert_eq!(tick_label(2500.0, Unit::Ns), "2.5 µs");
         assert_eq!(tick_label(1e6, Unit::Ns), "1 ms");
+        assert_eq!(tick_label(1.5, Unit::Ratio), "1.5×");
+        assert_eq!(tick_label(2.0, Unit::Ratio), "2×");
         assert_eq!(nice_step(0.13), 0.2);
         assert_eq!(slug("trace:Foo bar"), "trace-foo-bar");
     }

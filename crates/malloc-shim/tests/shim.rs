@@ -1,0 +1,343 @@
+//! The shim over each core, called directly (not through exported symbols):
+//! every size regime, `realloc` across them, alignment, `calloc`, foreign
+//! and double frees, threads, and two shims that must not take each other's
+//! pointers.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use malloc_shim::{ArenaAllocator, ForkHandlers, LARGE_THRESHOLD, Shim};
+
+unsafe extern "C" fn nop() {}
+
+fn new_shim<A: ArenaAllocator>(name: &'static str, flags: u32) -> &'static Shim<A> {
+    Box::leak(Box::new(Shim::new(
+        name,
+        flags,
+        ForkHandlers {
+            prepare: nop,
+            parent: nop,
+            child: nop,
+        },
+    )))
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The byte offsets of a block that carry a pattern: the first 64 KiB, then
+/// every 4099th byte (the same offsets whatever the block's size, so a
+/// resized block is checked on what both sizes wrote; the tests stay fast at
+/// opt-level 1).
+fn marked(n: usize) -> impl Iterator<Item = usize> {
+    (0..n.min(65536)).chain((65536..n).step_by(4099))
+}
+
+fn fill(p: *mut c_void, n: usize, seed: u8) {
+    let p = p.cast::<u8>();
+    for i in marked(n) {
+        // SAFETY: callers pass a live block of at least `n` bytes.
+        unsafe { p.add(i).write(seed.wrapping_add(i as u8).wrapping_mul(31)) };
+    }
+}
+
+fn holds(p: *const c_void, n: usize, seed: u8) -> bool {
+    let p = p.cast::<u8>();
+    // SAFETY: callers pass a live block of at least `n` bytes.
+    marked(n).all(|i| unsafe { p.add(i).read() } == seed.wrapping_add(i as u8).wrapping_mul(31))
+}
+
+/// A random size: mostly small, some medium, a few above the threshold.
+fn size(rng: &mut Rng) -> usize {
+    match rng.below(100) {
+        0..=69 => rng.below(300) as usize,
+        70..=94 => rng.below(70_000) as usize,
+        95..=98 => rng.below(LARGE_THRESHOLD as u64 + 4096) as usize,
+        _ => LARGE_THRESHOLD + rng.below(6 << 20) as usize,
+    }
+}
+
+/// Random malloc/calloc/realloc/memalign/free against a shadow list of
+/// blocks and their contents.
+fn shadow_run<A: ArenaAllocator>(s: &Shim<A>, seed: u64, ops: usize) {
+    let mut rng = Rng(seed | 1);
+    let mut live: Vec<(*mut c_void, usize, u8)> = Vec::new();
+    for step in 0..ops {
+        let tag = step as u8;
+        match rng.below(10) {
+            0..=3 => {
+                let n = size(&mut rng);
+                let p = s.malloc(n);
+                assert!(
+                    !p.is_null() && (p as usize).is_multiple_of(16),
+                    "malloc({n})"
+                );
+                // SAFETY: `p` is live.
+                assert!(unsafe { s.usable_size(p) } >= n);
+                fill(p, n, tag);
+                live.push((p, n, tag));
+            }
+            4 => {
+                let n = size(&mut rng);
+                let p = s.calloc(n.max(1), 1);
+                assert!(!p.is_null());
+                assert!(holds_zero(p, n.max(1)), "calloc({n}) not zeroed");
+                fill(p, n, tag);
+                live.push((p, n, tag));
+            }
+            5 => {
+                let align = 1usize << rng.below(17);
+                let n = size(&mut rng);
+                let p = s.memalign(align, n);
+                assert!(
+                    !p.is_null() && (p as usize).is_multiple_of(align.max(16)),
+                    "memalign({align}, {n})"
+                );
+                fill(p, n, tag);
+                live.push((p, n, tag));
+            }
+            6..=7 if !live.is_empty() => {
+                let i = rng.below(live.len() as u64) as usize;
+                let (p, n, t) = live[i];
+                let m = size(&mut rng).max(1);
+                // SAFETY: `p` is live.
+                let q = unsafe { s.realloc(p, m) };
+                assert!(!q.is_null(), "realloc({n} -> {m})");
+                assert!(
+                    holds(q, n.min(m), t),
+                    "realloc({n} -> {m}) lost the contents"
+                );
+                fill(q, m, tag);
+                live[i] = (q, m, tag);
+            }
+            _ if !live.is_empty() => {
+                let i = rng.below(live.len() as u64) as usize;
+                let (p, n, t) = live.swap_remove(i);
+                assert!(holds(p, n, t), "block of {n} B overwritten");
+                // SAFETY: `p` is live and dropped from the list.
+                unsafe { s.free(p) };
+            }
+            _ => {}
+        }
+    }
+    for (p, n, t) in live {
+        assert!(holds(p, n, t));
+        // SAFETY: live.
+        unsafe { s.free(p) };
+    }
+}
+
+fn holds_zero(p: *const c_void, n: usize) -> bool {
+    let p = p.cast::<u8>();
+    // SAFETY: a live block of at least `n` bytes.
+    marked(n).all(|i| unsafe { p.add(i).read() } == 0)
+}
+
+fn edge_cases<A: ArenaAllocator>(s: &Shim<A>) {
+    // malloc(0): unique, freeable
+    let (a, b) = (s.malloc(0), s.malloc(0));
+    assert!(!a.is_null() && !b.is_null() && a != b);
+    // SAFETY: live blocks / NULL.
+    unsafe {
+        s.free(a);
+        s.free(b);
+        s.free(ptr::null_mut());
+    }
+    // realloc(p, 0) frees and answers NULL; realloc(NULL, n) allocates
+    // SAFETY: NULL, then a live block.
+    let p = unsafe { s.realloc(ptr::null_mut(), 100) };
+    assert!(!p.is_null());
+    let before = s.stats();
+    // SAFETY: live.
+    assert!(unsafe { s.realloc(p, 0) }.is_null());
+    assert_eq!(s.stats().arena_frees, before.arena_frees + 1);
+
+    // overflow and huge sizes: NULL + ENOMEM
+    assert!(s.calloc(usize::MAX / 2, 3).is_null());
+    assert!(s.malloc(usize::MAX).is_null());
+    assert!(s.malloc(isize::MAX as usize).is_null());
+    let p = s.malloc(64);
+    fill(p, 64, 9);
+    // SAFETY: live.
+    assert!(unsafe { s.realloc(p, usize::MAX - 100) }.is_null());
+    // SAFETY: live.
+    assert!(unsafe { s.reallocarray(p, usize::MAX / 2, 4) }.is_null());
+    assert!(
+        holds(p, 64, 9),
+        "a failed realloc must leave the block alone"
+    );
+
+    // posix_memalign: EINVAL leaves *out alone
+    let sentinel = 0x1234 as *mut c_void;
+    for bad in [0, 1, 2, 4, 12, 24, 100, usize::MAX] {
+        let mut out = sentinel;
+        // SAFETY: `out` is a valid pointer slot.
+        assert_eq!(unsafe { s.posix_memalign(&mut out, bad, 8) }, libc::EINVAL);
+        assert_eq!(out, sentinel);
+    }
+    for align in [8, 16, 64, 4096, 1 << 16, 1 << 22] {
+        let mut out = sentinel;
+        // SAFETY: as above.
+        assert_eq!(unsafe { s.posix_memalign(&mut out, align, 1000) }, 0);
+        assert!((out as usize).is_multiple_of(align));
+        // SAFETY: live.
+        unsafe { s.free(out) };
+    }
+    assert!(
+        s.aligned_alloc(24, 10).is_null(),
+        "aligned_alloc needs a power of two"
+    );
+    let v = s.pvalloc(1);
+    // SAFETY: live.
+    assert!((v as usize).is_multiple_of(4096) && unsafe { s.usable_size(v) } >= 4096);
+    // SAFETY: live.
+    unsafe { s.free(v) };
+
+    // foreign, interior and double frees are counted and ignored
+    let before = s.stats();
+    let mut on_stack = [0u8; 64];
+    let boxed = Box::new([0u8; 64]);
+    // SAFETY: the shim only reads the registry for these.
+    unsafe {
+        s.free(on_stack.as_mut_ptr().cast());
+        s.free(ptr::from_ref(&*boxed).cast_mut().cast());
+        assert_eq!(s.usable_size(on_stack.as_ptr().cast()), 0);
+        assert!(s.realloc(on_stack.as_mut_ptr().cast(), 10).is_null());
+    }
+    assert_eq!(s.stats().foreign, before.foreign + 4);
+    let p = s.malloc(200);
+    let big = s.malloc(3 << 20);
+    // SAFETY: interior pointers of live blocks: rejected, nothing changes.
+    unsafe {
+        s.free(p.cast::<u8>().add(16).cast());
+        s.free(big.cast::<u8>().add(4096).cast());
+        s.free(p);
+        s.free(p); // double free
+        s.free(big);
+        s.free(big); // double free of a large block: its slot is gone
+    }
+    let after = s.stats();
+    assert_eq!(after.rejected, before.rejected + 3);
+    assert_eq!(after.foreign, before.foreign + 4 + 1);
+}
+
+fn two_shims_keep_apart<A: ArenaAllocator, B: ArenaAllocator>(a: &Shim<A>, b: &Shim<B>) {
+    let pa = a.malloc(100);
+    let pb = b.malloc(100);
+    let la = a.malloc(5 << 20);
+    let before = (a.stats(), b.stats());
+    // SAFETY: each pointer is the other shim's: foreign to this one.
+    unsafe {
+        b.free(pa);
+        b.free(la);
+        a.free(pb);
+        assert_eq!(b.usable_size(pa), 0);
+    }
+    assert_eq!(a.stats().foreign, before.0.foreign + 1);
+    assert_eq!(b.stats().foreign, before.1.foreign + 3);
+    // SAFETY: live, own shim.
+    unsafe {
+        assert!(a.usable_size(pa) >= 100);
+        a.free(pa);
+        a.free(la);
+        b.free(pb);
+    }
+}
+
+fn threads<A: ArenaAllocator + 'static>(s: &'static Shim<A>) {
+    let handles: Vec<_> = (0..4)
+        .map(|t| std::thread::spawn(move || shadow_run(s, 1000 + t, 10_000)))
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // Cross-thread frees: blocks made here, freed there.
+    let blocks: Vec<usize> = (0..5000).map(|i| s.malloc(i % 700) as usize).collect();
+    let h = std::thread::spawn(move || {
+        for p in blocks {
+            // SAFETY: live blocks handed over.
+            unsafe { s.free(p as *mut c_void) };
+        }
+    });
+    h.join().unwrap();
+}
+
+fn balanced<A: ArenaAllocator>(s: &Shim<A>) {
+    let st = s.stats();
+    assert_eq!(st.arena_allocs - st.arena_frees, 0, "{st:?}");
+    assert_eq!(st.large_allocs, st.large_frees, "{st:?}");
+    assert_eq!(st.arena_live_bytes, 0, "{st:?}");
+    assert_eq!((st.core_panics, st.reentrant), (0, 0), "{st:?}");
+}
+
+macro_rules! per_core {
+    ($m:ident, $ty:ty, $flags:expr) => {
+        mod $m {
+            use super::*;
+
+            #[test]
+            fn shadow_model() {
+                let s = new_shim::<$ty>(stringify!($m), $flags);
+                shadow_run(s, 42, 30_000);
+                balanced(s);
+            }
+
+            #[test]
+            fn edge_cases_as_glibc() {
+                let s = new_shim::<$ty>(stringify!($m), $flags);
+                edge_cases(s);
+                let st = s.stats();
+                assert!(st.arenas >= 1 && st.large_allocs >= 1, "{st:?}");
+            }
+
+            #[test]
+            fn threads_and_cross_thread_frees() {
+                let s = new_shim::<$ty>(stringify!($m), $flags);
+                threads(s);
+                balanced(s);
+            }
+
+            #[test]
+            fn a_full_arena_gets_a_neighbour() {
+                let s = new_shim::<$ty>(stringify!($m), $flags);
+                // 100 MiB of 64 KiB blocks cannot fit one 64 MiB arena.
+                let blocks: Vec<_> = (0..1600).map(|_| s.malloc(64 << 10)).collect();
+                assert!(blocks.iter().all(|p| !p.is_null()));
+                assert!(s.stats().arenas >= 2, "{:?}", s.stats());
+                for p in blocks {
+                    // SAFETY: live.
+                    unsafe { s.free(p) };
+                }
+                balanced(s);
+            }
+        }
+    };
+}
+
+per_core!(
+    mk_return_pages,
+    mckusick_karels::McKusickKarels,
+    plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES
+);
+per_core!(mk_faithful, mckusick_karels::McKusickKarels, 0);
+per_core!(buddy_core, buddy::Buddy, 0);
+
+#[test]
+fn shims_do_not_take_each_others_pointers() {
+    let a = new_shim::<mckusick_karels::McKusickKarels>("a", 0);
+    let b = new_shim::<buddy::Buddy>("b", 0);
+    two_shims_keep_apart(a, b);
+    let c = new_shim::<buddy::Buddy>("c", 0);
+    two_shims_keep_apart(c, b);
+}
