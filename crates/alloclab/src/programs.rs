@@ -73,6 +73,12 @@ pub struct ProgramsArgs {
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
 
+    /// Replace the text between `<!-- programs:begin -->` and
+    /// `<!-- programs:end -->` in this file (a README) with the results table
+    /// (and, with `--report`, a link to the report and its chart).
+    #[arg(long, value_name = "FILE")]
+    pub readme: Option<PathBuf>,
+
     /// Keep the inputs and outputs in this folder (default: a temporary
     /// folder, removed at the end).
     #[arg(long, value_name = "DIR")]
@@ -423,6 +429,9 @@ fn run_program(
 /// Runs `alloclab programs`.
 pub fn main(args: &ProgramsArgs) -> Result<()> {
     let runs = args.runs.max(1);
+    if let Some(path) = &args.readme {
+        report::check_readme(path)?;
+    }
     let scale = if args.quick {
         Scale::Quick
     } else {
@@ -457,6 +466,10 @@ pub fn main(args: &ProgramsArgs) -> Result<()> {
     if let Some(dir) = &args.report {
         report::write(&results, dir)?;
         eprintln!("alloclab: wrote {}", dir.join("programs.md").display());
+    }
+    if let Some(path) = &args.readme {
+        report::update_readme(path, &results, args.report.as_deref())?;
+        eprintln!("alloclab: updated the programs block of {}", path.display());
     }
     Ok(())
 }

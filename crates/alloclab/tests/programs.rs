@@ -21,6 +21,12 @@ fn real_programs_give_glibcs_output_on_both_shims() {
     let _ = std::fs::remove_dir_all(&dir);
     let json = dir.join("programs.json");
     std::fs::create_dir_all(&dir).unwrap();
+    let readme = dir.join("README.md");
+    std::fs::write(
+        &readme,
+        "# Title\n\n<!-- programs:begin -->\nold\n<!-- programs:end -->\n\nAfter.\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
         .args([
             "programs",
@@ -34,6 +40,8 @@ fn real_programs_give_glibcs_output_on_both_shims() {
         .arg(&json)
         .arg("--report")
         .arg(dir.join("report"))
+        .arg("--readme")
+        .arg(&readme)
         .output()
         .expect("cannot run alloclab");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -95,6 +103,18 @@ fn real_programs_give_glibcs_output_on_both_shims() {
         "{md}"
     );
     assert!(md.contains("smoke test"), "one run is flagged as such");
+    let readme = std::fs::read_to_string(&readme).unwrap();
+    assert!(!readme.contains("old"), "{readme}");
+    for want in [
+        "# Title\n\n<!-- programs:begin -->\nMeasured on ",
+        "`alloclab programs --quick --runs 1 ",
+        "| python",
+        "| mckusick-karels",
+        "[report/programs.md](report/programs.md)",
+        "![wall time and peak RSS relative to glibc](report/programs.png)\n<!-- programs:end -->\n\nAfter.\n",
+    ] {
+        assert!(readme.contains(want), "{want:?} not in\n{readme}");
+    }
     for chart in ["programs.svg", "programs.png"] {
         assert!(
             std::fs::metadata(dir.join("report").join(chart))

@@ -282,7 +282,10 @@ impl<A: ArenaAllocator> Shim<A> {
         }
         if !sys::page_size_ok() {
             // Mapping lengths and large-block offsets assume 4 KiB pages.
-            sys::write_all(2, b"alloclab-shim: the kernel's page size is not 4 KiB; aborting\n");
+            sys::write_all(
+                2,
+                b"alloclab-shim: the kernel's page size is not 4 KiB; aborting\n",
+            );
             // SAFETY: abort has no preconditions.
             unsafe { libc::abort() };
         }

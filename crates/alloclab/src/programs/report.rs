@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::compare::report::{absolute, relative, replace_between};
+
 use anyhow::{Context, Result};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
@@ -127,6 +129,75 @@ pub fn write(r: &ProgramsResults, dir: &Path) -> Result<()> {
     let md = markdown(r, chart);
     std::fs::write(dir.join("programs.md"), md)
         .with_context(|| format!("writing {}", dir.join("programs.md").display()))
+}
+
+/// The marker line before the README's programs block.
+pub const BEGIN: &str = "<!-- programs:begin -->";
+/// The marker line after it.
+pub const END: &str = "<!-- programs:end -->";
+
+/// Checks, before anything runs, that `path` can be updated: it is readable
+/// and has exactly one programs block.
+pub fn check_readme(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {} (for --readme)", path.display()))?;
+    replace_between(&text, BEGIN, END, "")
+        .map(drop)
+        .with_context(|| format!("--readme {}", path.display()))
+}
+
+/// The README's programs block: the machine, date, load and command, the
+/// table, and with a report directory a link to it and its chart (paths
+/// relative to `base`, the README's directory).
+pub fn readme_block(r: &ProgramsResults, report: Option<(&Path, &Path)>) -> String {
+    let m = &r.machine;
+    let load = |l: Option<f64>| l.map_or_else(|| "?".into(), |l| format!("{l:.2}"));
+    let command = m
+        .command
+        .split_once(' ')
+        .map_or(m.command.as_str(), |(_, rest)| rest);
+    let mut s = format!(
+        "Measured on {} ({} CPUs, {}), {}, load average {} before and {} after: \
+         `alloclab {command}` ({} timed run{} per program and allocator; ratios to glibc, \
+         median and range).\n\n",
+        m.cpu,
+        m.cpus,
+        m.kernel,
+        m.date,
+        load(r.load_average.0),
+        load(r.load_average.1),
+        r.runs,
+        if r.runs == 1 { "" } else { "s" },
+    );
+    s.push_str(&table_markdown(&terminal_table(r)));
+    if let Some((base, dir)) = report {
+        let rel = relative(&absolute(base), &absolute(dir));
+        let _ = writeln!(
+            s,
+            "\nThe programs, their commands and the method: [{rel}/programs.md]({rel}/programs.md).\n"
+        );
+        if !r.programs.is_empty() {
+            let _ = writeln!(
+                s,
+                "![wall time and peak RSS relative to glibc]({rel}/programs.png)"
+            );
+        }
+    }
+    s
+}
+
+/// Replaces the programs block of the README at `path` with [`readme_block`].
+pub fn update_readme(path: &Path, r: &ProgramsResults, report: Option<&Path>) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {} (for --readme)", path.display()))?;
+    let base = absolute(path)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let block = readme_block(r, report.map(|d| (base.as_path(), d)));
+    let new = replace_between(&text, BEGIN, END, &block)
+        .with_context(|| format!("updating the programs block of {}", path.display()))?;
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A row's ratio and the range of its runs.

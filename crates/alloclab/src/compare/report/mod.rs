@@ -172,18 +172,25 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
 /// `text` with everything between the [`BEGIN`] and [`END`] markers replaced
 /// by `block` (the markers and everything outside them are kept).
 pub fn replace_block(text: &str, block: &str) -> Result<String> {
-    let Some(b) = text.find(BEGIN) else {
+    replace_between(text, BEGIN, END, block)
+}
+
+/// `text` with everything between the marker lines `begin` and `end`
+/// replaced by `block`; an error if either is missing, out of order or
+/// `begin` appears twice.
+pub fn replace_between(text: &str, begin: &str, end: &str, block: &str) -> Result<String> {
+    let Some(b) = text.find(begin) else {
         bail!(
-            "no `{BEGIN}` marker: put `{BEGIN}` and `{END}` on their own lines where the results \
+            "no `{begin}` marker: put `{begin}` and `{end}` on their own lines where the results \
              go"
         );
     };
-    let after = b + BEGIN.len();
-    let Some(e) = text[after..].find(END).map(|e| e + after) else {
-        bail!("`{BEGIN}` has no `{END}` after it");
+    let after = b + begin.len();
+    let Some(e) = text[after..].find(end).map(|e| e + after) else {
+        bail!("`{begin}` has no `{end}` after it");
     };
-    if text[e + END.len()..].contains(BEGIN) || text[after..e].contains(BEGIN) {
-        bail!("more than one `{BEGIN}` marker");
+    if text[e + end.len()..].contains(begin) || text[after..e].contains(begin) {
+        bail!("more than one `{begin}` marker");
     }
     Ok(format!(
         "{}\n{}\n{}",
@@ -195,7 +202,7 @@ pub fn replace_block(text: &str, block: &str) -> Result<String> {
 
 /// `to` relative to the directory `from` (both absolute or both relative to
 /// the same place), with `/` separators.
-fn relative(from: &Path, to: &Path) -> String {
+pub fn relative(from: &Path, to: &Path) -> String {
     let f: Vec<Component> = from.components().collect();
     let t: Vec<Component> = to.components().collect();
     let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
@@ -216,7 +223,9 @@ fn relative(from: &Path, to: &Path) -> String {
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
+/// `p` made absolute (canonical if it exists, else joined to the current
+/// directory).
+pub fn absolute(p: &Path) -> PathBuf {
     p.canonicalize().unwrap_or_else(|_| {
         std::env::current_dir()
             .map(|d| d.join(p))
