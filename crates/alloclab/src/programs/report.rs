@@ -126,7 +126,13 @@ pub fn write(r: &ProgramsResults, dir: &Path) -> Result<()> {
     if chart {
         chart_file(r, dir)?;
     }
-    let md = markdown(r, chart);
+    let mut md = markdown(r, chart);
+    if dir.join("report.md").exists() {
+        md.push_str(
+            "\nThe synthetic workloads and the recorded traces replayed in arenas: \
+             [report.md](report.md) (`alloclab compare --report`).\n",
+        );
+    }
     std::fs::write(dir.join("programs.md"), md)
         .with_context(|| format!("writing {}", dir.join("programs.md").display()))
 }

@@ -42,11 +42,22 @@ pub fn write(results: &CompareResults, dir: &Path) -> Result<Vec<Chart>> {
         .with_context(|| format!("creating the report directory {}", dir.display()))?;
     let charts = charts::render_all(results, dir)
         .with_context(|| format!("drawing the charts into {}", dir.display()))?;
-    let md = markdown::render(results, &charts);
+    let mut md = markdown::render(results, &charts);
+    if dir.join("programs.md").exists() {
+        md.push_str(PROGRAMS_SECTION);
+    }
     let path = dir.join("report.md");
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
     Ok(charts)
 }
+
+/// The section `report.md` ends with when `alloclab programs --report` has
+/// written its part of the report into the same directory.
+const PROGRAMS_SECTION: &str = "\n## Real programs\n\n\
+    Python, sort, git and xz under glibc, both malloc shims, mimalloc and jemalloc: wall \
+    time and peak RSS relative to glibc, in [programs.md](programs.md) (written by \
+    `alloclab programs --report` into this directory; it has its own date and machine \
+    line).\n\n![wall time and peak RSS relative to glibc](programs.png)\n";
 
 /// `12.3`, `4567`: ns without a unit, for the README table.
 fn plain_ns(x: f64) -> String {
@@ -292,6 +303,19 @@ mod tests {
         assert_eq!(main_op("shrink"), "realloc");
         assert_eq!(main_op("mixed"), "alloc");
         assert_eq!(main_op("replay"), "alloc");
+    }
+
+    #[test]
+    fn report_links_the_programs_part_only_when_it_is_there() {
+        let r = sample::results(&sample::specs());
+        let dir = temp_dir("programs-link");
+        write(&r, &dir).unwrap();
+        let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(!md.contains("programs.md"));
+        std::fs::write(dir.join("programs.md"), "# Real programs\n").unwrap();
+        write(&r, &dir).unwrap();
+        let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(md.contains("## Real programs") && md.contains("[programs.md](programs.md)"));
     }
 
     #[test]
