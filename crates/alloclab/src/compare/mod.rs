@@ -167,7 +167,7 @@ fn trace_files(args: &CompareArgs) -> Vec<PathBuf> {
 }
 
 /// `a` as a POSIX shell word: unchanged when it is plain, in single quotes otherwise.
-fn shell_quote(a: &str) -> String {
+pub(crate) fn shell_quote(a: &str) -> String {
     let plain = !a.is_empty()
         && a.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));

@@ -74,24 +74,15 @@ impl Program {
                 words.extend(s.argv.iter().map(|a| {
                     let a = a.to_string_lossy();
                     match a.strip_prefix(dir.as_ref()) {
-                        Some(rest) if !dir.is_empty() => format!("$WORKDIR{}", shell_word(rest)),
-                        _ => shell_word(&a),
+                        Some(rest) if !dir.is_empty() => {
+                            format!("$WORKDIR{}", crate::compare::shell_quote(rest))
+                        }
+                        _ => crate::compare::shell_quote(&a),
                     }
                 }));
                 words.join(" ")
             })
             .collect()
-    }
-}
-
-fn shell_word(a: &str) -> String {
-    let plain = !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
     }
 }
 
