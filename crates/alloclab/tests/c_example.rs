@@ -5,10 +5,18 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use alloc_testkit::plugins::{built_plugin, workspace_root};
 
+/// The compiled example, built once: the tests run in parallel, and one
+/// writing the executable while another starts it fails with ETXTBSY.
 fn build_c_example() -> PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(compile_c_example).clone()
+}
+
+fn compile_c_example() -> PathBuf {
     let root = workspace_root();
     let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("brief");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
