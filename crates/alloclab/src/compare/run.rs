@@ -376,6 +376,19 @@ pub fn checked_pass(
             },
         )
     };
+    if let (Ok(_), Some(l)) = (&result, largest) {
+        // SAFETY: `a` is live and everything was freed by the script.
+        out.largest_restored = Some(unsafe {
+            let p = (subject.api.alloc)(a, l);
+            if !p.is_null() {
+                (subject.api.free)(a, p);
+            }
+            !p.is_null()
+        });
+    }
+    // SAFETY: `a` is live and not used afterwards (the arena search below
+    // creates allocators of its own over the same memory).
+    unsafe { subject.destroy(a) };
     match result {
         Err(e) => out.failure = Some(format!("wrong answer: {e}")),
         Ok(checked) => {
@@ -399,20 +412,8 @@ pub fn checked_pass(
                 });
             }
             out.signature = Some(signature_of(checked.signature));
-            if let Some(l) = largest {
-                // SAFETY: `a` is live and everything was freed by the script.
-                out.largest_restored = Some(unsafe {
-                    let p = (subject.api.alloc)(a, l);
-                    if !p.is_null() {
-                        (subject.api.free)(a, p);
-                    }
-                    !p.is_null()
-                });
-            }
         }
     }
-    // SAFETY: `a` is live and not used afterwards.
-    unsafe { subject.destroy(a) };
     out
 }
 
@@ -825,4 +826,38 @@ pub fn progress(steps: u64) -> ProgressBar {
 /// Steps of one workload for the progress bar.
 pub fn steps(subjects: usize, plan: &Plan) -> u64 {
     (subjects * (plan.reps + 2)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc_trace::Event;
+
+    /// A trace's checked pass asks whether the largest block came back
+    /// before the smallest-arena search reuses the arena's memory (asked
+    /// after it, the answer read an allocator whose memory had been
+    /// overwritten, and was "no" for every allocator).
+    #[test]
+    fn a_trace_restores_the_largest_block_and_finds_its_smallest_arena() {
+        let events: Vec<Event> = (0..64)
+            .map(|id| Event::Alloc {
+                id,
+                size: 100 + 37 * id,
+            })
+            .chain((0..64).step_by(2).map(|id| Event::Free { id }))
+            .chain([Event::Realloc { id: 1, size: 5000 }])
+            .collect();
+        let script = workload::from_trace("t", &events).unwrap();
+        let arena = Arena::map_aligned(script.arena, script.arena.next_power_of_two()).unwrap();
+        let rlsf = crate::peers::all()
+            .into_iter()
+            .find(|p| p.name == "rlsf")
+            .unwrap()
+            .subject();
+        let out = checked_pass(&rlsf, &script, &arena, None);
+        assert_eq!(out.failure, None);
+        assert_eq!(out.largest_restored, Some(true));
+        let usage = out.usage.expect("a usage figure").factor;
+        assert!(usage > 0.3 && usage <= 1.0, "{usage}");
+    }
 }
