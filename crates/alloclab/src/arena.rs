@@ -39,6 +39,57 @@ impl Arena {
         Ok(arena)
     }
 
+    /// Maps `len` bytes starting at a multiple of `align` (a power of two, at
+    /// least a page) and touches every page: `align + len` bytes are mapped
+    /// and the parts before and after the aligned range unmapped. Where the
+    /// kernel puts a mapping changes from run to run (ASLR, other mappings),
+    /// and an allocator that carves its arena into naturally aligned blocks
+    /// (the buddy system) fits more or less in it depending on the address's
+    /// alignment: `alloclab compare` maps its arenas aligned to their size
+    /// rounded up to a power of two, so that its figures do not depend on the
+    /// run.
+    pub fn map_aligned(len: usize, align: usize) -> Result<Arena> {
+        let page = rustix::param::page_size();
+        if len == 0 || !align.is_power_of_two() || align < page {
+            bail!("cannot map {len} bytes aligned to {align}");
+        }
+        let len = len.div_ceil(page) * page;
+        let total = len
+            .checked_add(align)
+            .context("arena size overflows with its alignment")?;
+        // SAFETY: an anonymous mapping at an address of the kernel's choosing
+        // aliases nothing.
+        let p = unsafe {
+            mmap_anonymous(
+                null_mut(),
+                total,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        }
+        .with_context(|| format!("mmap of a {len}-byte arena aligned to {align}"))?;
+        let start = p.addr();
+        let aligned = start.next_multiple_of(align);
+        let head = aligned - start;
+        let tail = total - head - len;
+        // SAFETY: `[start, start + head)` and `[aligned + len, start + total)`
+        // are parts of the mapping just made, used by nothing.
+        unsafe {
+            if head > 0 {
+                munmap(p, head).context("munmap of an arena's head")?;
+            }
+            if tail > 0 {
+                munmap(p.cast::<u8>().add(head + len).cast(), tail)
+                    .context("munmap of an arena's tail")?;
+            }
+        }
+        // SAFETY: `aligned` is inside the mapping, non-null.
+        let ptr = unsafe { NonNull::new_unchecked(p.cast::<u8>().add(head)) };
+        let arena = Arena { ptr, len };
+        arena.prefault();
+        Ok(arena)
+    }
+
     /// Writes one byte per page: MAP_POPULATE already faulted them in, this
     /// makes sure (and dirties them, so no copy-on-write zero page remains).
     pub fn prefault(&self) {
@@ -54,7 +105,8 @@ impl Arena {
         self.ptr.as_ptr().cast()
     }
 
-    /// Length in bytes, as asked.
+    /// Length in bytes, as asked (by [`Arena::map_aligned`]: rounded up to
+    /// whole pages).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -71,5 +123,23 @@ impl Drop for Arena {
         // SAFETY: the mapping was made in `map` with this length and nothing
         // refers to it any more (allocators on it are destroyed first).
         let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_arenas_are_aligned_and_writable() {
+        for (len, align) in [(1 << 20, 1 << 20), (3 << 20, 4 << 20), (5000, 1 << 16)] {
+            let a = Arena::map_aligned(len, align).unwrap();
+            assert_eq!(a.as_ptr().addr() % align, 0, "{len} aligned to {align}");
+            assert!(a.len() >= len);
+            // SAFETY: inside the mapping.
+            unsafe { a.as_ptr().cast::<u8>().add(a.len() - 1).write(7) };
+        }
+        assert!(Arena::map_aligned(4096, 3).is_err());
+        assert!(Arena::map_aligned(0, 4096).is_err());
     }
 }

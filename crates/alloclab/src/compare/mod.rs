@@ -41,7 +41,8 @@ pub struct CompareArgs {
     #[arg(long)]
     pub reps: Option<usize>,
 
-    /// Workloads to run (comma-separated; default: all).
+    /// Workloads to run (comma-separated; default: all): built-in names, and
+    /// `trace:NAME` for a trace shipped in `traces/`.
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
 
@@ -151,12 +152,8 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// `--trace` files, or with none given (and no `--workloads` filter), the
-/// traces shipped in the repository's `traces/` folder.
-fn trace_files(args: &CompareArgs) -> Vec<PathBuf> {
-    if !args.trace.is_empty() || !args.workloads.is_empty() {
-        return args.trace.clone();
-    }
+/// The traces shipped in the repository's `traces/` folder, sorted.
+fn shipped_traces() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -164,6 +161,44 @@ fn trace_files(args: &CompareArgs) -> Vec<PathBuf> {
     files.retain(|p| p.extension().is_some_and(|e| e == "trace"));
     files.sort();
     files
+}
+
+/// A trace's workload name: `trace:` and the file's stem.
+fn trace_name(path: &Path) -> String {
+    format!(
+        "trace:{}",
+        path.file_stem()
+            .map_or_else(|| "trace".into(), |s| s.to_string_lossy())
+    )
+}
+
+/// The traces to replay: the `--trace` files, and the shipped traces named
+/// `trace:NAME` in `--workloads`; with neither `--trace` nor `--workloads`,
+/// every shipped trace.
+fn trace_files(args: &CompareArgs) -> Result<Vec<PathBuf>> {
+    let shipped = shipped_traces();
+    if args.workloads.is_empty() {
+        return Ok(if args.trace.is_empty() {
+            shipped
+        } else {
+            args.trace.clone()
+        });
+    }
+    let mut files = args.trace.clone();
+    for name in args.workloads.iter().filter(|w| w.starts_with("trace:")) {
+        match shipped.iter().find(|p| &trace_name(p) == name) {
+            Some(p) => files.push(p.clone()),
+            None => bail!(
+                "no shipped trace `{name}` (known: {}; or give a file with --trace)",
+                shipped
+                    .iter()
+                    .map(|p| trace_name(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    Ok(files)
 }
 
 /// `a` as a POSIX shell word: unchanged when it is plain, in single quotes otherwise.
@@ -254,11 +289,12 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     } else {
         args.workloads.clone()
     };
+    let traces = trace_files(args)?;
     let mut scripts = Vec::new();
-    for name in &names {
+    for name in names.iter().filter(|n| !n.starts_with("trace:")) {
         let script = workload::generate(name, scale).with_context(|| {
             format!(
-                "no workload `{name}` (known: {})",
+                "no workload `{name}` (known: {}, and trace:NAME for a shipped trace)",
                 workload::BUILT_IN.join(", ")
             )
         })?;
@@ -295,7 +331,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         tsc_overhead_cycles: tsc_overhead,
     };
 
-    for path in trace_files(args) {
+    for path in traces {
         let bytes =
             std::fs::read(&path).with_context(|| format!("reading trace {}", path.display()))?;
         let events =
@@ -318,7 +354,8 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         .map(|(s, _)| s.arena)
         .max()
         .unwrap_or(1 << 20);
-    let arena = Arena::map(max_arena)?;
+    // Aligned to its size: the same figures on every run (see `map_aligned`).
+    let arena = Arena::map_aligned(max_arena, max_arena.next_power_of_two())?;
     let bar = run::progress(run::steps(entries.len(), &plan) * scripts.len() as u64);
     let mut workloads = Vec::new();
     for (script, spec) in &scripts {

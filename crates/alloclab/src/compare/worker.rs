@@ -157,7 +157,8 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
                 if let Ok((s, w)) = s {
                     let need = s.arena.max(w.arena);
                     if arena.as_ref().is_none_or(|a| a.len() < need) {
-                        arena = Some(Arena::map(need)?);
+                        // Aligned as the runner's own arena is.
+                        arena = Some(Arena::map_aligned(need, need.next_power_of_two())?);
                     }
                     script = Some((s, w));
                 }
