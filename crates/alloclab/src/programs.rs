@@ -432,6 +432,9 @@ pub fn main(args: &ProgramsArgs) -> Result<()> {
     if let Some(path) = &args.readme {
         report::check_readme(path)?;
     }
+    if let Some(path) = &args.json {
+        crate::compare::output_dir(path)?;
+    }
     let scale = if args.quick {
         Scale::Quick
     } else {

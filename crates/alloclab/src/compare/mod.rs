@@ -152,6 +152,17 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// Creates the folder an output file goes into, before anything is measured
+/// (a results file that cannot be written should not cost a run).
+pub(crate) fn output_dir(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && path.as_os_str() != "-" => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The traces shipped in the repository's `traces/` folder, sorted.
 fn shipped_traces() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces");
@@ -267,6 +278,9 @@ fn utc_now() -> String {
 pub fn main(args: &CompareArgs) -> Result<()> {
     if let Some(path) = &args.readme {
         report::check_readme(path)?; // before a long run, not after it
+    }
+    for path in [&args.json, &args.csv].into_iter().flatten() {
+        output_dir(path)?;
     }
     run::COLD.store(args.cold, std::sync::atomic::Ordering::Relaxed);
     worker::DEADLINE_SECS.store(args.deadline.max(1), std::sync::atomic::Ordering::Relaxed);
