@@ -157,21 +157,14 @@ pub fn check_readme(path: &Path) -> Result<()> {
 /// relative to `base`, the README's directory).
 pub fn readme_block(r: &ProgramsResults, report: Option<(&Path, &Path)>) -> String {
     let m = &r.machine;
-    let load = |l: Option<f64>| l.map_or_else(|| "?".into(), |l| format!("{l:.2}"));
     let command = m
         .command
         .split_once(' ')
         .map_or(m.command.as_str(), |(_, rest)| rest);
     let mut s = format!(
-        "Measured on {} ({} CPUs, {}), {}, load average {} before and {} after: \
-         `alloclab {command}` ({} timed run{} per program and allocator; ratios to glibc, \
-         median and range).\n\n",
-        m.cpu,
-        m.cpus,
-        m.kernel,
-        m.date,
-        load(r.load_average.0),
-        load(r.load_average.1),
+        "Measured on {}: `alloclab {command}` ({} timed run{} per program and allocator; \
+         ratios to glibc, median and range).\n\n",
+        machine_line(r),
         r.runs,
         if r.runs == 1 { "" } else { "s" },
     );
@@ -190,6 +183,22 @@ pub fn readme_block(r: &ProgramsResults, report: Option<(&Path, &Path)>) -> Stri
         }
     }
     s
+}
+
+/// "CPU (N CPUs, kernel), date, 1-minute load average X before the runs and
+/// Y after".
+fn machine_line(r: &ProgramsResults) -> String {
+    let m = &r.machine;
+    let load = |l: Option<f64>| l.map_or_else(|| "?".into(), |l| format!("{l:.2}"));
+    format!(
+        "{} ({} CPUs, {}), {}, 1-minute load average {} before the runs and {} after",
+        m.cpu,
+        m.cpus,
+        m.kernel,
+        m.date,
+        load(r.load_average.0),
+        load(r.load_average.1),
+    )
 }
 
 /// Replaces the programs block of the README at `path` with [`readme_block`].
@@ -266,19 +275,7 @@ fn markdown(r: &ProgramsResults, chart: bool) -> String {
     let mut s = String::new();
     let m = &r.machine;
     let _ = writeln!(s, "# Real programs on each allocator\n");
-    let load = |l: Option<f64>| l.map_or_else(|| "?".into(), |l| format!("{l:.2}"));
-    let _ = writeln!(
-        s,
-        "{} ({} CPUs), {}, {}; 1-minute load average {} before the runs, {} after.\n\n\
-         Command: `{}`\n",
-        m.cpu,
-        m.cpus,
-        m.kernel,
-        m.date,
-        load(r.load_average.0),
-        load(r.load_average.1),
-        m.command
-    );
+    let _ = writeln!(s, "{}.\n\nCommand: `{}`\n", machine_line(r), m.command);
     let _ = writeln!(s, "## Method\n");
     let _ = writeln!(
         s,
