@@ -13,6 +13,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arena;
+mod artifacts;
 mod brief;
 mod compare;
 mod facts;

@@ -29,8 +29,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
+use crate::artifacts::{self, Artifact};
 use crate::compare::results::Machine;
-use crate::record::exe_dir;
 use set::{Program, Scale};
 
 /// Options of `alloclab programs`.
@@ -111,17 +111,13 @@ fn system_lib(file: &str) -> Option<PathBuf> {
 }
 
 fn allocators(extra: &[String]) -> Result<Vec<Allocator>> {
-    let ours = |name: &str, file: &str| {
-        let path = exe_dir().join(file);
-        let missing = (!path.is_file()).then(|| {
-            format!("not built ({file}: run `cargo build --release` at the workspace root)")
-        });
-        Allocator {
-            name: name.into(),
-            preload: Some(path),
-            ours: true,
-            missing,
-        }
+    let ours = |name: &str, shim: Artifact| Allocator {
+        name: name.into(),
+        preload: Some(artifacts::path(shim)),
+        ours: true,
+        missing: artifacts::find(shim)
+            .err()
+            .map(|e| format!("not built: {e}")),
     };
     let system = |name: &str, file: &str, package: &str| {
         let path = system_lib(file);
@@ -141,8 +137,8 @@ fn allocators(extra: &[String]) -> Result<Vec<Allocator>> {
             ours: false,
             missing: None,
         },
-        ours("buddy", "libbuddy_malloc.so"),
-        ours("mckusick-karels", "libmckusick_karels_malloc.so"),
+        ours("buddy", artifacts::BUDDY_SHIM),
+        ours("mckusick-karels", artifacts::MCKUSICK_KARELS_SHIM),
         system("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
         system("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
     ];
@@ -428,6 +424,7 @@ fn run_program(
 
 /// Runs `alloclab programs`.
 pub fn main(args: &ProgramsArgs) -> Result<()> {
+    artifacts::ensure_built()?;
     let runs = args.runs.max(1);
     if let Some(path) = &args.readme {
         report::check_readme(path)?;

@@ -28,15 +28,6 @@ pub struct RecordArgs {
     pub command: Vec<OsString>,
 }
 
-/// The folder of the running executable, where cargo also puts the
-/// workspace's `cdylib`s (`target/<profile>/`).
-pub fn exe_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-        .unwrap_or_default()
-}
-
 /// `LD_PRELOAD` with `lib` first, keeping what the environment preloads.
 pub fn preload_with(lib: &Path) -> OsString {
     let mut v = lib.as_os_str().to_os_string();
@@ -49,13 +40,8 @@ pub fn preload_with(lib: &Path) -> OsString {
 
 /// Runs `alloclab record`.
 pub fn main(args: &RecordArgs) -> Result<()> {
-    let recorder = exe_dir().join("liballoc_recorder.so");
-    if !recorder.is_file() {
-        bail!(
-            "{} not found (build it with `cargo build --release` at the workspace root)",
-            recorder.display()
-        );
-    }
+    crate::artifacts::ensure_built()?;
+    let recorder = crate::artifacts::find(crate::artifacts::RECORDER)?;
     let (program, rest) = args
         .command
         .split_first()

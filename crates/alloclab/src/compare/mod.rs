@@ -20,6 +20,7 @@ use clap::Args;
 use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
 
 use crate::arena::Arena;
+use crate::artifacts::{self, Artifact};
 use crate::subject::{Spec, Subject};
 use results::{CompareResults, Machine, Method, Observed, SubjectInfo};
 use run::{Entry, Plan};
@@ -42,7 +43,8 @@ pub struct CompareArgs {
     pub reps: Option<usize>,
 
     /// Workloads to run (comma-separated; default: all): built-in names, and
-    /// `trace:NAME` for a trace shipped in `traces/`.
+    /// `trace:NAME` for a trace shipped in `traces/` or a `--trace` file
+    /// called NAME.trace.
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
 
@@ -93,43 +95,39 @@ pub struct CompareArgs {
     pub no_pin: bool,
 }
 
-/// The plugins of this workspace, next to the running executable (cargo
-/// puts `alloclab` and the `cdylib`s in the same `target/<profile>/`).
-fn own_plugins() -> Vec<(PathBuf, u32, Option<&'static str>)> {
-    let dir = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    vec![
-        (dir.join("libbuddy.so"), 0, None),
-        (dir.join("libmckusick_karels.so"), 0, None),
-        (
-            dir.join("libmckusick_karels.so"),
-            ALLOCATOR_FLAG_RETURN_PAGES,
-            Some("mckusick-karels+return"),
-        ),
-    ]
-}
+/// This project's plugins as `compare` runs them: the artifact, the
+/// creation flags and the row's name.
+const OWN_PLUGINS: [(Artifact, u32, &str); 3] = [
+    (artifacts::BUDDY_PLUGIN, 0, "buddy"),
+    (artifacts::MCKUSICK_KARELS_PLUGIN, 0, "mckusick-karels"),
+    (
+        artifacts::MCKUSICK_KARELS_PLUGIN,
+        ALLOCATOR_FLAG_RETURN_PAGES,
+        "mckusick-karels+return",
+    ),
+];
 
 /// Every allocator to compare, in table order: this project's plugins
 /// (called in this process), third-party plugins given on the command line
-/// (each in a worker child process), the fallback and the peers.
+/// (each in a worker child process), the fallback and the peers. This
+/// project's plugins must load (they are what the comparison is for): an
+/// error says which file is missing and how to build it.
 fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let mut out = Vec::new();
-    for (path, flags, name) in own_plugins() {
-        match Subject::load(&path) {
-            Ok(mut s) => {
-                s.flags = flags;
-                if let Some(n) = name {
-                    s.name = n.into();
-                }
-                out.push(Entry::local(s));
-            }
-            Err(e) => eprintln!(
-                "alloclab: {e} (build the plugins with `cargo build --release` at the workspace root); \
-                 comparing without it"
-            ),
+    if OWN_PLUGINS.iter().any(|(_, _, name)| wanted(name)) {
+        artifacts::ensure_built()?;
+    }
+    for (artifact, flags, name) in OWN_PLUGINS {
+        if !wanted(name) {
+            continue;
         }
+        let path = artifacts::find(artifact)?;
+        let mut s =
+            Subject::load(&path).with_context(|| format!("{} cannot be used", artifact.what))?;
+        s.flags = flags;
+        s.name = name.into();
+        out.push(Entry::local(s));
     }
     for path in &args.plugins {
         let entry = Entry::isolated(path)
@@ -163,17 +161,6 @@ pub(crate) fn output_dir(path: &Path) -> Result<()> {
     }
 }
 
-/// The traces shipped in the repository's `traces/` folder, sorted.
-fn shipped_traces() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "trace"));
-    files.sort();
-    files
-}
-
 /// A trace's workload name: `trace:` and the file's stem.
 fn trace_name(path: &Path) -> String {
     format!(
@@ -187,20 +174,27 @@ fn trace_name(path: &Path) -> String {
 /// `trace:NAME` in `--workloads`; with neither `--trace` nor `--workloads`,
 /// every shipped trace.
 fn trace_files(args: &CompareArgs) -> Result<Vec<PathBuf>> {
-    let shipped = shipped_traces();
+    let shipped = || artifacts::shipped_traces();
     if args.workloads.is_empty() {
-        return Ok(if args.trace.is_empty() {
-            shipped
-        } else {
+        return Ok(if !args.trace.is_empty() {
             args.trace.clone()
+        } else {
+            shipped().unwrap_or_else(|e| {
+                eprintln!("alloclab: {e:#}; replaying no trace (give one with --trace FILE)");
+                Vec::new()
+            })
         });
     }
     let mut files = args.trace.clone();
     for name in args.workloads.iter().filter(|w| w.starts_with("trace:")) {
+        if args.trace.iter().any(|p| &trace_name(p) == name) {
+            continue; // a --trace file of that name
+        }
+        let shipped = shipped()?;
         match shipped.iter().find(|p| &trace_name(p) == name) {
             Some(p) => files.push(p.clone()),
             None => bail!(
-                "no shipped trace `{name}` (known: {}; or give a file with --trace)",
+                "no trace `{name}`: neither a --trace file nor a shipped trace (shipped: {})",
                 shipped
                     .iter()
                     .map(|p| trace_name(p))
