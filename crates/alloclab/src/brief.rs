@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::arena::Arena;
+use crate::output::outln;
 use crate::subject::Subject;
 
 /// The brief's parameters.
@@ -248,35 +249,39 @@ pub fn print(subject: &Subject, cfg: &BriefConfig, r: &BriefResult) {
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let per = |d: Duration, n: usize| d.as_nanos() as f64 / n.max(1) as f64;
     let (alloc_med, free_med) = (median(&r.alloc), median(&r.free));
-    println!("allocator       {} ({})", subject.name, subject.origin);
-    println!(
+    outln!("allocator       {} ({})", subject.name, subject.origin);
+    outln!(
         "workload        {} allocations of 1..={} bytes (uniform, seed {}), then every successful block freed in order",
-        cfg.count, cfg.max_size, cfg.seed
+        cfg.count,
+        cfg.max_size,
+        cfg.seed
     );
-    println!(
+    outln!(
         "arena           {} bytes ({:.2} MiB), one mmap, pre-faulted",
         cfg.arena_size,
         mib(cfg.arena_size)
     );
-    println!(
+    outln!(
         "allocated       {} blocks, {} bytes requested ({} requests refused)",
-        r.successes, r.requested, r.refused
+        r.successes,
+        r.requested,
+        r.refused
     );
     match (r.reserved, subject.blocks_in_arena) {
-        (Some(reserved), true) => println!(
+        (Some(reserved), true) => outln!(
             "held            {reserved} bytes for those blocks ({:.4} of the arena){}",
             reserved as f64 / cfg.arena_size as f64,
             r.metadata
                 .map(|m| format!(", plus {m} bytes of allocator metadata"))
                 .unwrap_or_default()
         ),
-        (Some(mapped), false) => println!(
+        (Some(mapped), false) => outln!(
             "held            {mapped} bytes mapped for those blocks (requested / mapped = {:.4}), outside the arena",
             r.requested as f64 / mapped as f64
         ),
         (None, _) => {}
     }
-    println!(
+    outln!(
         "alloc time      {:.6} s for all {} calls ({:.1} ns per call); range {:.6} .. {:.6} s",
         alloc_med.as_secs_f64(),
         cfg.count,
@@ -284,7 +289,7 @@ pub fn print(subject: &Subject, cfg: &BriefConfig, r: &BriefResult) {
         r.alloc[0].as_secs_f64(),
         r.alloc[r.alloc.len() - 1].as_secs_f64()
     );
-    println!(
+    outln!(
         "free time       {:.6} s for {} frees ({:.1} ns per free); range {:.6} .. {:.6} s",
         free_med.as_secs_f64(),
         r.successes,
@@ -293,16 +298,16 @@ pub fn print(subject: &Subject, cfg: &BriefConfig, r: &BriefResult) {
         r.free[r.free.len() - 1].as_secs_f64()
     );
     if subject.blocks_in_arena {
-        println!(
+        outln!(
             "usage factor    {:.6} (requested bytes of the successful allocations / arena size)",
             r.usage_factor
         );
     } else {
-        println!(
+        outln!(
             "usage factor    n/a (the fallback maps every block apart; the arena holds only its table)"
         );
     }
-    println!(
+    outln!(
         "how measured    median of {} timed runs after one warm-up, each on a fresh allocator over the same \
          pre-faulted arena; sizes generated before timing; clock: Instant (CLOCK_MONOTONIC via vDSO, \
          {} ns per reading); the first run checked (blocks aligned, inside the arena, not overlapping) and \

@@ -18,6 +18,7 @@ mod brief;
 mod compare;
 mod facts;
 mod fallback;
+mod output;
 mod peers;
 mod programs;
 mod record;

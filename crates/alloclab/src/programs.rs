@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use crate::artifacts::{self, Artifact};
 use crate::compare::results::Machine;
+use crate::output::outln;
 use set::{Program, Scale};
 
 /// Options of `alloclab programs`.
@@ -451,14 +452,14 @@ pub fn main(args: &ProgramsArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&workdir);
     }
     let results = result?;
-    println!("{}", report::terminal_table(&results));
+    outln!("{}", report::terminal_table(&results));
     for (name, why) in &results.skipped {
-        println!("{name}: skipped ({why})");
+        outln!("{name}: skipped ({why})");
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results)?;
         if path.as_os_str() == "-" {
-            println!("{text}");
+            outln!("{text}");
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }

@@ -21,6 +21,7 @@ use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
 
 use crate::arena::Arena;
 use crate::artifacts::{self, Artifact};
+use crate::output::outln;
 use crate::subject::{Spec, Subject};
 use results::{CompareResults, Machine, Method, Observed, SubjectInfo};
 use run::{Entry, Plan};
@@ -376,8 +377,8 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         };
         let w = run::run_workload(script, &warmup, spec, &mut entries, &bench);
         bar.suspend(|| {
-            println!("{}", table::workload_legend(&w));
-            println!("{}\n", table::workload_table(&w));
+            outln!("{}", table::workload_legend(&w));
+            outln!("{}\n", table::workload_table(&w));
         });
         workloads.push(w);
     }
@@ -410,11 +411,11 @@ pub fn main(args: &CompareArgs) -> Result<()> {
             .collect(),
         workloads,
     };
-    println!("── ease of use ──\n{}", table::ease_table(&results));
+    outln!("── ease of use ──\n{}", table::ease_table(&results));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results)?;
         if path.as_os_str() == "-" {
-            println!("{text}");
+            outln!("{text}");
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::results::Observed;
 use super::run::Entry;
 use crate::arena::Arena;
+use crate::output::outln;
 use crate::subject::{Spec, Subject};
 
 /// A probe.
@@ -75,7 +76,7 @@ pub fn child_main(args: &ProbeArgs) -> anyhow::Result<()> {
         Probe::Exhaustion => exhaustion(&subject)?,
         Probe::SmallestArena => smallest_arena(&subject)?,
     };
-    println!("{}", serde_json::to_string(&found)?);
+    outln!("{}", serde_json::to_string(&found)?);
     Ok(())
 }
 
