@@ -15,13 +15,45 @@ pub struct Arena {
     len: usize,
 }
 
+/// The memory this machine can give a new arena now (`MemAvailable` of
+/// `/proc/meminfo`), if known.
+pub fn available_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses an arena that is empty or larger than the memory available: a
+/// pre-faulted arena is all resident, and one beyond the machine's memory
+/// would bring the out-of-memory killer rather than an error.
+pub fn check_size(len: usize) -> Result<()> {
+    if len == 0 {
+        bail!("an arena of 0 bytes cannot be mapped");
+    }
+    if let Some(avail) = available_memory()
+        && len > avail
+    {
+        bail!(
+            "an arena of {len} bytes ({:.1} GiB) is more than the memory available on this machine ({:.1} GiB)",
+            len as f64 / (1u64 << 30) as f64,
+            avail as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
+}
+
 impl Arena {
     /// Maps `len` bytes (rounded up to whole pages by the kernel) and touches
     /// every page.
     pub fn map(len: usize) -> Result<Arena> {
-        if len == 0 {
-            bail!("an arena of 0 bytes cannot be mapped");
-        }
+        check_size(len)?;
         // SAFETY: an anonymous mapping at an address of the kernel's choosing
         // aliases nothing.
         let p = unsafe {
@@ -50,7 +82,8 @@ impl Arena {
     /// run.
     pub fn map_aligned(len: usize, align: usize) -> Result<Arena> {
         let page = rustix::param::page_size();
-        if len == 0 || !align.is_power_of_two() || align < page {
+        check_size(len)?;
+        if !align.is_power_of_two() || align < page {
             bail!("cannot map {len} bytes aligned to {align}");
         }
         let len = len.div_ceil(page) * page;

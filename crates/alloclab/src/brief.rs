@@ -24,6 +24,13 @@ use crate::arena::Arena;
 use crate::output::outln;
 use crate::subject::Subject;
 
+/// The largest `--count`: the runner keeps three words per request (its
+/// size, its block, the successful blocks), 2.4 GB at this count.
+pub const MAX_COUNT: usize = 100_000_000;
+
+/// The largest `--repeat`.
+pub const MAX_REPEAT: usize = 10_000;
+
 /// The brief's parameters.
 #[derive(Clone, Debug)]
 pub struct BriefConfig {
@@ -56,10 +63,26 @@ impl SplitMix64 {
 /// The request sizes: `count` values uniform in `1..=max_size` (modulo bias
 /// below 2^-50 for any `max_size` up to 2^14, as in the brief's `rand() %`).
 pub fn sizes(count: usize, max_size: usize, seed: u64) -> Vec<usize> {
+    size_sequence(max_size, seed).take(count).collect()
+}
+
+/// The endless sequence that [`sizes`] takes its first `count` from.
+fn size_sequence(max_size: usize, seed: u64) -> impl Iterator<Item = usize> {
     let mut rng = SplitMix64(seed);
-    (0..count)
-        .map(|_| 1 + (rng.next_u64() % max_size as u64) as usize)
-        .collect()
+    std::iter::repeat_with(move || 1 + (rng.next_u64() % max_size as u64) as usize)
+}
+
+/// An empty vector with room for `n` items, or an error when the memory
+/// cannot be had (instead of the allocation failure that aborts the process).
+fn reserved<T>(n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        anyhow::anyhow!(
+            "not enough memory for a table of {n} requests ({} MiB)",
+            n.saturating_mul(size_of::<T>()) >> 20
+        )
+    })?;
+    Ok(v)
 }
 
 /// The figures of one timed run.
@@ -69,6 +92,22 @@ struct Run {
     free: Duration,
     successes: usize,
     requested: usize,
+}
+
+impl BriefConfig {
+    /// Refuses parameters the run cannot honour, naming the option.
+    pub fn check(&self) -> Result<()> {
+        if !(1..=MAX_COUNT).contains(&self.count) {
+            bail!("--count must be 1 to {MAX_COUNT}, not {}", self.count);
+        }
+        if self.max_size == 0 {
+            bail!("--max-size must be at least 1 byte");
+        }
+        if !(1..=MAX_REPEAT).contains(&self.repeat) {
+            bail!("--repeat must be 1 to {MAX_REPEAT}, not {}", self.repeat);
+        }
+        Ok(())
+    }
 }
 
 /// The brief's figures over all runs.
@@ -93,13 +132,13 @@ pub struct BriefResult {
 
 /// Runs the brief's workload on `subject`.
 pub fn run(subject: &Subject, cfg: &BriefConfig) -> Result<BriefResult> {
-    if cfg.max_size == 0 || cfg.repeat == 0 {
-        bail!("--max-size and --repeat must be at least 1");
-    }
+    cfg.check()?;
     let arena = Arena::map(cfg.arena_size)?;
-    let sizes = sizes(cfg.count, cfg.max_size, cfg.seed);
-    let mut ptrs: Vec<*mut c_void> = vec![std::ptr::null_mut(); cfg.count];
-    let mut live: Vec<*mut c_void> = Vec::with_capacity(cfg.count);
+    let mut sizes = reserved(cfg.count)?;
+    sizes.extend(size_sequence(cfg.max_size, cfg.seed).take(cfg.count));
+    let mut ptrs: Vec<*mut c_void> = reserved(cfg.count)?;
+    ptrs.resize(cfg.count, std::ptr::null_mut());
+    let mut live: Vec<*mut c_void> = reserved(cfg.count)?;
     let mut runs = Vec::with_capacity(cfg.repeat);
     let mut reserved = None;
     let mut metadata = None;

@@ -51,6 +51,14 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+/// A `--max-size`: a byte count of at least 1.
+fn parse_max_size(s: &str) -> Result<usize, String> {
+    match parse_bytes(s)? {
+        0 => Err("the largest request must be at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
 /// Loads an allocator plugin by path and measures it.
 ///
 /// `alloclab [PLUGIN]` runs the brief's workload on one plugin (or on the
@@ -107,21 +115,24 @@ struct BriefArgs {
     #[arg(long, default_value = "1M", value_parser = parse_bytes)]
     arena_size: usize,
 
-    /// Number of allocation requests.
-    #[arg(long, default_value_t = 10_000)]
-    count: usize,
+    /// Number of allocation requests (at most 100,000,000: the runner keeps
+    /// 24 bytes per request).
+    #[arg(long, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=brief::MAX_COUNT as u64))]
+    count: u64,
 
-    /// Largest request; sizes are uniform in 1..=MAX_SIZE.
-    #[arg(long, default_value = "4096", value_parser = parse_bytes)]
+    /// Largest request (at least 1); sizes are uniform in 1..=MAX_SIZE.
+    #[arg(long, default_value = "4096", value_parser = parse_max_size)]
     max_size: usize,
 
     /// Seed of the request sizes.
     #[arg(long, default_value_t = 42)]
     seed: u64,
 
-    /// Timed runs (the median is reported).
-    #[arg(long, default_value_t = 21)]
-    repeat: usize,
+    /// Timed runs (the median is reported; 1 to 10,000).
+    #[arg(long, default_value_t = 21,
+          value_parser = clap::value_parser!(u64).range(1..=brief::MAX_REPEAT as u64))]
+    repeat: u64,
 }
 
 fn main() -> ExitCode {
@@ -151,10 +162,10 @@ fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
     }
     let cfg = BriefConfig {
         arena_size: args.arena_size,
-        count: args.count,
+        count: args.count as usize,
         max_size: args.max_size,
         seed: args.seed,
-        repeat: args.repeat,
+        repeat: args.repeat as usize,
     };
     let result = brief::run(&chosen.subject, &cfg)?;
     brief::print(&chosen.subject, &cfg, &result);
