@@ -205,14 +205,16 @@ pub fn ensure_built() -> Result<()> {
                 cmd.args(["-p", a.package]);
             }
             cmd.current_dir(repository());
-            // Cargo's progress for a person watching; its errors only, in a log.
-            if !std::io::stderr().is_terminal() {
+            // Cargo's progress and a line saying why, for a person watching;
+            // in a log, cargo's errors only.
+            if std::io::stderr().is_terminal() {
+                eprintln!(
+                    "alloclab: building this project's plugins, malloc shims and recorder ({})",
+                    ALL.map(|a| a.package).join(", ")
+                );
+            } else {
                 cmd.arg("--quiet");
             }
-            eprintln!(
-                "alloclab: building this project's plugins, malloc shims and recorder ({})",
-                ALL.map(|a| a.package).join(", ")
-            );
             match cmd.status() {
                 Ok(s) if s.success() => Ok(()),
                 Ok(s) => Err(format!(

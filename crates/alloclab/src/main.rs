@@ -22,6 +22,7 @@ mod output;
 mod peers;
 mod programs;
 mod record;
+mod signals;
 mod subject;
 
 use std::path::PathBuf;
@@ -137,17 +138,18 @@ struct BriefArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match &cli.command {
-        Some(Command::Compare(args)) => compare::main(args),
+        Some(Command::Compare(args)) => done(compare::main(args)),
         Some(Command::Record(args)) => record::main(args),
-        Some(Command::Programs(args)) => programs::main(args),
-        Some(Command::Spawn(args)) => programs::spawn::child_main(args),
-        Some(Command::Probe(args)) => compare::observe::child_main(args),
-        Some(Command::Worker(args)) => compare::worker::child_main(args),
-        None => run_brief(&cli.brief),
+        Some(Command::Programs(args)) => done(programs::main(args)),
+        Some(Command::Spawn(args)) => done(programs::spawn::child_main(args)),
+        Some(Command::Probe(args)) => done(compare::observe::child_main(args)),
+        Some(Command::Worker(args)) => done(compare::worker::child_main(args)),
+        None => done(run_brief(&cli.brief)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("alloclab: {e:#}");
             ExitCode::FAILURE

@@ -10,6 +10,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod table;
+pub mod trace;
 pub mod worker;
 pub mod workload;
 
@@ -341,14 +342,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     };
 
     for path in traces {
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("reading trace {}", path.display()))?;
-        let events =
-            alloc_trace::decode(&bytes).with_context(|| format!("trace {}", path.display()))?;
-        let name = path
-            .file_stem()
-            .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
-        let script = workload::from_trace(&name, &events).map_err(anyhow::Error::msg)?;
+        let script = trace::load(&path).map_err(anyhow::Error::msg)?;
         scripts.push((script, WorkloadSpec::Trace { path }));
     }
     let observed: Vec<Observed> = entries

@@ -847,7 +847,7 @@ mod tests {
             .chain((0..64).step_by(2).map(|id| Event::Free { id }))
             .chain([Event::Realloc { id: 1, size: 5000 }])
             .collect();
-        let script = workload::from_trace("t", &events).unwrap();
+        let script = super::super::trace::from_events("t", &events).unwrap();
         let arena = Arena::map_aligned(script.arena, script.arena.next_power_of_two()).unwrap();
         let rlsf = crate::peers::all()
             .into_iter()

@@ -91,14 +91,7 @@ impl WorkloadSpec {
                 },
             )
             .ok_or_else(|| format!("no workload {name}")),
-            WorkloadSpec::Trace { path } => {
-                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let events = alloc_trace::decode(&bytes).map_err(|e| e.to_string())?;
-                let name = path
-                    .file_stem()
-                    .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
-                workload::from_trace(&name, &events)
-            }
+            WorkloadSpec::Trace { path } => super::trace::load(path),
         }
     }
 }
