@@ -160,8 +160,12 @@ fn started_by_cargo() -> Option<CargoRun> {
     if Path::new(&manifest).canonicalize().ok()? != ours.canonicalize().ok()? {
         return None;
     }
-    // <target-dir>/[<triple>/]<profile-dir>/alloclab
+    // <target-dir>/[<triple>/]<profile-dir>/alloclab, where cargo keeps its
+    // fingerprints beside the executable (not a copy elsewhere).
     let exe_dir = dir();
+    if !exe_dir.join(".fingerprint").is_dir() {
+        return None;
+    }
     let profile_dir = exe_dir.file_name()?.to_str()?.to_string();
     let above = exe_dir.parent()?;
     let mut args = vec!["--profile".to_string()];

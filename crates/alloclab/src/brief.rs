@@ -19,9 +19,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
 
 use crate::arena::Arena;
 use crate::output::outln;
+use crate::postmortem::{self, Stage};
 use crate::subject::Subject;
 
 /// The largest `--count`: the runner keeps three words per request (its
@@ -32,7 +34,7 @@ pub const MAX_COUNT: usize = 100_000_000;
 pub const MAX_REPEAT: usize = 10_000;
 
 /// The brief's parameters.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BriefConfig {
     /// Arena bytes.
     pub arena_size: usize,
@@ -111,6 +113,7 @@ impl BriefConfig {
 }
 
 /// The brief's figures over all runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BriefResult {
     /// Successful allocations (the same in every run).
     pub successes: usize,
@@ -155,36 +158,48 @@ pub fn run(subject: &Subject, cfg: &BriefConfig) -> Result<BriefResult> {
             );
         }
         let api = black_box(subject.api);
+        postmortem::stage(Stage::Allocs);
         let t0 = Instant::now();
         for (slot, &size) in ptrs.iter_mut().zip(&sizes) {
             // SAFETY: `a` is live.
             *slot = unsafe { (api.alloc)(a, size) };
         }
         let t1 = Instant::now();
+        postmortem::stage(Stage::Idle);
         live.clear();
-        let mut requested = 0;
+        let mut requested = 0usize;
         for (&p, &size) in ptrs.iter().zip(&sizes) {
             if !p.is_null() {
                 live.push(p);
-                requested += size;
+                requested = requested.saturating_add(size);
             }
         }
         if rep == 0 {
             check_blocks(subject, &arena, &ptrs, &sizes)?;
             // SAFETY: `a` is live.
-            if let Some(s) = unsafe { subject.stats(a) } {
+            let stats = unsafe { subject.stats(a, arena.len()) }
+                .map_err(|e| anyhow::anyhow!("{}: {e}", subject.name))?;
+            if let Some(s) = stats {
                 reserved = Some(s.bytes_reserved);
                 metadata = Some(s.metadata_bytes);
             }
         }
+        postmortem::stage(Stage::Frees);
         let t2 = Instant::now();
         for &p in &live {
             // SAFETY: `p` is a live block of `a`, freed once.
             unsafe { (api.free)(a, p) };
         }
         let t3 = Instant::now();
+        postmortem::stage(Stage::Idle);
         // SAFETY: `a` is live and not used after this.
         unsafe { subject.destroy(a) };
+        if let Some(at) = arena.changed_beyond(arena.len()) {
+            bail!(
+                "{} wrote outside its arena: byte {at} after its end changed",
+                subject.name
+            );
+        }
         runs.push(Run {
             alloc: t1 - t0,
             free: t3 - t2,
@@ -256,6 +271,12 @@ fn check_blocks(
         if let Some(&(next, _)) = blocks.get(i + 1)
             && addr + size > next
         {
+            if next == addr {
+                bail!(
+                    "{} returned the block at {addr:#x} twice while it was live",
+                    subject.name
+                );
+            }
             bail!(
                 "{} returned overlapping blocks at {addr:#x} and {next:#x}",
                 subject.name
@@ -283,8 +304,18 @@ pub fn timer_cost() -> Duration {
         .unwrap_or_default()
 }
 
+/// The allocator as the report names it.
+pub struct Shown {
+    /// Its name.
+    pub name: String,
+    /// Where it came from (a path, or "built into alloclab").
+    pub origin: String,
+    /// Its blocks lie in the arena (not for the fallback).
+    pub blocks_in_arena: bool,
+}
+
 /// The report, as the brief's table plus how it was measured.
-pub fn print(subject: &Subject, cfg: &BriefConfig, r: &BriefResult) {
+pub fn print(subject: &Shown, cfg: &BriefConfig, r: &BriefResult) {
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let per = |d: Duration, n: usize| d.as_nanos() as f64 / n.max(1) as f64;
     let (alloc_med, free_med) = (median(&r.alloc), median(&r.free));

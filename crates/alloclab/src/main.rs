@@ -20,6 +20,8 @@ mod facts;
 mod fallback;
 mod output;
 mod peers;
+mod plugin_data;
+mod postmortem;
 mod programs;
 mod record;
 mod signals;
@@ -30,7 +32,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::brief::BriefConfig;
+use std::sync::atomic::Ordering;
+
+use crate::brief::{BriefConfig, BriefResult, Shown};
+use crate::compare::worker::{StartError, Worker};
 use crate::subject::Subject;
 
 /// Parses a byte count with an optional K/M/G suffix (powers of 1024; `K`,
@@ -130,6 +135,11 @@ struct BriefArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
 
+    /// Seconds the plugin may take for the whole run (it runs in a child
+    /// process) before it is killed as hung.
+    #[arg(long, default_value_t = 60)]
+    deadline: u64,
+
     /// Timed runs (the median is reported; 1 to 10,000).
     #[arg(long, default_value_t = 21,
           value_parser = clap::value_parser!(u64).range(1..=brief::MAX_REPEAT as u64))]
@@ -157,11 +167,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// The brief's run: the plugin at the given path, run and measured in a
+/// worker process (a plugin that crashes, hangs or ends the process gets one
+/// line saying what it did, and a non-zero exit), or the built-in fallback
+/// when no path is given or nothing loadable is there.
 fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
-    let chosen = Subject::choose(args.plugin.as_deref());
-    if let Some(reason) = &chosen.fallback_reason {
-        eprintln!("alloclab: {reason}; using the built-in mmap/munmap fallback");
-    }
     let cfg = BriefConfig {
         arena_size: args.arena_size,
         count: args.count as usize,
@@ -169,8 +179,41 @@ fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
         seed: args.seed,
         repeat: args.repeat as usize,
     };
-    let result = brief::run(&chosen.subject, &cfg)?;
-    brief::print(&chosen.subject, &cfg, &result);
+    cfg.check()?;
+    compare::worker::DEADLINE_SECS.store(args.deadline.max(1), Ordering::Relaxed);
+    let fallback = |why: &str| -> anyhow::Result<(Shown, BriefResult)> {
+        eprintln!("alloclab: {why}; using the built-in mmap/munmap fallback");
+        let subject = Subject::fallback();
+        let result = brief::run(&subject, &cfg)?;
+        let shown = Shown {
+            name: subject.name,
+            origin: subject.origin,
+            blocks_in_arena: subject.blocks_in_arena,
+        };
+        Ok((shown, result))
+    };
+    let (shown, result) = match &args.plugin {
+        None => fallback("no plugin path given")?,
+        Some(path) => {
+            let origin = plugin_data::shown(&path.display().to_string());
+            match Worker::start(path, 0) {
+                Ok((mut worker, hello)) => {
+                    let result = worker
+                        .brief(&cfg)
+                        .map_err(|e| anyhow::anyhow!("plugin {origin}: {e}"))?;
+                    let shown = Shown {
+                        name: hello.name,
+                        origin,
+                        blocks_in_arena: true,
+                    };
+                    (shown, result)
+                }
+                Err(StartError::NotLoadable(why)) => fallback(&why)?,
+                Err(StartError::Failed(why)) => anyhow::bail!("plugin {origin}: {why}"),
+            }
+        }
+    };
+    brief::print(&shown, &cfg, &result);
     Ok(())
 }
 

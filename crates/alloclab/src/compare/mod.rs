@@ -23,6 +23,7 @@ use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
 use crate::arena::Arena;
 use crate::artifacts::{self, Artifact};
 use crate::output::outln;
+use crate::plugin_data;
 use crate::subject::{Spec, Subject};
 use results::{CompareResults, Machine, Method, Observed, SubjectInfo};
 use run::{Entry, Plan};
@@ -131,11 +132,11 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
         s.name = name.into();
         out.push(Entry::local(s));
     }
+    let own_count = out.len();
+    let mut third_party = Vec::new();
     for path in &args.plugins {
-        let entry = Entry::isolated(path)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("plugin {}", path.display()))?;
-        out.push(entry);
+        let entry = Entry::isolated(path).map_err(anyhow::Error::msg)?;
+        third_party.push((path, entry));
     }
     out.push(Entry::local(Subject::fallback()));
     out.extend(
@@ -143,11 +144,48 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
             .into_iter()
             .map(|p| Entry::local(p.subject())),
     );
-    if !args.only.is_empty() {
-        out.retain(|s| args.only.iter().any(|n| n == &s.name));
-        if out.is_empty() {
-            bail!("--only {} matches no allocator", args.only.join(","));
+    // A third-party plugin called like another allocator (a `libbump.so`
+    // beside the built-in bump) gets the file's name in its rows.
+    let mut names: Vec<String> = out.iter().map(|e| e.name.clone()).collect();
+    let mut isolated = Vec::new();
+    for (path, mut entry) in third_party {
+        if names.contains(&entry.name) {
+            let file = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |f| f.to_string_lossy().into_owned(),
+            );
+            let mut renamed = format!("{} ({})", entry.name, plugin_data::shown(&file));
+            if names.contains(&renamed) {
+                renamed = format!(
+                    "{} ({})",
+                    entry.name,
+                    plugin_data::shown(&path.display().to_string())
+                );
+            }
+            eprintln!(
+                "alloclab: plugin {} calls itself `{}`, as another allocator here does: its rows are `{renamed}`",
+                plugin_data::shown(&path.display().to_string()),
+                entry.name
+            );
+            entry.name = renamed;
         }
+        names.push(entry.name.clone());
+        isolated.push((path, entry));
+    }
+    if !args.only.is_empty() {
+        // `--only` names an allocator, or a plugin by the path given.
+        isolated.retain(|(path, e)| {
+            args.only
+                .iter()
+                .any(|n| n == &e.name || Path::new(n) == path.as_path())
+        });
+        out.retain(|e| wanted(&e.name));
+    }
+    let rest = out.split_off(own_count);
+    out.extend(isolated.into_iter().map(|(_, e)| e));
+    out.extend(rest);
+    if out.is_empty() {
+        bail!("--only {} matches no allocator", args.only.join(","));
     }
     Ok(out)
 }
@@ -348,6 +386,10 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     let observed: Vec<Observed> = entries
         .iter()
         .map(|e| {
+            if let run::Exec::Failed(why) = &e.exec {
+                eprintln!("alloclab: plugin {} {why}; its rows say so", e.name);
+                return Observed::default();
+            }
             eprintln!("alloclab: probing {} (bad pointers, exhaustion, smallest arena) in child processes", e.name);
             observe::observe(e)
         })

@@ -115,6 +115,16 @@ pub struct Script {
     pub peak_live: usize,
 }
 
+impl Script {
+    /// Some operation of the script is a realloc.
+    pub fn has_realloc(&self) -> bool {
+        self.phases
+            .iter()
+            .flat_map(|p| &p.ops)
+            .any(|o| o.kind == OpKind::Realloc)
+    }
+}
+
 /// Sizes of the scaled workloads.
 #[derive(Clone, Copy, Debug)]
 pub struct Scale {
