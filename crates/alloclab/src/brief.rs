@@ -108,7 +108,7 @@ impl BriefConfig {
         if !(1..=MAX_REPEAT).contains(&self.repeat) {
             bail!("--repeat must be 1 to {MAX_REPEAT}, not {}", self.repeat);
         }
-        Ok(())
+        crate::arena::check_size(self.arena_size).map_err(|e| anyhow::anyhow!("--arena-size: {e}"))
     }
 }
 

@@ -137,3 +137,98 @@ fn bad_options_get_a_clear_message() {
         text(&out.stderr)
     );
 }
+
+/// A reader that goes away ends the runner quietly, as `ls | true` ends
+/// `ls`: killed by SIGPIPE, nothing on stderr.
+#[test]
+fn a_closed_pipe_ends_the_run_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [
+        &["--repeat", "2"][..],
+        &[
+            "compare",
+            "--quick",
+            "--reps",
+            "1",
+            "--only",
+            "bump",
+            "--workloads",
+            "seed",
+        ],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is printed
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(13),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// Counts the runner cannot honour are refused before anything runs, with
+/// the option and its limit named; nothing aborts or panics.
+#[test]
+fn out_of_range_options_are_refused_up_front() {
+    for (args, says) in [
+        (
+            &["--count", "4000000000"][..],
+            "'--count <COUNT>': 4000000000 is not in 1..=100000000",
+        ),
+        (
+            &["--count", "18446744073709551615"],
+            "'--count <COUNT>': 18446744073709551615 is not in 1..=100000000",
+        ),
+        (
+            &["--count", "0"],
+            "'--count <COUNT>': 0 is not in 1..=100000000",
+        ),
+        (
+            &["--repeat", "4000000000"],
+            "'--repeat <REPEAT>': 4000000000 is not in 1..=10000",
+        ),
+        (
+            &["--repeat", "0"],
+            "'--repeat <REPEAT>': 0 is not in 1..=10000",
+        ),
+        (
+            &["--max-size", "0"],
+            "'--max-size <MAX_SIZE>': the largest request must be at least 1 byte",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.lines().next().unwrap_or("").contains(says),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // An arena larger than the machine's memory is refused, not mapped.
+    let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .args(["--arena-size", "1000000G"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is more than the memory available on this machine"),
+        "{stderr}"
+    );
+}
