@@ -115,6 +115,39 @@ pub fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `path` as reports show it, without the machine's folders: relative to
+/// the repository when it lies inside it (`target/release/libbuddy.so`),
+/// its file name otherwise; control characters escaped.
+pub fn report_path(path: &Path) -> String {
+    let absolute = path
+        .canonicalize()
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    let shown = match repository().canonicalize() {
+        Ok(root) if absolute.starts_with(&root) => absolute.strip_prefix(&root).map_or_else(
+            |_| absolute.display().to_string(),
+            |r| r.display().to_string(),
+        ),
+        _ => absolute.file_name().map_or_else(
+            || path.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        ),
+    };
+    crate::plugin_data::shown(&shown)
+}
+
+/// A command-line argument as reports show it: an absolute path (alone or
+/// after `--option=`) through [`report_path`], anything else as it is.
+pub fn report_arg(arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((option, value)) if option.starts_with("--") && value.starts_with('/') => {
+            format!("{option}={}", report_path(Path::new(value)))
+        }
+        _ if arg.starts_with('/') => report_path(Path::new(arg)),
+        _ => crate::plugin_data::shown(arg),
+    }
+}
+
 /// The runner runs from the target folder of the checkout it was built
 /// from (not an installed or copied executable).
 fn in_checkout() -> bool {
@@ -229,4 +262,27 @@ pub fn ensure_built() -> Result<()> {
         })
         .clone()
         .map_err(anyhow::Error::msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_show_no_machine_paths() {
+        let root = repository().canonicalize().unwrap();
+        let lib = root.join("target/release/libbuddy.so");
+        assert_eq!(report_path(&lib), "target/release/libbuddy.so");
+        assert_eq!(report_path(Path::new("/opt/plugins/libx.so")), "libx.so");
+        assert_eq!(
+            report_arg(&lib.display().to_string()),
+            "target/release/libbuddy.so"
+        );
+        assert_eq!(
+            report_arg("--json=/home/someone/out.json"),
+            "--json=out.json"
+        );
+        assert_eq!(report_arg("--quick"), "--quick");
+        assert_eq!(report_arg("docs/results"), "docs/results");
+    }
 }

@@ -589,7 +589,7 @@ fn measure(
                     library: a
                         .preload
                         .as_ref()
-                        .map_or_else(|| "none".into(), |p| p.display().to_string()),
+                        .map_or_else(|| "none".into(), |p| artifacts::report_path(p)),
                     status: a.missing.clone().unwrap_or_default(),
                     wall_s: Vec::new(),
                     max_rss_kib: Vec::new(),
@@ -617,7 +617,7 @@ fn measure(
                 library: a
                     .preload
                     .as_ref()
-                    .map_or_else(|| "none".into(), |p| p.display().to_string()),
+                    .map_or_else(|| "none".into(), |p| artifacts::report_path(p)),
                 status: first_failure[pi][ai].clone().unwrap_or_else(|| "ok".into()),
                 wall_s: outcomes[pi][ai].iter().map(|o| o.wall_s).collect(),
                 max_rss_kib: outcomes[pi][ai].iter().map(|o| o.max_rss_kib).collect(),

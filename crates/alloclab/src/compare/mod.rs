@@ -279,8 +279,9 @@ pub(crate) fn machine() -> Machine {
             uname.release().to_string_lossy()
         ),
         date: utc_now(),
+        // Without the machine's folders (`artifacts::report_arg`).
         command: std::env::args()
-            .map(|a| shell_quote(&a))
+            .map(|a| shell_quote(&artifacts::report_arg(&a)))
             .collect::<Vec<_>>()
             .join(" "),
     }
@@ -435,7 +436,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
                 SubjectInfo {
                     name: s.name.clone(),
                     origin: match &s.spec {
-                        Spec::Plugin(p) => p.display().to_string(),
+                        Spec::Plugin(p) => artifacts::report_path(p),
                         Spec::Builtin(_) => "built into alloclab".into(),
                     },
                     isolated: matches!(s.exec, run::Exec::Worker(_)),
