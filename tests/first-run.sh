@@ -26,6 +26,7 @@ esac
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/alloclab-first-run.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+trap 'exit 143' TERM INT
 git clone --quiet "$repo" "$work/alloclab"
 cd "$work/alloclab"
 echo "first-run: $(git log --oneline -1) cloned into a temporary folder; running \`$command --quick\`"

@@ -232,3 +232,32 @@ fn out_of_range_options_are_refused_up_front() {
         "{stderr}"
     );
 }
+
+/// `compare --help` and the README give `--quick` the same time.
+#[test]
+fn help_and_readme_agree_on_quick() {
+    let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .args(["compare", "--help"])
+        .output()
+        .unwrap();
+    let help = text(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let seconds_after = |text: &str, marker: &str| -> String {
+        let rest =
+            &text[text.find(marker).unwrap_or_else(|| panic!("no {marker:?}")) + marker.len()..];
+        rest.split(' ').next().unwrap().to_string()
+    };
+    let in_help = seconds_after(&help, "A short run (about");
+    let in_readme = seconds_after(
+        &readme,
+        "`cargo run --release -- compare --quick` takes about",
+    );
+    assert_eq!(
+        in_help, in_readme,
+        "help: {in_help} s, README: {in_readme} s"
+    );
+}
