@@ -198,9 +198,14 @@ fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
             let origin = plugin_data::shown(&path.display().to_string());
             match Worker::start(path, 0) {
                 Ok((mut worker, hello)) => {
-                    let result = worker
-                        .brief(&cfg)
-                        .map_err(|e| anyhow::anyhow!("plugin {origin}: {e}"))?;
+                    let result = worker.brief(&cfg).map_err(|e| {
+                        let more = if e.starts_with("hung") {
+                            " (--deadline SECONDS gives it longer)"
+                        } else {
+                            ""
+                        };
+                        anyhow::anyhow!("plugin {origin}: {e}{more}")
+                    })?;
                     let shown = Shown {
                         name: hello.name,
                         origin,

@@ -1,5 +1,5 @@
-//! Plugins that get something wrong (`tests/plugins/bad.c`, one fault per
-//! build): the lab program (`alloclab PLUGIN`) ends each run with one line
+//! Third-party plugins, and plugins that get something wrong
+//! (`tests/plugins/bump.c`, one fault per build): the lab program (`alloclab PLUGIN`) ends each run with one line
 //! on stderr naming what the plugin did and a non-zero exit, in bounded
 //! time; `compare` gives each its row saying so, and the ease-of-use probes
 //! say what it did; a third-party `libbump.so` is told apart from the
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use alloc_testkit::plugins::{built_plugin, workspace_root};
 
-/// Builds `tests/plugins/bad.c` with `-D<flag>` (or none) as `lib<name>.so`.
+/// Builds `tests/plugins/bump.c` with `-D<flag>` (or none) as `lib<name>.so`.
 fn bad_plugin(name: &str, flag: Option<&str>) -> PathBuf {
     let root = workspace_root();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad-plugins");
@@ -26,12 +26,12 @@ fn bad_plugin(name: &str, flag: Option<&str>) -> PathBuf {
         ])
         .arg(root.join("include"))
         .args(flag.map(|f| format!("-D{f}")))
-        .arg(root.join("crates/alloclab/tests/plugins/bad.c"))
+        .arg(root.join("crates/alloclab/tests/plugins/bump.c"))
         .arg("-o")
         .arg(&out)
         .status()
         .expect("a C compiler (cc) is needed");
-    assert!(status.success(), "bad.c -D{flag:?} does not compile");
+    assert!(status.success(), "bump.c -D{flag:?} does not compile");
     out
 }
 
@@ -346,4 +346,68 @@ fn a_runner_without_its_plugins_says_what_it_could_not_find() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("allocator       mmap fallback"));
+}
+
+/// The table row of `name` in the `seed` table of `stdout`.
+fn table_row<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("── seed"))
+        .find(|l| {
+            l.split('┆')
+                .next()
+                .is_some_and(|c| c.trim_start_matches('│').trim() == name)
+        })
+        .unwrap_or_else(|| panic!("no row {name} in:\n{stdout}"))
+}
+
+/// In the terminal's tables: a plugin that crashes on its 300th allocation,
+/// and one that hangs there, lose only their own row, and the run finishes
+/// with every other allocator measured.
+#[test]
+fn crashing_and_hanging_plugins_lose_only_their_row() {
+    // The runner lives next to the workspace's plugins; make sure they exist.
+    built_plugin("buddy");
+    let good = bad_plugin("cbump", None);
+    let crash = bad_plugin("crashing", Some("CRASH_AFTER=300"));
+    let hang = bad_plugin("hanging", Some("HANG_AFTER=300"));
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .args([
+            "compare",
+            "--quick",
+            "--reps",
+            "2",
+            "--workloads",
+            "seed",
+            "--deadline",
+            "3",
+        ])
+        .args(["--only", "cbump,crashing,hanging,buddy,bump"])
+        .args([&good, &crash, &hang].map(|p| p.as_os_str()))
+        .current_dir(Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .output()
+        .expect("cannot run alloclab");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the hang was not cut short"
+    );
+    assert!(
+        table_row(&stdout, "crashing").contains("failed: crashed: wrote through a null pointer"),
+        "{stdout}"
+    );
+    assert!(
+        table_row(&stdout, "hanging").contains("failed: hung"),
+        "{stdout}"
+    );
+    for name in ["cbump", "buddy", "bump"] {
+        let r = table_row(&stdout, name);
+        assert!(!r.contains("failed"), "{name}: {r}");
+        assert!(r.contains('%'), "{name} has a usage figure: {r}");
+    }
+    // The ease-of-use probes ran in child processes too.
+    assert!(stdout.contains("── ease of use"), "{stdout}");
 }

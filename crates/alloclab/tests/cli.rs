@@ -261,3 +261,28 @@ fn help_and_readme_agree_on_quick() {
         "help: {in_help} s, README: {in_readme} s"
     );
 }
+
+/// The README cites only files of the repository: every relative link
+/// resolves inside it, and no machine's folder is named.
+#[test]
+fn the_readme_cites_only_files_in_the_repository() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut links = 0;
+    for part in readme.split("](").skip(1) {
+        let target = part.split(')').next().unwrap();
+        if target.starts_with("http") || target.starts_with('#') {
+            continue;
+        }
+        let file = target.split('#').next().unwrap();
+        assert!(
+            root.join(file).exists(),
+            "README links {target}, not in the repository"
+        );
+        links += 1;
+    }
+    assert!(links > 5, "only {links} links found");
+    for outside in ["/work/", "/home/", "/root/", "shared/MISSION", "/tmp/"] {
+        assert!(!readme.contains(outside), "README cites {outside}");
+    }
+}
