@@ -151,18 +151,7 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
     let mut isolated = Vec::new();
     for (path, mut entry) in third_party {
         if names.contains(&entry.name) {
-            let file = path.file_name().map_or_else(
-                || path.display().to_string(),
-                |f| f.to_string_lossy().into_owned(),
-            );
-            let mut renamed = format!("{} ({})", entry.name, plugin_data::shown(&file));
-            if names.contains(&renamed) {
-                renamed = format!(
-                    "{} ({})",
-                    entry.name,
-                    plugin_data::shown(&path.display().to_string())
-                );
-            }
+            let renamed = distinct_name(&entry.name, path, &names);
             eprintln!(
                 "alloclab: plugin {} calls itself `{}`, as another allocator here does: its rows are `{renamed}`",
                 plugin_data::shown(&path.display().to_string()),
@@ -189,6 +178,22 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
         bail!("--only {} matches no allocator", args.only.join(","));
     }
     Ok(out)
+}
+
+/// A name for the plugin at `path` called `name` like one of `taken`:
+/// `name (FILE)`, else `name (PATH)`, else numbered.
+fn distinct_name(name: &str, path: &Path, taken: &[String]) -> String {
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let full = path.display().to_string();
+    [file, full.clone()]
+        .into_iter()
+        .map(|which| format!("{name} ({})", plugin_data::shown(&which)))
+        .chain((2..).map(|k| format!("{name} ({} #{k})", plugin_data::shown(&full))))
+        .find(|candidate| !taken.contains(candidate))
+        .unwrap_or_else(|| name.to_string())
 }
 
 /// Creates the folder an output file goes into, before anything is measured
@@ -474,6 +479,23 @@ pub fn main(args: &CompareArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colliding_plugins_get_distinct_names() {
+        let taken = vec!["bump".to_string(), "bump (libbump.so)".to_string()];
+        let path = Path::new("/x/libbump.so");
+        assert_eq!(
+            distinct_name("bump", path, &taken[..1]),
+            "bump (libbump.so)"
+        );
+        assert_eq!(distinct_name("bump", path, &taken), "bump (/x/libbump.so)");
+        let mut more = taken.clone();
+        more.push("bump (/x/libbump.so)".into());
+        assert_eq!(
+            distinct_name("bump", path, &more),
+            "bump (/x/libbump.so #2)"
+        );
+    }
 
     #[test]
     fn commands_are_quoted_for_a_shell() {
