@@ -436,14 +436,12 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
             None => self.run(|core| core.usable_size(p))?,
         };
         let r = self.run(|core| core.free(p))?;
-        match r {
-            Ok(()) => {
-                self.h.side(p.as_ptr() as usize).store(0, Ordering::Relaxed);
-                let l = &self.h.lock;
-                bump(if flush { &l.flushed } else { &l.frees }, 1);
-                self.note_freed(bytes.unwrap_or(0))?;
-            }
-            Err(BadPointer) => {} // the caller reports it
+        // A rejected pointer changed nothing; the caller reports it.
+        if r.is_ok() {
+            self.h.side(p.as_ptr() as usize).store(0, Ordering::Relaxed);
+            let l = &self.h.lock;
+            bump(if flush { &l.flushed } else { &l.frees }, 1);
+            self.note_freed(bytes.unwrap_or(0))?;
         }
         Ok(r)
     }

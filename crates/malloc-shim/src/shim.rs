@@ -475,8 +475,8 @@ impl<A: ArenaAllocator> Shim<A> {
             return Block::Foreign;
         }
         match head.magic.load(Ordering::Relaxed) {
-            // SAFETY: the magic says which header this is.
             ARENA_MAGIC => {
+                // SAFETY: the magic says this is an arena's header.
                 Block::Arena(unsafe { &*(ptr::from_ref(head).cast::<ArenaHeader<A>>()) })
             }
             // SAFETY: as above.
