@@ -114,7 +114,16 @@ struct Locked {
     /// Trims, and the bytes they gave back.
     trims: AtomicU64,
     released: AtomicU64,
+    /// One bit per [`CHUNK`] of the arena: set when a trim gave the whole
+    /// chunk back and no block overlapping it was handed out since (the
+    /// next trim skips it: no `madvise` of memory already given back). A
+    /// stale bit costs only memory not given back, never correctness.
+    clean: [AtomicU64; CHUNKS / 64],
 }
+
+/// The unit of [`Locked::clean`].
+pub const CHUNK: usize = 64 << 10;
+const CHUNKS: usize = ARENA / CHUNK;
 
 /// Bumps a counter that is only written under the arena lock.
 #[inline]
@@ -234,6 +243,7 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
                     reallocs: AtomicU64::new(0),
                     trims: AtomicU64::new(0),
                     released: AtomicU64::new(0),
+                    clean: [const { AtomicU64::new(0) }; CHUNKS / 64],
                 },
                 deferred: AtomicPtr::new(ptr::null_mut()),
             });
@@ -371,6 +381,19 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         self.h
     }
 
+    /// Runs `f` on the core (shared), catching a panic.
+    fn run_ref<R>(&self, f: impl FnOnce(&A) -> R) -> Result<R, ArenaError> {
+        let core = self.h.core;
+        // SAFETY: as in `run`; the core is only read.
+        match guarded(|| f(unsafe { &*core })) {
+            Some(r) => Ok(r),
+            None => {
+                self.h.lock.poisoned.store(true, Ordering::Relaxed);
+                Err(ArenaError::Poisoned)
+            }
+        }
+    }
+
     #[inline(always)]
     fn run<R>(&mut self, f: impl FnOnce(&mut A) -> R) -> Result<R, ArenaError> {
         let core = self.h.core;
@@ -456,6 +479,7 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         let r = self.run(|core| core.realloc(p, n))?;
         match r {
             Ok(q) => {
+                self.mark_dirty(q.as_ptr() as usize, n);
                 bump(&self.h.lock.reallocs, 1);
                 self.h.side(q.as_ptr() as usize).store(0, Ordering::Relaxed);
                 self.h
@@ -498,39 +522,115 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         Ok(())
     }
 
+    /// Clears the clean bits of the chunks `[addr, addr + len)` overlaps.
+    fn mark_dirty(&self, addr: usize, len: usize) {
+        let off = addr.wrapping_sub(self.h.base as usize);
+        let first = off / CHUNK;
+        let last = off.saturating_add(len.max(1)).wrapping_sub(1) / CHUNK;
+        for c in first..=last.min(CHUNKS.wrapping_sub(1)) {
+            if let Some(w) = self.h.lock.clean.get(c / 64) {
+                let bit = 1u64 << (c % 64);
+                let v = w.load(Ordering::Relaxed);
+                if v & bit != 0 {
+                    w.store(v & !bit, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// True if chunk `c` is marked clean.
+    fn is_clean(&self, c: usize) -> bool {
+        self.h
+            .lock
+            .clean
+            .get(c / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1u64 << (c % 64)) != 0)
+    }
+
+    fn set_clean(&self, c: usize) {
+        if let Some(w) = self.h.lock.clean.get(c / 64) {
+            w.store(
+                w.load(Ordering::Relaxed) | 1u64 << (c % 64),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Discards `[addr, addr + len)` (whole pages of free memory) and the
+    /// side-table pages wholly under it; the bytes discarded.
+    fn discard(&self, addr: usize, len: usize) -> usize {
+        let h = self.h;
+        let p = h.base.wrapping_add(addr.wrapping_sub(h.base as usize));
+        // SAFETY: free pages of this arena's core that the core does not read
+        // before writing (its `discardable` contract); the lock is held, so no
+        // block is carved from them meanwhile.
+        if !unsafe { sys::discard(p, len) } {
+            return 0;
+        }
+        // Their side bytes are all zero (free memory): the side-table pages
+        // lying wholly under the run read back as zero after a discard.
+        let side = h.side(addr) as *const AtomicU8 as usize;
+        if let Some((s, l)) = whole_pages(side, len / GRANULE, PAGE) {
+            let sp = h.base.wrapping_add(s.wrapping_sub(h.base as usize));
+            // SAFETY: side-table pages of this arena covering only free
+            // memory (zero bytes); only the lock's holder writes side bytes
+            // of free memory.
+            unsafe { sys::discard(sp, l) };
+        }
+        len
+    }
+
     /// Gives the core's free runs of at least `min_run` bytes back to the
-    /// kernel, with the side-table pages that cover them. Returns the bytes
-    /// given back.
+    /// kernel, with the side-table pages that cover them. `min_run == 0`
+    /// (an empty arena, `malloc_trim`): every whole free page, even of
+    /// chunks marked clean. Otherwise only whole [`CHUNK`]s not marked
+    /// clean (so a periodic trim does not `madvise` again what an earlier
+    /// one gave back). Returns the bytes given back.
     ///
     /// # Time complexity
     ///
-    /// The core's `discardable` walk, and one `madvise` per run.
+    /// The core's `discardable` walk, and one `madvise` per run given back.
     pub fn trim(&mut self, min_run: usize) -> Result<usize, ArenaError> {
-        let h = self.h;
+        let base = self.h.base as usize;
         let mut released = 0usize;
-        self.run(|core| {
+        let this = &*self;
+        // The core only reads its free lists' headers and descriptors during
+        // the walk, never the pages it reports: they can be discarded from
+        // inside the callback.
+        this.run_ref(|core| {
             core.discardable(PAGE, min_run, &mut |p, len| {
-                // SAFETY: free pages of this arena's core that the core does
-                // not read before writing (its `discardable` contract); we
-                // hold the lock, so no block is carved from them meanwhile.
-                if unsafe { sys::discard(p.as_ptr(), len) } {
-                    released = released.saturating_add(len);
-                }
-                // Their side bytes are all zero (free memory): the
-                // side-table pages lying wholly under the run read back as
-                // zero after a discard.
                 let a = p.as_ptr() as usize;
-                let side = h.side(a) as *const AtomicU8 as usize;
-                if let Some((s, l)) = whole_pages(side, len / GRANULE, PAGE) {
-                    let sp = h.base.wrapping_add(s.wrapping_sub(h.base as usize));
-                    // SAFETY: side-table pages of this arena covering only
-                    // free memory (zero bytes); the lock is held, and only
-                    // its holder writes side bytes of free memory.
-                    unsafe { sys::discard(sp, l) };
+                let chunks = whole_pages(a.wrapping_sub(base), len, CHUNK);
+                if min_run == 0 {
+                    released = released.saturating_add(this.discard(a, len));
+                } else if let Some((cs, cl)) = chunks {
+                    // Whole chunks not yet clean, in maximal runs.
+                    let (mut c, end) = (cs / CHUNK, cs.wrapping_add(cl) / CHUNK);
+                    while c < end {
+                        while c < end && this.is_clean(c) {
+                            c = c.wrapping_add(1);
+                        }
+                        let start = c;
+                        while c < end && !this.is_clean(c) {
+                            c = c.wrapping_add(1);
+                        }
+                        if c > start {
+                            let n = this.discard(
+                                base.wrapping_add(start.wrapping_mul(CHUNK)),
+                                c.wrapping_sub(start).wrapping_mul(CHUNK),
+                            );
+                            released = released.saturating_add(n);
+                        }
+                    }
+                }
+                if let Some((cs, cl)) = chunks {
+                    for c in cs / CHUNK..cs.wrapping_add(cl) / CHUNK {
+                        this.set_clean(c);
+                    }
                 }
             });
         })?;
-        let l = &h.lock;
+        let l = &self.h.lock;
         l.dirty.store(0, Ordering::Relaxed);
         bump(&l.trims, 1);
         bump(&l.released, released as u64);
