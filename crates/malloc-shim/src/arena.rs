@@ -42,6 +42,23 @@ pub const SIDE_OFFSET: usize = PAGE;
 pub const SIDE_BYTES: usize = ARENA / GRANULE;
 /// Where the core's region starts, from the arena's base.
 pub const CORE_OFFSET: usize = SIDE_OFFSET + SIDE_BYTES;
+/// The most a core can be given: the rest of the 64 MiB slot.
+pub const MAX_CORE: usize = ARENA - CORE_OFFSET;
+/// The core size of a shim's first arena; each next arena's doubles, up to
+/// [`MAX_CORE`]. A core initialises metadata in proportion to its size (the
+/// buddy system's bitmaps are 1 % of it), so a small program's first arena
+/// costs a few tens of KiB of resident memory, not 640 KiB.
+pub const FIRST_CORE: usize = 4 << 20;
+
+/// The core size of a shim's arena number `n` (0 for the first).
+pub const fn core_size(n: u64) -> usize {
+    if n >= 5 {
+        MAX_CORE
+    } else {
+        let s = FIRST_CORE << n;
+        if s < MAX_CORE { s } else { MAX_CORE }
+    }
+}
 
 /// Bytes freed into an arena after which its free runs are given back.
 pub const TRIM_STEP: usize = 8 << 20;
@@ -179,8 +196,10 @@ pub struct ArenaCounters {
 }
 
 impl<A: ArenaAllocator> ArenaHeader<A> {
-    /// Maps a new arena for shim `owner`, creates its core with `flags` and
-    /// writes its header; the caller links it (`next_*`) and publishes it.
+    /// Maps a new arena for shim `owner` (its slot whole, `MAP_NORESERVE`:
+    /// only touched pages count), creates a core of `core_len` bytes
+    /// ([`core_size`]) with `flags` and writes the header; the caller links
+    /// it (`next_*`) and publishes it.
     /// `None` if the kernel has no memory or the core cannot be made (then
     /// nothing is left mapped); `Some(Err(()))` if the core panicked.
     ///
@@ -190,6 +209,7 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
     pub fn create(
         owner: usize,
         flags: u32,
+        core_len: usize,
         next_in_stripe: *mut ArenaHeader<A>,
         next_all: *mut ArenaHeader<A>,
     ) -> Option<Result<NonNull<ArenaHeader<A>>, ()>> {
@@ -205,7 +225,11 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
         // SAFETY: the mapping is ARENA bytes; the region after the side
         // table is the core's alone for ever (arenas are never unmapped).
         let created = guarded(|| unsafe {
-            A::create_in(base.as_ptr().add(CORE_OFFSET), ARENA - CORE_OFFSET, flags)
+            A::create_in(
+                base.as_ptr().add(CORE_OFFSET),
+                core_len.min(MAX_CORE),
+                flags,
+            )
         });
         let core = match created {
             Some(Some(core)) => core,

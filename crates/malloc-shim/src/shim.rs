@@ -380,6 +380,7 @@ impl<A: ArenaAllocator> Shim<A> {
         let created = ArenaHeader::<A>::create(
             self.id(),
             self.flags,
+            crate::arena::core_size(self.counters.arenas.load(Ordering::Relaxed)),
             stripe.load(Ordering::Relaxed),
             self.all.load(Ordering::Relaxed),
         )?;
