@@ -47,6 +47,11 @@ use set::{Program, Scale};
 /// here allocate 1.5 to 60 million times per second.
 pub const ALLOC_BOUND_RATE: f64 = 1.0e6;
 
+/// Bytes of large blocks (a mapping each, every page faulted in by a
+/// program that fills them) per second of glibc's wall time from which a
+/// program counts as allocation-bound however few its calls: 1 GiB/s.
+pub const ALLOC_BOUND_BYTES: f64 = (1u64 << 30) as f64;
+
 /// Options of `alloclab programs`.
 #[derive(Args, Debug, Clone)]
 pub struct ProgramsArgs {
@@ -195,6 +200,8 @@ struct RunOutcome {
     shim_allocs: Option<u64>,
     /// All allocation calls (allocations, frees, reallocations) counted.
     shim_calls: Option<u64>,
+    /// Bytes of large blocks counted.
+    shim_large_bytes: Option<u64>,
 }
 
 /// Figures of one allocator on one program.
@@ -233,6 +240,8 @@ pub struct Row {
     /// Allocation calls (allocations, frees, reallocations) our shim counted
     /// in the last run.
     pub shim_calls: Option<u64>,
+    /// Bytes of large blocks our shim counted in the last run.
+    pub shim_large_bytes: Option<u64>,
 }
 
 impl Row {
@@ -258,7 +267,10 @@ pub struct ProgramResult {
     /// Allocation calls per second of glibc's median wall time (the most a
     /// shim counted), if measured.
     pub calls_per_s: Option<f64>,
-    /// At least [`ALLOC_BOUND_RATE`] calls per second.
+    /// Bytes of large blocks per second of glibc's median wall time.
+    pub large_bytes_per_s: Option<f64>,
+    /// At least [`ALLOC_BOUND_RATE`] calls or [`ALLOC_BOUND_BYTES`] bytes of
+    /// large blocks per second.
     pub allocation_bound: bool,
     /// One row per allocator.
     pub rows: Vec<Row>,
@@ -482,6 +494,7 @@ fn run_program(
     if a.ours {
         out.shim_allocs = shim_allocs(&stats);
         out.shim_calls = shim_calls(&stats);
+        out.shim_large_bytes = shim_counts(&stats, &["large_bytes"]);
         if out.failure.is_none() && out.shim_allocs.unwrap_or(0) == 0 {
             out.failure = Some("the shim served no allocation (not loaded?)".into());
         }
@@ -677,6 +690,7 @@ fn measure(
                     mean_rss_vs_glibc: None,
                     shim_allocs: None,
                     shim_calls: None,
+                    shim_large_bytes: None,
                 });
                 continue;
             };
@@ -709,6 +723,7 @@ fn measure(
                 mean_rss_vs_glibc: ratio(median(&mean), base_mean),
                 shim_allocs: outcomes[pi][ai].last().and_then(|o| o.shim_allocs),
                 shim_calls: outcomes[pi][ai].last().and_then(|o| o.shim_calls),
+                shim_large_bytes: outcomes[pi][ai].last().and_then(|o| o.shim_large_bytes),
             });
         }
         let calls_per_s = rows
@@ -718,6 +733,13 @@ fn measure(
             .zip(base_wall)
             .filter(|(_, w)| *w > 0.0)
             .map(|(c, w)| c as f64 / w);
+        let large_bytes_per_s = rows
+            .iter()
+            .filter_map(|r| r.shim_large_bytes)
+            .max()
+            .zip(base_wall)
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(b, w)| b as f64 / w);
         results.push(ProgramResult {
             name: p.name.into(),
             description: p.description.clone(),
@@ -725,7 +747,9 @@ fn measure(
             commands: p.commands(workdir),
             output_bytes: reference[pi].as_ref().map_or(0, Vec::len),
             calls_per_s,
-            allocation_bound: calls_per_s.is_some_and(|c| c >= ALLOC_BOUND_RATE),
+            large_bytes_per_s,
+            allocation_bound: calls_per_s.is_some_and(|c| c >= ALLOC_BOUND_RATE)
+                || large_bytes_per_s.is_some_and(|b| b >= ALLOC_BOUND_BYTES),
             rows,
         });
     }

@@ -107,7 +107,10 @@ fn real_programs_give_glibcs_output_on_both_shims() {
             assert_eq!(row["status"], "ok", "{name} under {a}:\n{stdout}");
             assert!(row["wall_median_s"].as_f64().unwrap() > 0.0, "{name} {a}");
             assert!(row["rss_median_kib"].as_f64().unwrap() > 0.0, "{name} {a}");
-            assert!(row["mean_rss_median_kib"].as_f64().unwrap() > 0.0, "{name} {a}");
+            assert!(
+                row["mean_rss_median_kib"].as_f64().unwrap() > 0.0,
+                "{name} {a}"
+            );
             if a == "glibc" {
                 assert!(row["shim_allocs"].is_null());
                 continue;
@@ -130,9 +133,16 @@ fn real_programs_give_glibcs_output_on_both_shims() {
     // line while sort is below it.
     let bound = |n: &str| {
         let p = programs.iter().find(|p| p["name"] == n).unwrap();
-        (p["allocation_bound"].as_bool().unwrap(), p["calls_per_s"].as_f64().unwrap())
+        (
+            p["allocation_bound"].as_bool().unwrap(),
+            p["calls_per_s"].as_f64().unwrap(),
+        )
     };
-    assert!(bound("small-loop").0 && bound("larson").0, "{:?}", bound("larson"));
+    assert!(
+        bound("small-loop").0 && bound("larson").0,
+        "{:?}",
+        bound("larson")
+    );
     assert!(!bound("large-churn").0);
     let md = std::fs::read_to_string(dir.join("report/programs.md")).unwrap();
     assert!(

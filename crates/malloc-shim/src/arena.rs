@@ -13,14 +13,15 @@
 //!
 //! Memory goes back to the kernel from here ([`ArenaGuard::note_freed`]):
 //! each arena counts the bytes freed into its core since it was last
-//! trimmed; past [`TRIM_STEP`], or when the core holds no live block any
-//! more and at least [`EMPTY_TRIM`] was freed, the core's free runs of at
-//! least [`TRIM_MIN_RUN`] (all of them for an empty arena) are discarded
-//! with `madvise(MADV_DONTNEED)` (the core says which pages hold nothing it
-//! reads, [`ArenaAllocator::discardable`]), with the side-table pages that
-//! cover them. The thresholds are the hysteresis: a program that frees and
-//! allocates around one size does not fault its pages in again on every
-//! call.
+//! trimmed. When the core holds no live block any more (and at least
+//! [`EMPTY_TRIM`] was freed since the last trim), all its free pages are
+//! discarded with `madvise(MADV_DONTNEED)`; past [`TRIM_STEP`], and at most
+//! every [`TRIM_INTERVAL_MS`], its free runs of at least [`TRIM_MIN_RUN`]
+//! are. The core says which pages hold nothing it reads
+//! ([`ArenaAllocator::discardable`]); the side-table pages that cover them
+//! go too; chunks already given back are not `madvise`d again. The
+//! thresholds are the hysteresis: a program that frees and allocates around
+//! one size does not fault its pages in again on every call.
 
 use core::panic::AssertUnwindSafe;
 use core::ptr::{self, NonNull};
@@ -60,8 +61,12 @@ pub const fn core_size(n: u64) -> usize {
     }
 }
 
-/// Bytes freed into an arena after which its free runs are given back.
+/// Bytes freed into an arena after which its free runs are given back...
 pub const TRIM_STEP: usize = 8 << 20;
+/// ... unless the last trim was less than this long ago (milliseconds): a
+/// program that frees and allocates megabytes in a loop would otherwise
+/// fault its pages in again after every trim.
+pub const TRIM_INTERVAL_MS: u64 = 100;
 /// Bytes freed into an arena that has become empty after which all its free
 /// memory is given back.
 pub const EMPTY_TRIM: usize = 256 << 10;
@@ -118,6 +123,8 @@ struct Locked {
     refused: AtomicU8,
     /// Bytes freed into the core since the last trim.
     dirty: AtomicUsize,
+    /// When the last periodic trim ran (`sys::now_ms`).
+    last_trim_ms: AtomicU64,
     /// Blocks handed out by the core straight to the program.
     allocs: AtomicU64,
     /// Blocks handed out by the core into thread caches.
@@ -260,6 +267,7 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
                     fork_held: AtomicBool::new(false),
                     refused: AtomicU8::new(NOTHING_REFUSED),
                     dirty: AtomicUsize::new(0),
+                    last_trim_ms: AtomicU64::new(0),
                     allocs: AtomicU64::new(0),
                     refilled: AtomicU64::new(0),
                     frees: AtomicU64::new(0),
@@ -521,6 +529,15 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         self.run(|core| core.usable_size(p))
     }
 
+    /// Blocks the core has handed out and not got back (to the program or
+    /// to thread caches), from the counters: O(1).
+    fn live_blocks(&self) -> u64 {
+        let l = &self.h.lock;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (load(&l.allocs).wrapping_add(load(&l.refilled)))
+            .wrapping_sub(load(&l.frees).wrapping_add(load(&l.flushed)))
+    }
+
     /// Live blocks and bytes held, from the core's statistics.
     pub fn live(&mut self) -> Result<(usize, usize), ArenaError> {
         self.run(|core| {
@@ -538,10 +555,17 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         }
         let dirty = l.dirty.load(Ordering::Relaxed).saturating_add(bytes);
         l.dirty.store(dirty, Ordering::Relaxed);
-        if dirty >= TRIM_STEP {
-            self.trim(TRIM_MIN_RUN)?;
-        } else if dirty >= EMPTY_TRIM && self.live()?.0 == 0 {
+        if dirty < EMPTY_TRIM {
+            return Ok(());
+        }
+        if self.live_blocks() == 0 {
             self.trim(0)?;
+        } else if dirty >= TRIM_STEP {
+            let now = sys::now_ms();
+            if now.saturating_sub(l.last_trim_ms.load(Ordering::Relaxed)) >= TRIM_INTERVAL_MS {
+                l.last_trim_ms.store(now, Ordering::Relaxed);
+                self.trim(TRIM_MIN_RUN)?;
+            }
         }
         Ok(())
     }

@@ -46,7 +46,7 @@ pub const CACHE_BYTES: usize = 64 << 20;
 /// A cached mapping unused this long is unmapped.
 pub const DECAY_MS: u64 = 1000;
 /// A cached mapping taken for a request is shrunk when it exceeds the
-/// request by more than this (and by more than a quarter).
+/// request by more than this and is more than twice as large.
 const SHRINK_SLACK: usize = 2 << 20;
 
 /// The header page of a large block's mapping.
@@ -303,8 +303,11 @@ impl LargeCache {
         // SAFETY: taken out of the cache: ours alone.
         let h = unsafe { &*h };
         let len = h.map_len.load(Ordering::Relaxed);
-        let slack = len.wrapping_sub(need);
-        let target = if len >= need && (slack <= SHRINK_SLACK || slack <= need / 4) {
+        // Keep a mapping that is at most twice the request whole (its pages
+        // stay resident and are reused, as glibc reuses its heap); shrink a
+        // larger one; grow a smaller one (in place when the address space
+        // after it is free: only the new tail faults in).
+        let target = if len >= need && (len.wrapping_sub(need) <= SHRINK_SLACK || len / 2 <= need) {
             len
         } else {
             need

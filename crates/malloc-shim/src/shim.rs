@@ -446,6 +446,16 @@ impl<A: ArenaAllocator> Shim<A> {
     /// A block in a mapping of its own (from the cache of freed mappings if
     /// one fits), and whether it is known to be zero.
     fn alloc_large(&self, size: usize, align: usize) -> Option<(NonNull<u8>, bool)> {
+        let r = self.map_large(size, align);
+        if r.is_some() {
+            self.counters
+                .large_bytes
+                .fetch_add(size as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn map_large(&self, size: usize, align: usize) -> Option<(NonNull<u8>, bool)> {
         if align <= PAGE_ALIGN
             && let Some(p) = self.large.take(size)
         {

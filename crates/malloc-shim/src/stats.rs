@@ -35,6 +35,8 @@ pub struct ShimStats {
     pub cache_flushes: u64,
     /// Large blocks mapped or taken from the large-block cache.
     pub large_allocs: u64,
+    /// Bytes of those blocks (what the program asked for).
+    pub large_bytes: u64,
     /// Large blocks freed.
     pub large_frees: u64,
     /// Large blocks grown or shrunk with `mremap`/`munmap` of their tail.
@@ -74,6 +76,7 @@ pub struct ShimStats {
 #[derive(Default)]
 pub struct Counters {
     pub(crate) large_allocs: AtomicU64,
+    pub(crate) large_bytes: AtomicU64,
     pub(crate) large_frees: AtomicU64,
     pub(crate) large_remaps: AtomicU64,
     pub(crate) foreign: AtomicU64,
@@ -95,6 +98,7 @@ impl Counters {
     pub const fn new() -> Self {
         Counters {
             large_allocs: AtomicU64::new(0),
+            large_bytes: AtomicU64::new(0),
             large_frees: AtomicU64::new(0),
             large_remaps: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
@@ -137,6 +141,7 @@ impl<A: ArenaAllocator> Shim<A> {
             cache_refills: load(&c.cache_refills),
             cache_flushes: load(&c.cache_flushes),
             large_allocs: load(&c.large_allocs),
+            large_bytes: load(&c.large_bytes),
             large_frees: load(&c.large_frees),
             large_remaps: load(&c.large_remaps),
             large_reused: load(&self.large.reused),
@@ -202,6 +207,7 @@ impl<A: ArenaAllocator> Shim<A> {
             (" refills=", s.cache_refills),
             (" flushes=", s.cache_flushes),
             (" large_allocs=", s.large_allocs),
+            (" large_bytes=", s.large_bytes),
             (" large_frees=", s.large_frees),
             (" large_remaps=", s.large_remaps),
             (" large_reused=", s.large_reused),

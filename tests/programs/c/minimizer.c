@@ -95,24 +95,27 @@ int main(int argc, char **argv) {
         }
         for (size_t a = 0; a < f.n; a++) push(&g, f.c[a].w);
         free(f.c);
-        /* single-cube containment, among neighbours in the cover */
+        /* single-cube containment, among neighbours in the cover: decide
+         * first, then copy the survivors into fresh blocks */
         cover h = {0};
+        unsigned char *covered = xmalloc(g.n + 1);
         for (size_t a = 0; a < g.n; a++) {
-            int covered = 0;
+            covered[a] = 0;
             size_t lo = a > 32 ? a - 32 : 0, hi = a + 32 < g.n ? a + 32 : g.n;
-            for (size_t b = lo; b < hi && !covered; b++)
+            for (size_t b = lo; b < hi && !covered[a]; b++)
                 if (b != a && covers(g.c[b].w, g.c[a].w) &&
                     (!covers(g.c[a].w, g.c[b].w) || b < a))
-                    covered = 1;
-            if (covered)
-                free(g.c[a].w);
-            else {
-                uint64_t *w = cube_new(); /* copy into a fresh block */
+                    covered[a] = 1;
+        }
+        for (size_t a = 0; a < g.n; a++) {
+            if (!covered[a]) {
+                uint64_t *w = cube_new();
                 memcpy(w, g.c[a].w, (size_t)words * sizeof(uint64_t));
-                free(g.c[a].w);
                 push(&h, w);
             }
+            free(g.c[a].w);
         }
+        free(covered);
         free(g.c);
         f = h;
     }

@@ -101,7 +101,12 @@ pub fn terminal_table(r: &ProgramsResults) -> Table {
             };
             let name = match i {
                 0 => p.name.clone(),
-                1 => rate(p.calls_per_s),
+                1 => match p.large_bytes_per_s {
+                    Some(b) if b >= super::ALLOC_BOUND_BYTES => {
+                        format!("{:.1} GiB/s large", b / f64::from(1u32 << 30))
+                    }
+                    _ => rate(p.calls_per_s),
+                },
                 2 if p.calls_per_s.is_some() => if p.allocation_bound {
                     "allocation-bound"
                 } else {
@@ -329,7 +334,8 @@ fn markdown(r: &ProgramsResults, chart: bool) -> String {
          back in the glibc row from a preloaded forwarder (`tests/programs/c/glibc_malloc.c`). \
          Each program's allocation calls per second (the shims' statistics: allocations, \
          frees and reallocations, over glibc's median time) decide whether it is \
-         *allocation-bound* (at least {:.0} million per second); the geometric means are \
+         *allocation-bound* (at least {:.0} million per second, or at least 1 GiB of large \
+         blocks per second, each a mapping whose pages are faulted in); the geometric means are \
          given over those and over all programs. Ratios are medians over glibc's \
          median; whiskers and ranges are the smallest and largest run. Every run's \
          standard output must equal glibc's, byte for byte: a different output, a crash \
