@@ -49,8 +49,13 @@ pub const ALLOC_BOUND_RATE: f64 = 1.0e6;
 
 /// Bytes of large blocks (a mapping each, every page faulted in by a
 /// program that fills them) per second of glibc's wall time from which a
-/// program counts as allocation-bound however few its calls: 1 GiB/s.
+/// program counts as allocation-bound however few its calls: 1 GiB/s, over
+/// at least [`ALLOC_BOUND_LARGE`] large blocks (one big buffer allocated
+/// once, as sort's, does not make a program allocation-bound).
 pub const ALLOC_BOUND_BYTES: f64 = (1u64 << 30) as f64;
+
+/// See [`ALLOC_BOUND_BYTES`].
+pub const ALLOC_BOUND_LARGE: u64 = 20;
 
 /// Options of `alloclab programs`.
 #[derive(Args, Debug, Clone)]
@@ -202,6 +207,8 @@ struct RunOutcome {
     shim_calls: Option<u64>,
     /// Bytes of large blocks counted.
     shim_large_bytes: Option<u64>,
+    /// Large blocks counted.
+    shim_large_allocs: Option<u64>,
 }
 
 /// Figures of one allocator on one program.
@@ -495,6 +502,7 @@ fn run_program(
         out.shim_allocs = shim_allocs(&stats);
         out.shim_calls = shim_calls(&stats);
         out.shim_large_bytes = shim_counts(&stats, &["large_bytes"]);
+        out.shim_large_allocs = shim_counts(&stats, &["large_allocs"]);
         if out.failure.is_none() && out.shim_allocs.unwrap_or(0) == 0 {
             out.failure = Some("the shim served no allocation (not loaded?)".into());
         }
@@ -733,9 +741,16 @@ fn measure(
             .zip(base_wall)
             .filter(|(_, w)| *w > 0.0)
             .map(|(c, w)| c as f64 / w);
+        let many_large = live.iter().enumerate().any(|(ai, _)| {
+            outcomes[pi][ai]
+                .last()
+                .and_then(|o| o.shim_large_allocs)
+                .is_some_and(|n| n >= ALLOC_BOUND_LARGE)
+        });
         let large_bytes_per_s = rows
             .iter()
             .filter_map(|r| r.shim_large_bytes)
+            .filter(|_| many_large)
             .max()
             .zip(base_wall)
             .filter(|(_, w)| *w > 0.0)

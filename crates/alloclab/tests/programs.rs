@@ -116,7 +116,11 @@ fn real_programs_give_glibcs_output_on_both_shims() {
                 continue;
             }
             let served = row["shim_allocs"].as_u64().unwrap_or(0);
-            assert!(row["shim_calls"].as_u64().unwrap_or(0) >= 2 * served.saturating_sub(1));
+            let calls = row["shim_calls"].as_u64().unwrap_or(0);
+            assert!(
+                calls >= served,
+                "{name} under {a}: {calls} calls, {served} allocations"
+            );
             // PYTHONMALLOC=malloc: every Python object goes through malloc.
             let at_least = if name.starts_with("python") {
                 100_000
@@ -129,8 +133,8 @@ fn real_programs_give_glibcs_output_on_both_shims() {
             );
         }
     }
-    // The allocation rate is measured, and the C loops are far above the
-    // line while sort is below it.
+    // The allocation rate is measured: the C loops are far above the line
+    // (and large-block churn by its bytes per second) while sort is below.
     let bound = |n: &str| {
         let p = programs.iter().find(|p| p["name"] == n).unwrap();
         (
@@ -143,7 +147,8 @@ fn real_programs_give_glibcs_output_on_both_shims() {
         "{:?}",
         bound("larson")
     );
-    assert!(!bound("large-churn").0);
+    assert!(bound("large-churn").0);
+    assert!(!bound("sort").0, "{:?}", bound("sort"));
     let md = std::fs::read_to_string(dir.join("report/programs.md")).unwrap();
     assert!(
         md.contains("](programs.svg)") && md.contains("| python"),

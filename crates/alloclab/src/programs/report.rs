@@ -335,7 +335,8 @@ fn markdown(r: &ProgramsResults, chart: bool) -> String {
          Each program's allocation calls per second (the shims' statistics: allocations, \
          frees and reallocations, over glibc's median time) decide whether it is \
          *allocation-bound* (at least {:.0} million per second, or at least 1 GiB of large \
-         blocks per second, each a mapping whose pages are faulted in); the geometric means are \
+         blocks per second over at least 20 of them, each a mapping whose pages are faulted \
+         in); the geometric means are \
          given over those and over all programs. Ratios are medians over glibc's \
          median; whiskers and ranges are the smallest and largest run. Every run's \
          standard output must equal glibc's, byte for byte: a different output, a crash \
