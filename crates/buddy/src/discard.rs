@@ -60,23 +60,22 @@ mod tests {
     fn discardable_ranges_are_free_pages_after_each_header() {
         let mut mem = vec![0u8; 1 << 20];
         let heap = Buddy::new_in(&mut mem).unwrap();
-        let a = heap.alloc(64 << 10).unwrap();
+        let block = heap.alloc(64 << 10).unwrap();
         let mut ranges = Vec::new();
-        heap.discardable(4096, 0, &mut |p, len| {
-            ranges.push((p.as_ptr() as usize, len))
-        });
+        heap.discardable(4096, 0, &mut |p, len| ranges.push((p, len)));
         assert!(!ranges.is_empty());
-        let a = a.as_ptr() as usize;
-        for &(s, len) in &ranges {
+        let a = block.as_ptr() as usize;
+        for &(p, len) in &ranges {
+            let s = p.as_ptr() as usize;
             assert_eq!(s % 4096, 0);
             assert_eq!(len % 4096, 0);
             assert!(s + len <= a || s >= a + (64 << 10), "inside the live block");
         }
         // Scribbling over every discardable byte (as MADV_DONTNEED zeroes
         // them) leaves the allocator intact.
-        for &(s, len) in &ranges {
+        for &(p, len) in &ranges {
             // SAFETY: free memory the allocator said it does not read.
-            unsafe { core::ptr::write_bytes(s as *mut u8, 0, len) };
+            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, len) };
         }
         heap.check_invariants().unwrap();
         let mut blocks = Vec::new();
@@ -86,8 +85,7 @@ mod tests {
         for p in blocks {
             heap.free(p).unwrap();
         }
-        heap.free(core::ptr::NonNull::new(a as *mut u8).unwrap())
-            .unwrap();
+        heap.free(block).unwrap();
         heap.check_invariants().unwrap();
         let mut big = Vec::new();
         heap.discardable(4096, 256 << 10, &mut |_, len| big.push(len));

@@ -19,7 +19,7 @@ impl<A: ArenaAllocator> Shim<A> {
     /// # Time complexity
     ///
     /// O(1) without a lock for a thread-cache hit (most calls up to 32 KiB).
-    #[inline]
+    #[inline(always)]
     pub fn malloc(&self, n: usize) -> *mut c_void {
         if n <= class::MAX_CACHED
             && let Some(p) = self.cached_alloc(class::class_of(n))

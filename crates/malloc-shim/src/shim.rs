@@ -512,7 +512,7 @@ impl<A: ArenaAllocator> Shim<A> {
     /// No other thread frees or reallocates `p` at the same time (a double
     /// free racing with the first free could find a large block's header
     /// being unmapped).
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free(&self, p: *mut c_void) {
         let Some(p) = NonNull::new(p.cast::<u8>()) else {
             return;
@@ -527,7 +527,7 @@ impl<A: ArenaAllocator> Shim<A> {
     }
 
     /// `free` of a pointer in arena `h`.
-    #[inline]
+    #[inline(always)]
     fn arena_free(&self, h: &ArenaHeader<A>, p: NonNull<u8>) {
         let addr = p.as_ptr() as usize;
         let side = if addr.is_multiple_of(class::GRANULE) {

@@ -76,30 +76,29 @@ mod tests {
                 .unwrap();
         // SAFETY: just created.
         let a = unsafe { &mut *a.as_ptr() };
-        let big = a.alloc(64 << 10).unwrap().as_ptr() as usize;
+        let block = a.alloc(64 << 10).unwrap();
+        let big = block.as_ptr() as usize;
         let small: Vec<_> = (0..100).map(|_| a.alloc(100).unwrap()).collect();
         let mut ranges = Vec::new();
-        a.discardable(4096, 0, &mut |p, len| {
-            ranges.push((p.as_ptr() as usize, len))
-        });
+        a.discardable(4096, 0, &mut |p, len| ranges.push((p, len)));
         let free: usize = ranges.iter().map(|r| r.1).sum();
         assert_eq!(
             free,
             a.stats().bytes_free - free_in_buckets(a),
             "{ranges:?}"
         );
-        for &(s, len) in &ranges {
+        for &(p, len) in &ranges {
+            let s = p.as_ptr() as usize;
             assert_eq!((s % 4096, len % 4096), (0, 0));
             assert!(s + len <= big || s >= big + (64 << 10));
             // SAFETY: free pages the allocator does not read.
-            unsafe { core::ptr::write_bytes(s as *mut u8, 0, len) };
+            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, len) };
         }
         a.check_invariants().unwrap();
         for p in small {
             a.free(p).unwrap();
         }
-        a.free(core::ptr::NonNull::new(big as *mut u8).unwrap())
-            .unwrap();
+        a.free(block).unwrap();
         a.check_invariants().unwrap();
         let mut total = 0;
         a.discardable(4096, 512 << 10, &mut |_, len| total += len);
