@@ -20,7 +20,10 @@ use common::{SHIMS, compile, field, run_with_timeout, stats_lines};
 /// Runs one case of behaviour.c under `lib` (None: glibc) with `env`, and
 /// returns its output and the statistics lines (shims only).
 fn run_case(case: &str, lib: Option<&Path>, env: &[(&str, &str)]) -> (Output, Vec<String>) {
-    let exe = compile("behaviour");
+    // Compiled once: the tests run in parallel, and an executable being
+    // rewritten cannot be started ("text file busy").
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let exe = EXE.get_or_init(|| compile("behaviour"));
     let stats = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "behaviour-{case}-{}.stats",
         lib.and_then(|l| l.file_stem())

@@ -333,7 +333,7 @@ fn markdown(r: &ProgramsResults, chart: bool) -> String {
          program that links another malloc (redis-server links jemalloc) gets glibc's \
          back in the glibc row from a preloaded forwarder (`tests/programs/c/glibc_malloc.c`). \
          Each program's allocation calls per second (the shims' statistics: allocations, \
-         frees and reallocations, over glibc's median time) decide whether it is \
+         frees and reallocations, over the fastest allocator's median time) decide whether it is \
          *allocation-bound* (at least {:.0} million per second, or at least 1 GiB of large \
          blocks per second over at least 20 of them, each a mapping whose pages are faulted \
          in); the geometric means are \
