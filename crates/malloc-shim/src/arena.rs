@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize
 
 use plugin_abi::{ALLOCATOR_ALIGNMENT, ArenaAllocator, BadPointer, ReallocError, whole_pages};
 
-use crate::class::GRANULE;
+use crate::class::{self, GRANULE, Side};
 use crate::lock::{Guard, Mutex, Reentrant};
 use crate::registry::{self, ARENA};
 use crate::sys::{self, PAGE};
@@ -115,8 +115,6 @@ struct Locked {
     mutex: Mutex,
     /// The core panicked: it is never called again (its blocks leak).
     poisoned: AtomicBool,
-    /// Locked by the `pthread_atfork` prepare handler.
-    fork_held: AtomicBool,
     /// log2 of the smallest request refused since the last free
     /// ([`NOTHING_REFUSED`]: none): a thread looking for an arena skips this
     /// one for requests at least that large, without taking the lock.
@@ -264,7 +262,6 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
                 lock: Locked {
                     mutex: Mutex::new(),
                     poisoned: AtomicBool::new(false),
-                    fork_held: AtomicBool::new(false),
                     refused: AtomicU8::new(NOTHING_REFUSED),
                     dirty: AtomicUsize::new(0),
                     last_trim_ms: AtomicU64::new(0),
@@ -301,6 +298,17 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
                 .base
                 .add(SIDE_OFFSET.wrapping_add(i))
                 .cast::<AtomicU8>()
+        }
+    }
+
+    /// What the side byte of `addr` says (an address that is not
+    /// 16-aligned is no block start: [`Side::Other`]).
+    #[inline(always)]
+    pub fn side_of(&self, addr: usize) -> Side {
+        if addr.is_multiple_of(GRANULE) {
+            class::decode(self.side(addr).load(Ordering::Relaxed))
+        } else {
+            Side::Other
         }
     }
 
@@ -378,25 +386,9 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
         }
     }
 
-    /// `pthread_atfork` prepare: takes the lock and keeps it.
-    pub fn fork_prepare(&self) {
-        self.lock
-            .fork_held
-            .store(self.lock.mutex.lock_forever(), Ordering::Relaxed);
-    }
-
-    /// `pthread_atfork` parent: releases what `fork_prepare` took.
-    pub fn fork_parent(&self) {
-        if self.lock.fork_held.swap(false, Ordering::Relaxed) {
-            self.lock.mutex.force_unlock();
-        }
-    }
-
-    /// `pthread_atfork` child: resets the lock.
-    pub fn fork_child(&self) {
-        if self.lock.fork_held.swap(false, Ordering::Relaxed) {
-            self.lock.mutex.reset_in_child();
-        }
+    /// The lock, for the `pthread_atfork` handlers.
+    pub fn mutex(&self) -> &Mutex {
+        &self.lock.mutex
     }
 }
 

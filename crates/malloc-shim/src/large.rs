@@ -18,7 +18,7 @@
 //! it.
 
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arena::SlotHead;
 use crate::lock::Mutex;
@@ -191,7 +191,6 @@ pub unsafe fn resize(h: &LargeHeader, new_len: usize) -> Option<&LargeHeader> {
 /// Freed large mappings kept for reuse.
 pub struct LargeCache {
     lock: Mutex,
-    fork_held: AtomicBool,
     /// Cached headers (null: empty slot); touched only under `lock`.
     slots: [core::sync::atomic::AtomicPtr<LargeHeader>; CACHE_SLOTS],
     /// Bytes of the cached mappings (written under `lock`).
@@ -213,7 +212,6 @@ impl LargeCache {
     pub const fn new() -> Self {
         LargeCache {
             lock: Mutex::new(),
-            fork_held: AtomicBool::new(false),
             slots: [const { core::sync::atomic::AtomicPtr::new(ptr::null_mut()) }; CACHE_SLOTS],
             bytes: AtomicUsize::new(0),
             reused: AtomicU64::new(0),
@@ -386,23 +384,8 @@ impl LargeCache {
         len
     }
 
-    /// `pthread_atfork` prepare: takes the lock.
-    pub fn fork_prepare(&self) {
-        self.fork_held
-            .store(self.lock.lock_forever(), Ordering::Relaxed);
-    }
-
-    /// `pthread_atfork` parent: releases it.
-    pub fn fork_parent(&self) {
-        if self.fork_held.swap(false, Ordering::Relaxed) {
-            self.lock.force_unlock();
-        }
-    }
-
-    /// `pthread_atfork` child: resets it.
-    pub fn fork_child(&self) {
-        if self.fork_held.swap(false, Ordering::Relaxed) {
-            self.lock.reset_in_child();
-        }
+    /// The lock, for the `pthread_atfork` handlers.
+    pub fn mutex(&self) -> &Mutex {
+        &self.lock
     }
 }

@@ -25,7 +25,7 @@
 //! [`SLEEP`] and look again. A missed wake-up costs that much latency, never
 //! a deadlock.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use crate::sys;
@@ -46,6 +46,8 @@ pub struct Mutex {
     sleepers: AtomicU32,
     /// Bumped by every unlock that saw a sleeper: the futex word.
     wakes: AtomicU32,
+    /// Taken by [`Mutex::fork_prepare`].
+    fork_held: AtomicBool,
 }
 
 /// Holds a [`Mutex`]; unlocks it when dropped.
@@ -59,6 +61,7 @@ impl Mutex {
             owner: AtomicUsize::new(0),
             sleepers: AtomicU32::new(0),
             wakes: AtomicU32::new(0),
+            fork_held: AtomicBool::new(false),
         }
     }
 
@@ -152,6 +155,31 @@ impl Mutex {
     pub fn reset_in_child(&self) {
         self.sleepers.store(0, Ordering::Relaxed);
         self.owner.store(0, Ordering::Release);
+    }
+
+    /// `pthread_atfork` prepare: takes the lock and keeps it (unless the
+    /// calling thread holds it already: a lock shared by two shims, taken
+    /// by the first one's handler), so that nothing it guards is mid-update
+    /// when the process is copied.
+    pub fn fork_prepare(&self) {
+        if self.lock_forever() {
+            self.fork_held.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// `pthread_atfork` parent: releases what [`Mutex::fork_prepare`] took.
+    pub fn fork_parent(&self) {
+        if self.fork_held.swap(false, Ordering::Relaxed) {
+            self.force_unlock();
+        }
+    }
+
+    /// `pthread_atfork` child: resets what [`Mutex::fork_prepare`] took
+    /// (the child has one thread).
+    pub fn fork_child(&self) {
+        if self.fork_held.swap(false, Ordering::Relaxed) {
+            self.reset_in_child();
+        }
     }
 
     /// True while some thread holds the lock.
@@ -268,6 +296,17 @@ mod tests {
         let m = Mutex::new();
         assert!(m.lock_forever());
         m.reset_in_child();
+        assert!(!m.is_locked());
+        m.fork_prepare();
+        assert!(m.held_by_me());
+        m.fork_parent();
+        assert!(!m.is_locked());
+        m.fork_prepare();
+        m.fork_prepare(); // a second handler: already ours, left as it is
+        assert!(m.held_by_me());
+        m.fork_child();
+        assert!(!m.is_locked());
+        m.fork_child(); // nothing taken: nothing reset
         assert!(!m.is_locked());
     }
 }

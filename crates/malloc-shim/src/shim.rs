@@ -99,7 +99,6 @@ pub struct Shim<A> {
     all: AtomicPtr<ArenaHeader<A>>,
     /// Taken to add an arena (and by the fork handlers).
     grow: Mutex,
-    grow_fork_held: AtomicBool,
     pub(crate) large: LargeCache,
     pub(crate) foreign: Foreign,
     pub(crate) counters: Counters,
@@ -130,7 +129,6 @@ impl<A: ArenaAllocator> Shim<A> {
             stripes: [const { AtomicPtr::new(ptr::null_mut()) }; MAX_STRIPES],
             all: AtomicPtr::new(ptr::null_mut()),
             grow: Mutex::new(),
-            grow_fork_held: AtomicBool::new(false),
             large: LargeCache::new(),
             foreign: Foreign::new(false),
             counters: Counters::new(),
@@ -529,13 +527,7 @@ impl<A: ArenaAllocator> Shim<A> {
     /// `free` of a pointer in arena `h`.
     #[inline(always)]
     fn arena_free(&self, h: &ArenaHeader<A>, p: NonNull<u8>) {
-        let addr = p.as_ptr() as usize;
-        let side = if addr.is_multiple_of(class::GRANULE) {
-            class::decode(h.side(addr).load(Ordering::Relaxed))
-        } else {
-            Side::Other
-        };
-        match side {
+        match h.side_of(p.as_ptr() as usize) {
             Side::Live(c) => {
                 if self.cached_free(h, p, c) {
                     return;
@@ -607,9 +599,7 @@ impl<A: ArenaAllocator> Shim<A> {
             // SAFETY: caller's contract.
             Block::Foreign => unsafe { self.foreign_usable_size(p) },
             Block::Arena(h) => {
-                if addr.is_multiple_of(class::GRANULE)
-                    && let Side::Live(c) = class::decode(h.side(addr).load(Ordering::Relaxed))
-                {
+                if let Side::Live(c) = h.side_of(addr) {
                     return class::class_size(c);
                 }
                 match h.lock() {
@@ -675,13 +665,7 @@ impl<A: ArenaAllocator> Shim<A> {
     }
 
     fn arena_realloc(&self, h: &ArenaHeader<A>, p: NonNull<u8>, n: usize) -> Option<NonNull<u8>> {
-        let addr = p.as_ptr() as usize;
-        let side = if addr.is_multiple_of(class::GRANULE) {
-            class::decode(h.side(addr).load(Ordering::Relaxed))
-        } else {
-            Side::Other
-        };
-        match side {
+        match h.side_of(p.as_ptr() as usize) {
             Side::Live(c) => {
                 if n <= class::MAX_CACHED && class::class_of(n) == c {
                     return Some(p);
@@ -777,41 +761,28 @@ impl<A: ArenaAllocator> Shim<A> {
         n
     }
 
-    /// `pthread_atfork` prepare: takes the growth lock, then every arena's
-    /// lock (in list order), the large-block cache's and the thread-cache
-    /// pool's, so that nothing is mid-update when the process is copied.
+    /// Every lock of the shim, growth lock first, then each arena's (in
+    /// list order), the large-block cache's and the thread-cache pool's.
+    fn locks(&self) -> impl Iterator<Item = &Mutex> {
+        core::iter::once(&self.grow)
+            .chain(self.arenas().map(ArenaHeader::mutex))
+            .chain([self.large.mutex(), crate::tcache::pool_mutex()])
+    }
+
+    /// `pthread_atfork` prepare: takes every lock (in [`Shim::locks`]
+    /// order), so that nothing is mid-update when the process is copied.
     pub fn fork_prepare(&self) {
-        self.grow_fork_held
-            .store(self.grow.lock_forever(), Ordering::Relaxed);
-        for h in self.arenas() {
-            h.fork_prepare();
-        }
-        self.large.fork_prepare();
-        crate::tcache::fork_prepare();
+        self.locks().for_each(Mutex::fork_prepare);
     }
 
     /// `pthread_atfork` parent: releases what [`Shim::fork_prepare`] took.
     pub fn fork_parent(&self) {
-        crate::tcache::fork_parent();
-        self.large.fork_parent();
-        for h in self.arenas() {
-            h.fork_parent();
-        }
-        if self.grow_fork_held.swap(false, Ordering::Relaxed) {
-            self.grow.force_unlock();
-        }
+        self.locks().for_each(Mutex::fork_parent);
     }
 
     /// `pthread_atfork` child: the child's only thread resets those locks.
     pub fn fork_child(&self) {
-        crate::tcache::fork_child();
-        self.large.fork_child();
-        for h in self.arenas() {
-            h.fork_child();
-        }
-        if self.grow_fork_held.swap(false, Ordering::Relaxed) {
-            self.grow.reset_in_child();
-        }
+        self.locks().for_each(Mutex::fork_child);
     }
 }
 

@@ -97,7 +97,6 @@ impl ThreadCache {
 /// The caches: those in use (a list, for the statistics) and those free.
 struct Pool {
     lock: Mutex,
-    fork_held: core::sync::atomic::AtomicBool,
     inner: core::cell::UnsafeCell<PoolLists>,
 }
 
@@ -111,7 +110,6 @@ unsafe impl Sync for Pool {}
 
 static POOL: Pool = Pool {
     lock: Mutex::new(),
-    fork_held: core::sync::atomic::AtomicBool::new(false),
     inner: core::cell::UnsafeCell::new(PoolLists {
         live: ptr::null_mut(),
         free: ptr::null_mut(),
@@ -300,22 +298,7 @@ pub fn for_each_live(owner: usize, mut f: impl FnMut(&ThreadCache)) {
     }
 }
 
-/// `pthread_atfork` prepare: takes the pool's lock.
-pub fn fork_prepare() {
-    POOL.fork_held
-        .store(POOL.lock.lock_forever(), Ordering::Relaxed);
-}
-
-/// `pthread_atfork` parent: releases it.
-pub fn fork_parent() {
-    if POOL.fork_held.swap(false, Ordering::Relaxed) {
-        POOL.lock.force_unlock();
-    }
-}
-
-/// `pthread_atfork` child: resets it.
-pub fn fork_child() {
-    if POOL.fork_held.swap(false, Ordering::Relaxed) {
-        POOL.lock.reset_in_child();
-    }
+/// The pool's lock, for the `pthread_atfork` handlers.
+pub fn pool_mutex() -> &'static Mutex {
+    &POOL.lock
 }
