@@ -335,6 +335,27 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
         Ok(a)
     }
 
+    /// Takes the lock if it is free (and drains deferred frees); `Ok(None)`
+    /// if another thread holds it.
+    #[inline]
+    pub fn try_lock(&self) -> Result<Option<ArenaGuard<'_, A>>, ArenaError> {
+        let Some(g) = self.lock.mutex.try_lock() else {
+            return if self.lock.mutex.held_by_me() {
+                Err(ArenaError::Reentrant)
+            } else {
+                Ok(None)
+            };
+        };
+        if self.lock.poisoned.load(Ordering::Relaxed) {
+            return Err(ArenaError::Poisoned);
+        }
+        let mut a = ArenaGuard { h: self, _g: g };
+        if !self.deferred.load(Ordering::Relaxed).is_null() {
+            a.drain_deferred();
+        }
+        Ok(Some(a))
+    }
+
     /// Takes the lock if it is free, for reading statistics (no deferred
     /// frees are drained).
     pub fn try_lock_for_stats(&self) -> Option<ArenaGuard<'_, A>> {

@@ -263,12 +263,18 @@ impl<A: ArenaAllocator> Shim<A> {
         let log2 = usize::BITS.wrapping_sub(size.saturating_sub(1).leading_zeros());
         let reentrant = core::cell::Cell::new(false);
         let panicked = core::cell::Cell::new(false);
-        let mut try_one = |h: &ArenaHeader<A>| -> bool {
+        let mut try_one = |h: &ArenaHeader<A>, wait: bool| -> bool {
             if !h.may_serve(log2) {
                 return false;
             }
-            let mut g = match h.lock() {
-                Ok(g) => g,
+            let locked = if wait {
+                h.lock().map(Some)
+            } else {
+                h.try_lock()
+            };
+            let mut g = match locked {
+                Ok(Some(g)) => g,
+                Ok(None) => return false, // busy: try another
                 Err(ArenaError::Reentrant) => {
                     reentrant.set(true);
                     return false;
@@ -299,18 +305,23 @@ impl<A: ArenaAllocator> Shim<A> {
             got
         };
         macro_rules! attempt {
-            ($h:expr) => {{
-                let ok = try_one($h);
+            ($h:expr, $wait:expr) => {{
+                let ok = try_one($h, $wait);
                 if panicked.get() {
                     return Err(NoArena::Panicked);
                 }
                 ok
             }};
         }
+        // The home arena if its lock is free; then this stripe's arenas
+        // (waiting for their locks: a thread's blocks stay in its own
+        // stripe's arenas, so two threads' blocks, and their side-table
+        // bytes, do not share cache lines); then, if they are all full,
+        // any other arena whose lock is free; then a new arena.
         // SAFETY: `home` holds 0 or the header of one of our arenas (never
         // unmapped).
         if let Some(h) = unsafe { (home.get() as *const ArenaHeader<A>).as_ref() }
-            && attempt!(h)
+            && attempt!(h, false)
         {
             return Ok(());
         }
@@ -318,21 +329,20 @@ impl<A: ArenaAllocator> Shim<A> {
         let mut tried: *mut ArenaHeader<A> = ptr::null_mut();
         loop {
             let head = stripe.load(Ordering::Acquire);
-            // This stripe's arenas, newest first, then everyone's.
             let mut h = head;
             while !h.is_null() && h != tried {
                 // SAFETY: arenas in a list are never unmapped; headers are
                 // written before they are published.
                 let hdr = unsafe { &*h };
-                if h as usize != home.get() && attempt!(hdr) {
+                if attempt!(hdr, true) {
                     return Ok(());
                 }
                 h = hdr.next_in_stripe;
             }
-            if tried.is_null() {
+            if tried.is_null() && !head.is_null() {
                 for hdr in self.arenas() {
                     let mine = ptr::from_ref(hdr) as usize;
-                    if mine != home.get() && !self.in_stripe(stripe, mine) && attempt!(hdr) {
+                    if !self.in_stripe(stripe, mine) && attempt!(hdr, false) {
                         return Ok(());
                     }
                 }
@@ -350,7 +360,7 @@ impl<A: ArenaAllocator> Shim<A> {
             drop(grow);
             // SAFETY: just published by `new_arena`.
             let hdr = unsafe { &*new };
-            return if attempt!(hdr) {
+            return if attempt!(hdr, true) {
                 Ok(())
             } else if reentrant.get() {
                 Err(NoArena::Reentrant)
