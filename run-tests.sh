@@ -27,7 +27,8 @@ need_debian() {
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
     fi
 }
-need_debian gcc strace valgrind git python3 xz-utils
+need_debian gcc binutils strace valgrind git python3 xz-utils \
+    redis-server redis-tools lua5.4 ruby sqlite3 bc
 
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
     step "installing nightly Rust with Miri"

@@ -139,7 +139,6 @@ impl Inner {
 pub struct Recorder {
     lock: Mutex,
     recording: AtomicBool,
-    fork_held: AtomicBool,
     /// Set once by `start`, then only touched under `lock`.
     inner: UnsafeCell<Option<Inner>>,
 }
@@ -154,7 +153,6 @@ impl Recorder {
         Recorder {
             lock: Mutex::new(),
             recording: AtomicBool::new(false),
-            fork_held: AtomicBool::new(false),
             inner: UnsafeCell::new(None),
         }
     }
@@ -322,15 +320,12 @@ impl Recorder {
 
     /// `pthread_atfork` prepare: no event is half-recorded across `fork`.
     pub fn fork_prepare(&self) {
-        self.fork_held
-            .store(self.lock.lock_forever(), Ordering::Relaxed);
+        self.lock.fork_prepare();
     }
 
     /// `pthread_atfork` parent.
     pub fn fork_parent(&self) {
-        if self.fork_held.swap(false, Ordering::Relaxed) {
-            self.lock.force_unlock();
-        }
+        self.lock.fork_parent();
     }
 
     /// `pthread_atfork` child: the child does not record (its events would
@@ -338,9 +333,7 @@ impl Recorder {
     /// events are not the child's to write.
     pub fn fork_child(&self) {
         self.recording.store(false, Ordering::Release);
-        if self.fork_held.swap(false, Ordering::Relaxed) {
-            self.lock.reset_in_child();
-        }
+        self.lock.fork_child();
     }
 }
 

@@ -1,4 +1,6 @@
-//! `alloclab programs`: real programs (Python, sort, git, xz) run under
+//! `alloclab programs`: real programs (Python, sort, git, xz, and the
+//! allocation-bound ones of `alloc_bound.rs`: C programs of this repository,
+//! Redis, Lua, Ruby, sqlite3, bc) run under
 //! glibc's malloc, under this project's two malloc shims (`LD_PRELOAD` of
 //! `libbuddy_malloc.so` and `libmckusick_karels_malloc.so`) and under
 //! mimalloc and jemalloc when installed, as mimalloc-bench does: wall time
@@ -14,8 +16,13 @@
 //! includes its waited-for children); each process is started by a small
 //! trampoline (`alloclab __spawn`, see `spawn.rs`) so that the runner's own
 //! memory does not count. The median and the range of the runs
-//! are reported; the ratios are medians over glibc's median.
+//! are reported; the ratios are medians over glibc's median. Beside the
+//! peak RSS, the mean of the RSS sampled during the run (the steady
+//! state). A program counts as *allocation-bound* when the shims count at
+//! least [`ALLOC_BOUND_RATE`] allocation calls per second of glibc's time;
+//! the geometric means are given over those programs and over all.
 
+pub mod alloc_bound;
 mod report;
 pub mod set;
 pub mod spawn;
@@ -33,6 +40,26 @@ use crate::artifacts::{self, Artifact};
 use crate::compare::results::Machine;
 use crate::output::outln;
 use set::{Program, Scale};
+
+/// Allocation calls (`malloc`, `free`, `realloc` and friends, counted by
+/// the shims' statistics) per second of the fastest allocator's median
+/// wall time from which a program counts as allocation-bound. Measured
+/// with `perf` on this machine (cpu-clock samples in glibc's malloc
+/// functions, under glibc): Python with `PYTHONMALLOC=malloc` (13 M
+/// calls/s) spends 16 % of its time in malloc and free, Lua (7.6 M) 13 %;
+/// Ruby (1.5 M) 4 %, sqlite3 (3.5 M) 3 %, bc (4.2 M) 2 %. The line is drawn
+/// between them.
+pub const ALLOC_BOUND_RATE: f64 = 5.0e6;
+
+/// Bytes of large blocks (a mapping each, every page faulted in by a
+/// program that fills them) per second of glibc's wall time from which a
+/// program counts as allocation-bound however few its calls: 1 GiB/s, over
+/// at least [`ALLOC_BOUND_LARGE`] large blocks (one big buffer allocated
+/// once, as sort's, does not make a program allocation-bound).
+pub const ALLOC_BOUND_BYTES: f64 = (1u64 << 30) as f64;
+
+/// See [`ALLOC_BOUND_BYTES`].
+pub const ALLOC_BOUND_LARGE: u64 = 20;
 
 /// Options of `alloclab programs`.
 #[derive(Args, Debug, Clone)]
@@ -170,10 +197,18 @@ struct RunOutcome {
     wall_s: f64,
     max_rss_kib: u64,
     stdout: Vec<u8>,
+    /// Mean sampled RSS, KiB (weighted by the steps' times).
+    mean_rss_kib: u64,
     /// What went wrong, if anything (the failing step and how).
     failure: Option<String>,
-    /// Allocation calls counted by our shim's statistics lines.
+    /// Allocations counted by our shim's statistics lines.
     shim_allocs: Option<u64>,
+    /// All allocation calls (allocations, frees, reallocations) counted.
+    shim_calls: Option<u64>,
+    /// Bytes of large blocks counted.
+    shim_large_bytes: Option<u64>,
+    /// Large blocks counted.
+    shim_large_allocs: Option<u64>,
 }
 
 /// Figures of one allocator on one program.
@@ -193,6 +228,12 @@ pub struct Row {
     pub wall_median_s: Option<f64>,
     /// Median peak RSS, KiB.
     pub rss_median_kib: Option<f64>,
+    /// Mean RSS during each timed run (sampled), KiB.
+    pub mean_rss_kib: Vec<u64>,
+    /// Median of the mean RSS, KiB.
+    pub mean_rss_median_kib: Option<f64>,
+    /// Median mean RSS / glibc's.
+    pub mean_rss_vs_glibc: Option<f64>,
     /// Median wall time / glibc's.
     pub time_vs_glibc: Option<f64>,
     /// Range of the runs' wall times / glibc's median.
@@ -203,6 +244,11 @@ pub struct Row {
     pub rss_range_vs_glibc: Option<(f64, f64)>,
     /// Allocations our shim counted in the last run (the proof it was used).
     pub shim_allocs: Option<u64>,
+    /// Allocation calls (allocations, frees, reallocations) our shim counted
+    /// in the last run.
+    pub shim_calls: Option<u64>,
+    /// Bytes of large blocks our shim counted in the last run.
+    pub shim_large_bytes: Option<u64>,
 }
 
 impl Row {
@@ -225,6 +271,14 @@ pub struct ProgramResult {
     pub commands: Vec<String>,
     /// Bytes of output each run must reproduce.
     pub output_bytes: usize,
+    /// Allocation calls per second of the fastest allocator's median wall
+    /// time (the most a shim counted), if measured.
+    pub calls_per_s: Option<f64>,
+    /// Bytes of large blocks per second of glibc's median wall time.
+    pub large_bytes_per_s: Option<f64>,
+    /// At least [`ALLOC_BOUND_RATE`] calls or [`ALLOC_BOUND_BYTES`] bytes of
+    /// large blocks per second.
+    pub allocation_bound: bool,
     /// One row per allocator.
     pub rows: Vec<Row>,
 }
@@ -319,6 +373,12 @@ fn run_process(
     if let Some(p) = preload {
         cmd.arg("--preload").arg(p);
     }
+    if let Some(server) = &step.server {
+        for a in &server.argv {
+            cmd.arg("--server-arg").arg(a);
+        }
+        cmd.arg("--server-port").arg(server.port.to_string());
+    }
     cmd.arg("--")
         .args(&step.argv)
         .current_dir(dir)
@@ -341,23 +401,35 @@ fn run_process(
     spawn::read_result(&result)
 }
 
-/// The sum of `allocs=` and `large_allocs=` over the statistics lines in
-/// `path` (one per process that exited normally), or None if there is none.
-fn shim_allocs(path: &Path) -> Option<u64> {
+/// The sum of the given `name=` fields over the statistics lines in `path`
+/// (one per process that exited normally), or None if there is none.
+fn shim_counts(path: &Path, names: &[&str]) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut total = None;
     for line in text.lines().filter(|l| l.starts_with("alloclab-shim:")) {
         let n: u64 = line
             .split_whitespace()
             .filter_map(|f| {
-                f.strip_prefix("allocs=")
-                    .or_else(|| f.strip_prefix("large_allocs="))
+                let (k, v) = f.split_once('=')?;
+                names.contains(&k).then(|| v.parse::<u64>().ok())?
             })
-            .filter_map(|v| v.parse::<u64>().ok())
             .sum();
         total = Some(total.unwrap_or(0) + n);
     }
     total
+}
+
+/// Allocations (`allocs=` and `large_allocs=`) counted in `path`.
+fn shim_allocs(path: &Path) -> Option<u64> {
+    shim_counts(path, &["allocs", "large_allocs"])
+}
+
+/// All allocation calls counted in `path`.
+fn shim_calls(path: &Path) -> Option<u64> {
+    shim_counts(
+        path,
+        &["allocs", "large_allocs", "frees", "large_frees", "reallocs"],
+    )
 }
 
 /// Runs every step of `p` under `a` in `run_dir`; the outputs and the
@@ -379,12 +451,21 @@ fn run_program(
         env.push(("ALLOCLAB_SHIM_STATS", stats.as_os_str()));
     }
     let mut out = RunOutcome::default();
+    // A program that links another malloc gets glibc's back for the glibc row.
+    let preload = match (&a.preload, &p.glibc_preload) {
+        (None, Some(g)) => Some(g.as_path()),
+        (p, _) => p.as_deref(),
+    };
+    let mut rss_time = 0.0;
     for s in &p.steps {
-        let m = run_process(s, a.preload.as_deref(), run_dir, io_dir, &env, timeout)
+        let m = run_process(s, preload, run_dir, io_dir, &env, timeout)
             .with_context(|| format!("running {}", s.argv[0].to_string_lossy()))?;
         out.wall_s += m.wall_s;
         out.max_rss_kib = out.max_rss_kib.max(m.max_rss_kib);
-        out.stdout.extend(std::fs::read(io_dir.join("stdout"))?);
+        rss_time += m.mean_rss_kib as f64 * m.wall_s;
+        if s.compare {
+            out.stdout.extend(std::fs::read(io_dir.join("stdout"))?);
+        }
         let err = std::fs::read_to_string(io_dir.join("stderr")).unwrap_or_default();
         let step_name = || {
             let prog = Path::new(&s.argv[0])
@@ -414,8 +495,14 @@ fn run_program(
             break;
         }
     }
+    if out.wall_s > 0.0 {
+        out.mean_rss_kib = (rss_time / out.wall_s) as u64;
+    }
     if a.ours {
         out.shim_allocs = shim_allocs(&stats);
+        out.shim_calls = shim_calls(&stats);
+        out.shim_large_bytes = shim_counts(&stats, &["large_bytes"]);
+        out.shim_large_allocs = shim_counts(&stats, &["large_allocs"]);
         if out.failure.is_none() && out.shim_allocs.unwrap_or(0) == 0 {
             out.failure = Some("the shim served no allocation (not loaded?)".into());
         }
@@ -483,13 +570,19 @@ fn measure(
 ) -> Result<ProgramsResults> {
     let machine = crate::compare::machine();
     let load_before = load_average();
-    let (mut programs, skipped) = set::programs(scale, workdir)?;
+    let (mut programs, mut skipped) = set::programs(scale, workdir)?;
     if !args.programs.is_empty() {
         for want in &args.programs {
             if !programs.iter().any(|p| p.name == want) && !skipped.iter().any(|s| &s.0 == want) {
-                bail!("no program `{want}` (known: python, python-threads, sort, git, xz)");
+                let known: Vec<&str> = programs
+                    .iter()
+                    .map(|p| p.name)
+                    .chain(skipped.iter().map(|s| s.0.as_str()))
+                    .collect();
+                bail!("no program `{want}` (known: {})", known.join(", "));
             }
         }
+        skipped.retain(|s| args.programs.contains(&s.0));
         programs.retain(|p| args.programs.iter().any(|n| n == p.name));
     }
     let mut allocs = allocators(&args.preload)?;
@@ -576,11 +669,13 @@ fn measure(
                 .collect();
             let wall: Vec<f64> = ok.iter().map(|o| o.wall_s).collect();
             let rss: Vec<f64> = ok.iter().map(|o| o.max_rss_kib as f64).collect();
-            (wall, rss)
+            let mean: Vec<f64> = ok.iter().map(|o| o.mean_rss_kib as f64).collect();
+            (wall, rss, mean)
         };
         let base = glibc.map(figures);
         let base_wall = base.as_ref().and_then(|b| median(&b.0));
         let base_rss = base.as_ref().and_then(|b| median(&b.1));
+        let base_mean = base.as_ref().and_then(|b| median(&b.2));
         let mut rows = Vec::new();
         for a in &allocs {
             let Some(ai) = live.iter().position(|l| l.name == a.name) else {
@@ -599,11 +694,16 @@ fn measure(
                     time_range_vs_glibc: None,
                     rss_vs_glibc: None,
                     rss_range_vs_glibc: None,
+                    mean_rss_kib: Vec::new(),
+                    mean_rss_median_kib: None,
+                    mean_rss_vs_glibc: None,
                     shim_allocs: None,
+                    shim_calls: None,
+                    shim_large_bytes: None,
                 });
                 continue;
             };
-            let (wall, rss) = figures(ai);
+            let (wall, rss, mean) = figures(ai);
             let ratio = |m: Option<f64>, b: Option<f64>| match (m, b) {
                 (Some(m), Some(b)) if b > 0.0 => Some(m / b),
                 _ => None,
@@ -627,15 +727,52 @@ fn measure(
                 time_range_vs_glibc: range_ratio(&wall, base_wall),
                 rss_vs_glibc: ratio(median(&rss), base_rss),
                 rss_range_vs_glibc: range_ratio(&rss, base_rss),
+                mean_rss_kib: outcomes[pi][ai].iter().map(|o| o.mean_rss_kib).collect(),
+                mean_rss_median_kib: median(&mean),
+                mean_rss_vs_glibc: ratio(median(&mean), base_mean),
                 shim_allocs: outcomes[pi][ai].last().and_then(|o| o.shim_allocs),
+                shim_calls: outcomes[pi][ai].last().and_then(|o| o.shim_calls),
+                shim_large_bytes: outcomes[pi][ai].last().and_then(|o| o.shim_large_bytes),
             });
         }
+        // At the pace of the fastest allocator: a program where glibc is
+        // slow (contention) is no less allocation-bound for it.
+        let fastest = rows
+            .iter()
+            .filter(|r| r.ok())
+            .filter_map(|r| r.wall_median_s)
+            .reduce(f64::min);
+        let calls_per_s = rows
+            .iter()
+            .filter_map(|r| r.shim_calls)
+            .max()
+            .zip(fastest)
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(c, w)| c as f64 / w);
+        let many_large = live.iter().enumerate().any(|(ai, _)| {
+            outcomes[pi][ai]
+                .last()
+                .and_then(|o| o.shim_large_allocs)
+                .is_some_and(|n| n >= ALLOC_BOUND_LARGE)
+        });
+        let large_bytes_per_s = rows
+            .iter()
+            .filter_map(|r| r.shim_large_bytes)
+            .filter(|_| many_large)
+            .max()
+            .zip(base_wall)
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(b, w)| b as f64 / w);
         results.push(ProgramResult {
             name: p.name.into(),
             description: p.description.clone(),
             threaded: p.threaded,
             commands: p.commands(workdir),
             output_bytes: reference[pi].as_ref().map_or(0, Vec::len),
+            calls_per_s,
+            large_bytes_per_s,
+            allocation_bound: calls_per_s.is_some_and(|c| c >= ALLOC_BOUND_RATE)
+                || large_bytes_per_s.is_some_and(|b| b >= ALLOC_BOUND_BYTES),
             rows,
         });
     }
@@ -674,6 +811,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(shim_allocs(&f), Some(17));
+        assert_eq!(shim_calls(&f), Some(23));
         assert_eq!(shim_allocs(&dir.join("none")), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,7 +1,11 @@
 //! Real programs on the malloc shims: `alloclab programs --quick --runs 1`
 //! runs Python (one thread, then four), GNU sort (two threads), a git
-//! session (nine processes and their children) and xz (two threads) under
-//! glibc and under `LD_PRELOAD` of `libbuddy_malloc.so` and
+//! session (nine processes and their children), xz (two threads), the C
+//! programs of `tests/programs/c` (compiled by the runner: a server
+//! simulation, producer/consumer, false sharing, small-object loops, mixed
+//! sizes, large-block churn, bignums, a logic minimizer), a Redis server
+//! driven by redis-benchmark, Lua, Ruby, sqlite3 and bc under glibc and
+//! under `LD_PRELOAD` of `libbuddy_malloc.so` and
 //! `libmckusick_karels_malloc.so` (built here, debug profile). Every run's
 //! output must be glibc's byte for byte, nothing may crash, and each shim
 //! must have served the program (its statistics line counts the
@@ -62,7 +66,30 @@ fn real_programs_give_glibcs_output_on_both_shims() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["python", "python-threads", "sort", "git", "xz"]);
+    assert_eq!(
+        names,
+        [
+            "python",
+            "python-threads",
+            "sort",
+            "git",
+            "xz",
+            "larson",
+            "prodcons",
+            "false-sharing",
+            "small-loop",
+            "small-loop-2t",
+            "mixed",
+            "large-churn",
+            "bignum",
+            "minimizer",
+            "redis",
+            "lua",
+            "ruby",
+            "sqlite",
+            "bc",
+        ]
+    );
     for p in programs {
         let name = p["name"].as_str().unwrap();
         assert!(
@@ -80,11 +107,20 @@ fn real_programs_give_glibcs_output_on_both_shims() {
             assert_eq!(row["status"], "ok", "{name} under {a}:\n{stdout}");
             assert!(row["wall_median_s"].as_f64().unwrap() > 0.0, "{name} {a}");
             assert!(row["rss_median_kib"].as_f64().unwrap() > 0.0, "{name} {a}");
+            assert!(
+                row["mean_rss_median_kib"].as_f64().unwrap() > 0.0,
+                "{name} {a}"
+            );
             if a == "glibc" {
                 assert!(row["shim_allocs"].is_null());
                 continue;
             }
             let served = row["shim_allocs"].as_u64().unwrap_or(0);
+            let calls = row["shim_calls"].as_u64().unwrap_or(0);
+            assert!(
+                calls >= served,
+                "{name} under {a}: {calls} calls, {served} allocations"
+            );
             // PYTHONMALLOC=malloc: every Python object goes through malloc.
             let at_least = if name.starts_with("python") {
                 100_000
@@ -97,6 +133,22 @@ fn real_programs_give_glibcs_output_on_both_shims() {
             );
         }
     }
+    // The allocation rate is measured: the C loops are far above the line
+    // (and large-block churn by its bytes per second) while sort is below.
+    let bound = |n: &str| {
+        let p = programs.iter().find(|p| p["name"] == n).unwrap();
+        (
+            p["allocation_bound"].as_bool().unwrap(),
+            p["calls_per_s"].as_f64().unwrap(),
+        )
+    };
+    assert!(
+        bound("small-loop").0 && bound("larson").0,
+        "{:?}",
+        bound("larson")
+    );
+    assert!(bound("large-churn").0);
+    assert!(!bound("sort").0, "{:?}", bound("sort"));
     let md = std::fs::read_to_string(dir.join("report/programs.md")).unwrap();
     assert!(
         md.contains("](programs.svg)") && md.contains("| python"),

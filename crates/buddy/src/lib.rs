@@ -134,6 +134,7 @@
 
 mod alloc;
 mod bitmap;
+mod discard;
 mod free;
 mod free_area;
 mod invariants;
@@ -370,6 +371,10 @@ impl ArenaAllocator for Buddy {
 
     fn check_invariants(&self) -> Result<(), InvariantViolation> {
         Buddy::check_invariants(self)
+    }
+
+    fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
+        Buddy::discardable(self, page, min_len, f)
     }
 }
 

@@ -15,66 +15,55 @@
 //! LD_PRELOAD=target/release/libbuddy_malloc.so ALLOCLAB_SHIM_STATS=1 python3 -c 'print(1)'
 //! ```
 //!
+//! # The sources, by concern
+//!
+//! | file | what |
+//! |---|---|
+//! | [`shim`] | the [`Shim`]: state, start-up, where a pointer lives, which arena serves, the locked paths, `malloc_trim`, fork |
+//! | [`cached`] | the lock-free fast path through the thread cache: hits, refills, flushes, thread exit |
+//! | [`tcache`] | the thread caches' storage, how a thread gets one and gives it back |
+//! | [`tls`] | the one thread-local word (initial-exec: no allocation, no `__tls_get_addr`) |
+//! | [`class`] | size classes and the side table (one byte per 16 bytes: a block's class and whether it is cached) |
+//! | [`arena`] | an arena's header, its locked core operations, giving free pages back to the kernel |
+//! | [`large`] | large blocks' headers, their mappings and the cache of freed mappings |
+//! | [`posix`] | the C functions' rules (glibc's edge cases) |
+//! | [`foreign`] | pointers the shim did not hand out (forwarded with `dlsym(RTLD_NEXT)`) |
+//! | [`stats`] | counters and the statistics line |
+//! | [`options`] | the environment variables |
+//! | [`lock`], [`registry`], [`sys`] | the owner-aware futex mutex, the slot bitmap, system calls |
+//!
 //! # Exported functions
 //!
 //! `malloc`, `free`, `calloc`, `realloc`, `reallocarray`, `posix_memalign`,
 //! `aligned_alloc`, `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`,
-//! with glibc's rules for the edge cases: `malloc(0)` is a unique pointer,
-//! `free(NULL)` does nothing, `realloc(NULL, n)` is `malloc(n)`,
-//! `realloc(p, 0)` frees `p` and returns NULL, a failed `realloc` leaves `p`
-//! alone, `calloc`/`reallocarray` overflow gives NULL and `ENOMEM`,
-//! `posix_memalign` answers `EINVAL` for an alignment that is not a power of
-//! two multiple of `sizeof(void *)` and leaves `*memptr` alone on error,
-//! every failure sets `errno` to `ENOMEM`. Where glibc aborts (a bad or
-//! double free), the shim leaves the pointer alone and counts it.
-//!
-//! # Memory
-//!
-//! - **Arenas**: 64 MiB ([`registry::ARENA`]) anonymous mappings aligned to
-//!   their size, obtained from the kernel as needed (the brief's "initialised
-//!   with free pages from the kernel"); the core manages each one whole
-//!   (after a 64-byte-rounded [`Shim`] header). Pages are touched only as the
-//!   core uses them.
-//! - **Finding a pointer's arena**: `p & !(ARENA - 1)`, checked against a
-//!   bitmap of registered slots ([`registry`]): O(1), and a foreign pointer is
-//!   never dereferenced.
-//! - **Large requests** (more than [`LARGE_THRESHOLD`] = 1 MiB, or aligned
-//!   beyond [`MAX_CORE_ALIGN`] = 4 KiB) get a mapping of their own, also
-//!   64 MiB-aligned and registered, with a header page; `realloc` grows it
-//!   with `mremap` (in place, or by moving the pages: no copy), `free` unmaps
-//!   it.
-//!
-//! # Threads and fork
-//!
-//! One lock per arena (a futex mutex that knows its owner, [`lock`]), and the
-//! threads spread over up to [`MAX_STRIPES`] arena chains by a multiplicative
-//! hash of `pthread_self()`: no thread-local storage (which could allocate on
-//! first use). Two threads of different stripes never share a lock on the
-//! allocation path; a `free` takes the lock of the block's arena whoever
-//! frees it. The default is `min(8, 2 × CPUs)` stripes; `ALLOCLAB_SHIM_ARENAS=1`
-//! makes it one global lock (for measuring the difference).
-//!
-//! `pthread_atfork` handlers (registered by the library constructor) take
-//! the growth lock and every arena lock before `fork`, and release them in
-//! the parent and reset them in the child, so the child never inherits an
-//! arena in the middle of an update.
+//! `malloc_trim`, with glibc's rules for the edge cases: `malloc(0)` is a
+//! unique pointer, `free(NULL)` does nothing, `realloc(NULL, n)` is
+//! `malloc(n)`, `realloc(p, 0)` frees `p` and returns NULL, a failed
+//! `realloc` leaves `p` alone, `calloc`/`reallocarray` overflow gives NULL
+//! and `ENOMEM`, `posix_memalign` answers `EINVAL` for an alignment that is
+//! not a power of two multiple of `sizeof(void *)` and leaves `*memptr` alone
+//! on error, every failure sets `errno` to `ENOMEM`. Where glibc aborts (a
+//! bad or double free), the shim leaves the pointer alone and counts it —
+//! or aborts with glibc's message when `ALLOCLAB_SHIM_ABORT=1`. A pointer
+//! that is not the shim's goes to the allocator that would have served it
+//! ([`foreign`]).
 //!
 //! # No recursion, no panic
 //!
-//! The malloc path uses static state, raw `mmap`/`munmap`/`mremap`/futex
-//! calls through libc (none of which allocates), and `getenv`/`write` for
-//! its options and statistics; no std collection, `format!`, `thread_local!`
-//! or `Box`. Initialisation is lazy and re-entrant: the first allocation
-//! needs nothing initialised.
+//! The malloc path uses static state, the thread-local word, raw
+//! `mmap`/`munmap`/`mremap`/`madvise`/futex calls through libc (none of
+//! which allocates), and `getenv`/`write` for its options and statistics;
+//! no std collection, `format!` or `Box`. Initialisation is lazy and
+//! re-entrant: the first allocation needs nothing initialised.
 //!
 //! The shim's own code is written not to panic (checked arithmetic, no
-//! indexing that can fail, no `unwrap`). Every call into the core runs under
+//! indexing that can fail, no `unwrap`). Every call into a core runs under
 //! `catch_unwind`; a core that panics has its arena retired (never called
 //! again; its blocks leak) and the request is served elsewhere. A panic
 //! allocates its payload through this very shim while the panicking thread
 //! holds the arena lock: the lock recognises its owner and those calls are
-//! served by a mapping of their own instead of deadlocking. And as a last
-//! line, Rust aborts a panic that reaches an `extern "C"` function.
+//! served without it. And as a last line, Rust aborts a panic that reaches
+//! an `extern "C"` function.
 //!
 //! # Statistics
 //!
@@ -96,13 +85,25 @@
     )
 )]
 
+pub mod arena;
+pub mod cached;
+pub mod class;
+pub mod foreign;
+pub mod large;
 pub mod lock;
+pub mod options;
+pub mod posix;
 pub mod registry;
-mod shim;
+pub mod shim;
+pub mod stats;
 pub mod sys;
+pub mod tcache;
+pub mod tls;
 
+pub use large::{LARGE_THRESHOLD, MAX_CORE_ALIGN};
 pub use plugin_abi::ArenaAllocator;
-pub use shim::{ForkHandlers, LARGE_THRESHOLD, MAX_CORE_ALIGN, MAX_STRIPES, Shim, ShimStats};
+pub use shim::{ForkHandlers, MAX_STRIPES, Shim};
+pub use stats::ShimStats;
 
 /// Exports the C allocation functions of a [`Shim`] over core `$ty`, plus a
 /// library constructor (set-up, fork handlers) and destructor (statistics).
@@ -123,7 +124,8 @@ macro_rules! export_malloc {
                 parent: __alloclab_fork_parent,
                 child: __alloclab_fork_child,
             },
-        );
+        )
+        .forwarding_foreign();
 
         unsafe extern "C" fn __alloclab_fork_prepare() {
             __ALLOCLAB_SHIM.fork_prepare()
@@ -136,7 +138,7 @@ macro_rules! export_malloc {
         }
 
         extern "C" fn __alloclab_shim_init() {
-            __ALLOCLAB_SHIM.init()
+            __ALLOCLAB_SHIM.init_library()
         }
         extern "C" fn __alloclab_shim_fini() {
             __ALLOCLAB_SHIM.report_if_asked()
@@ -237,6 +239,12 @@ macro_rules! export_malloc {
         #[unsafe(no_mangle)]
         pub extern "C" fn pvalloc(size: usize) -> *mut ::core::ffi::c_void {
             __ALLOCLAB_SHIM.pvalloc(size)
+        }
+
+        /// C `malloc_trim`.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn malloc_trim(pad: usize) -> ::core::ffi::c_int {
+            __ALLOCLAB_SHIM.malloc_trim(pad)
         }
 
         /// C `malloc_usable_size`.

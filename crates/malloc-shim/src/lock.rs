@@ -1,25 +1,31 @@
-//! A futex mutex that knows its owner, so that a thread trying to take a lock
-//! it already holds gets [`Reentrant`] instead of deadlocking.
+//! A futex mutex whose lock word *is* its owner, so that a thread trying to
+//! take a lock it already holds gets [`Reentrant`] instead of deadlocking —
+//! even when it was interrupted at any instruction of `lock` itself.
 //!
 //! Why the owner: the allocator can be re-entered on the same thread while it
-//! holds an arena's lock — by the panic machinery (a core that panicked
-//! boxes its payload with `malloc`), by a signal handler that allocates, or
-//! by another library's `pthread_atfork` prepare handler running after ours.
-//! The shim then serves that call without the locked arena (see
-//! `Shim::alloc`).
+//! holds a lock — by the panic machinery (a core that panicked boxes its
+//! payload with `malloc`), by a signal handler that allocates, or by another
+//! library's `pthread_atfork` prepare handler running after ours. The shim
+//! then serves that call without the locked structure.
 //!
-//! Cost: uncontended, `lock` is one compare-and-swap and `unlock` two plain
-//! stores and a load — no second atomic read-modify-write (on the machine
-//! measured, the two atomic instructions of a classic futex mutex were three
-//! quarters of the shim's own time per `malloc`/`free`). Under contention a
-//! waiter spins briefly, then registers in `sleepers` and sleeps on the
-//! futex; `unlock` wakes one sleeper when it sees one registered. Without a
-//! full fence between the unlocking store and the load of `sleepers`, an
-//! unlock can miss a waiter that registered at that very moment: so waiters
-//! sleep at most [`SLEEP`] and look again. A missed wake-up costs that much
-//! latency, never a deadlock.
+//! Why in one word: an earlier version took the lock with a compare-and-swap
+//! of a flag and then stored the owner. A signal landing between the two
+//! found the lock taken by nobody it recognised, waited for it, and waited for
+//! ever (the holder was the interrupted code below it on the same stack). Here
+//! the one compare-and-swap `0 → me` both takes the lock and names the owner;
+//! a thread that finds its own id in the word holds the lock, whatever
+//! instant it was interrupted at.
+//!
+//! Cost: uncontended, `lock` is one compare-and-swap and `unlock` a store and
+//! a load. Under contention a waiter spins briefly, then registers in
+//! `sleepers` and sleeps on the futex word `wakes`; `unlock` bumps `wakes` and
+//! wakes one sleeper when it sees one registered. Without a full fence
+//! between the unlocking store and the load of `sleepers`, an unlock can miss
+//! a waiter that registered at that very moment: so waiters sleep at most
+//! [`SLEEP`] and look again. A missed wake-up costs that much latency, never
+//! a deadlock.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use crate::sys;
@@ -34,14 +40,14 @@ pub struct Reentrant;
 /// A mutual-exclusion lock usable from `malloc` (no allocation, no TLS).
 #[derive(Debug, Default)]
 pub struct Mutex {
-    /// 0 free, 1 held.
-    state: AtomicU32,
-    /// Threads asleep (or about to sleep) on `state`.
-    sleepers: AtomicU32,
-    /// `sys::thread_id()` of the holder, 0 when free. Written by the holder
-    /// only; read by a thread whose compare-and-swap failed, which can only
-    /// find its own id there if it is the holder.
+    /// `sys::thread_id()` of the holder (never 0), or 0 when free.
     owner: AtomicUsize,
+    /// Threads asleep (or about to sleep) on `wakes`.
+    sleepers: AtomicU32,
+    /// Bumped by every unlock that saw a sleeper: the futex word.
+    wakes: AtomicU32,
+    /// Taken by [`Mutex::fork_prepare`].
+    fork_held: AtomicBool,
 }
 
 /// Holds a [`Mutex`]; unlocks it when dropped.
@@ -52,9 +58,10 @@ impl Mutex {
     /// A free lock.
     pub const fn new() -> Self {
         Mutex {
-            state: AtomicU32::new(0),
-            sleepers: AtomicU32::new(0),
             owner: AtomicUsize::new(0),
+            sleepers: AtomicU32::new(0),
+            wakes: AtomicU32::new(0),
+            fork_held: AtomicBool::new(false),
         }
     }
 
@@ -67,50 +74,52 @@ impl Mutex {
     #[inline]
     pub fn lock(&self) -> Result<Guard<'_>, Reentrant> {
         let me = sys::thread_id();
-        if self
-            .state
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
+        match self
+            .owner
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
         {
-            if self.owner.load(Ordering::Relaxed) == me {
-                return Err(Reentrant);
+            Ok(_) => Ok(Guard(self)),
+            Err(holder) if holder == me => Err(Reentrant),
+            Err(_) => {
+                self.lock_contended(me);
+                Ok(Guard(self))
             }
-            self.lock_contended();
         }
-        self.owner.store(me, Ordering::Relaxed);
-        Ok(Guard(self))
     }
 
     /// Takes the lock if it is free, without waiting.
+    #[inline]
     pub fn try_lock(&self) -> Option<Guard<'_>> {
-        self.state
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        self.owner
+            .compare_exchange(0, sys::thread_id(), Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
-        self.owner.store(sys::thread_id(), Ordering::Relaxed);
         Some(Guard(self))
     }
 
     #[cold]
-    fn lock_contended(&self) {
+    fn lock_contended(&self, me: usize) {
         loop {
             for _ in 0..64 {
                 core::hint::spin_loop();
-                if self.state.load(Ordering::Relaxed) == 0
+                if self.owner.load(Ordering::Relaxed) == 0
                     && self
-                        .state
-                        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                        .owner
+                        .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                 {
                     return;
                 }
             }
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            // Returns at once if the lock is no longer held.
-            sys::futex_wait_for(&self.state, 1, SLEEP);
+            let seen = self.wakes.load(Ordering::SeqCst);
+            if self.owner.load(Ordering::SeqCst) != 0 {
+                // Returns at once if an unlock bumped `wakes` meanwhile.
+                sys::futex_wait_for(&self.wakes, seen, SLEEP);
+            }
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
             if self
-                .state
-                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .owner
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 return;
@@ -134,24 +143,53 @@ impl Mutex {
     /// Releases a lock taken with [`Mutex::lock_forever`], waking a waiter.
     #[inline]
     pub fn force_unlock(&self) {
-        self.owner.store(0, Ordering::Relaxed);
-        self.state.store(0, Ordering::Release);
+        self.owner.store(0, Ordering::Release);
         if self.sleepers.load(Ordering::Relaxed) != 0 {
-            sys::futex_wake_one(&self.state);
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+            sys::futex_wake_one(&self.wakes);
         }
     }
 
     /// Resets the lock to free in a child after `fork`: the child has one
     /// thread, so nobody waits, and the parent's waiters do not exist there.
     pub fn reset_in_child(&self) {
-        self.owner.store(0, Ordering::Relaxed);
         self.sleepers.store(0, Ordering::Relaxed);
-        self.state.store(0, Ordering::Release);
+        self.owner.store(0, Ordering::Release);
+    }
+
+    /// `pthread_atfork` prepare: takes the lock and keeps it (unless the
+    /// calling thread holds it already: a lock shared by two shims, taken
+    /// by the first one's handler), so that nothing it guards is mid-update
+    /// when the process is copied.
+    pub fn fork_prepare(&self) {
+        if self.lock_forever() {
+            self.fork_held.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// `pthread_atfork` parent: releases what [`Mutex::fork_prepare`] took.
+    pub fn fork_parent(&self) {
+        if self.fork_held.swap(false, Ordering::Relaxed) {
+            self.force_unlock();
+        }
+    }
+
+    /// `pthread_atfork` child: resets what [`Mutex::fork_prepare`] took
+    /// (the child has one thread).
+    pub fn fork_child(&self) {
+        if self.fork_held.swap(false, Ordering::Relaxed) {
+            self.reset_in_child();
+        }
     }
 
     /// True while some thread holds the lock.
     pub fn is_locked(&self) -> bool {
-        self.state.load(Ordering::Relaxed) != 0
+        self.owner.load(Ordering::Relaxed) != 0
+    }
+
+    /// True if the calling thread holds the lock.
+    pub fn held_by_me(&self) -> bool {
+        self.owner.load(Ordering::Relaxed) == sys::thread_id()
     }
 }
 
@@ -171,11 +209,24 @@ mod tests {
     fn reentry_is_detected_not_deadlocked() {
         let m = Mutex::new();
         let g = m.lock().unwrap();
+        assert!(m.held_by_me());
         assert_eq!(m.lock().err(), Some(Reentrant));
         assert!(m.try_lock().is_none());
         drop(g);
         assert!(!m.is_locked());
+        assert!(!m.held_by_me());
         assert!(m.lock().is_ok());
+    }
+
+    #[test]
+    fn the_owner_is_known_from_the_instant_the_lock_is_taken() {
+        // The one compare-and-swap names the owner: there is no state in
+        // which the lock is held and the holder unknown.
+        let m = Mutex::new();
+        let _g = m.lock().unwrap();
+        assert_eq!(m.owner.load(Ordering::Relaxed), sys::thread_id());
+        let other = std::thread::scope(|s| s.spawn(|| m.try_lock().is_none()).join().unwrap());
+        assert!(other, "another thread cannot take it");
     }
 
     #[test]
@@ -245,6 +296,17 @@ mod tests {
         let m = Mutex::new();
         assert!(m.lock_forever());
         m.reset_in_child();
+        assert!(!m.is_locked());
+        m.fork_prepare();
+        assert!(m.held_by_me());
+        m.fork_parent();
+        assert!(!m.is_locked());
+        m.fork_prepare();
+        m.fork_prepare(); // a second handler: already ours, left as it is
+        assert!(m.held_by_me());
+        m.fork_child();
+        assert!(!m.is_locked());
+        m.fork_child(); // nothing taken: nothing reset
         assert!(!m.is_locked());
     }
 }

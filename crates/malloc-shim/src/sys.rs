@@ -1,6 +1,7 @@
 //! The few system services the shim uses, as thin wrappers over libc
-//! functions that never allocate: anonymous `mmap`/`munmap`/`mremap`, the
-//! futex, `errno`, `write(2)`, `getenv`.
+//! functions that never allocate: anonymous `mmap`/`munmap`/`mremap`,
+//! `madvise`, the futex, the monotonic clock (vDSO), `errno`, `write(2)`,
+//! `getenv`, `abort`.
 //!
 //! Nothing here panics: arithmetic is checked and failures come back as
 //! `None`/`false`.
@@ -91,6 +92,50 @@ pub unsafe fn unmap(p: *mut u8, len: usize) {
     // SAFETY: caller's contract. munmap fails only on bad arguments, which
     // the caller's contract excludes; there is nothing to do about it then.
     unsafe { libc::munmap(p.cast::<c_void>(), len) };
+}
+
+/// Gives the pages of `[p, p + len)` back to the kernel
+/// (`madvise(MADV_DONTNEED)`): the range stays mapped and reads as zero
+/// afterwards; touching it again faults in fresh pages. True on success.
+///
+/// # Safety
+///
+/// The range (page-aligned) lies in a private anonymous mapping this crate
+/// made, and nothing relies on its contents any more.
+pub unsafe fn discard(p: *mut u8, len: usize) -> bool {
+    // SAFETY: caller's contract.
+    unsafe { libc::madvise(p.cast::<c_void>(), len, libc::MADV_DONTNEED) == 0 }
+}
+
+/// Milliseconds of `CLOCK_MONOTONIC_COARSE` (read from the vDSO: no system
+/// call, a few nanoseconds; resolution a few milliseconds).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000)
+}
+
+/// Writes `msg` to stderr and aborts the process (`SIGABRT`), as glibc does
+/// on a corrupted heap.
+pub fn die(msg: &[u8]) -> ! {
+    write_all(2, msg);
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// The next definition of symbol `name` after the calling library
+/// (`dlsym(RTLD_NEXT, name)`), or null. `dlsym` may itself call `malloc`
+/// (glibc allocates only on errors): callers must be re-entrant.
+pub fn next_symbol(name: &CStr) -> *mut c_void {
+    // SAFETY: a NUL-terminated name; RTLD_NEXT is a valid pseudo-handle.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
 }
 
 /// Grows or shrinks the mapping `[p, p + old)` to `new` bytes without moving

@@ -5,30 +5,13 @@
 //! glibc and under `LD_PRELOAD` of each shim: every check must hold in every
 //! run, and the shim's statistics line proves it served the calls.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use alloc_testkit::plugins::{built_plugin, workspace_root};
-
-/// The shim libraries: (cargo package, allocator name in the stats line).
-pub const SHIMS: [(&str, &str); 2] = [
-    ("buddy-malloc", "buddy"),
-    ("mckusick-karels-malloc", "mckusick-karels"),
-];
-
-fn compile() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("edge");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(cc)
-        .args(["-O1", "-fno-builtin", "-Wall", "-Wextra", "-Werror"])
-        .args(["-Wno-alloc-size-larger-than", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(workspace_root().join("crates/malloc-shim/tests/c/edge.c"))
-        .status()
-        .expect("a C compiler (cc) is needed");
-    assert!(status.success(), "edge.c does not compile");
-    exe
-}
+use alloc_testkit::plugins::built_plugin;
+use common::{SHIMS, compile, field};
 
 /// Runs `exe` (with `lib` preloaded) and returns its stdout.
 fn run(exe: &Path, lib: Option<&Path>, stats: &Path) -> String {
@@ -47,17 +30,9 @@ fn run(exe: &Path, lib: Option<&Path>, stats: &Path) -> String {
     stdout
 }
 
-/// The `name=value` fields of a statistics line.
-fn field(line: &str, name: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name}= in {line}"))
-}
-
 #[test]
 fn edge_cases_hold_under_glibc_and_every_shim() {
-    let exe = compile();
+    let exe = compile("edge");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let glibc = run(&exe, None, &dir);
     assert!(glibc.contains("checks passed"), "{glibc}");
@@ -73,7 +48,13 @@ fn edge_cases_hold_under_glibc_and_every_shim() {
         assert_eq!(lines.len(), 1, "{package}: {text}");
         for line in &lines {
             assert!(line.contains(&format!("allocator={name} ")), "{line}");
-            for zero in ["rejected", "reentrant", "core_panics", "foreign"] {
+            for zero in [
+                "rejected",
+                "reentrant",
+                "core_panics",
+                "foreign",
+                "tls_reentry",
+            ] {
                 assert_eq!(field(line, zero), 0, "{package}: {line}");
             }
         }

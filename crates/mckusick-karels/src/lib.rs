@@ -149,6 +149,7 @@
 
 mod allocator;
 pub mod bucket;
+mod discard;
 mod free;
 mod heap;
 mod invariants;

@@ -85,4 +85,8 @@ impl ArenaAllocator for McKusickKarels {
     fn check_invariants(&self) -> Result<(), InvariantViolation> {
         McKusickKarels::check_invariants(self)
     }
+
+    fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
+        McKusickKarels::discardable(self, page, min_len, f)
+    }
 }

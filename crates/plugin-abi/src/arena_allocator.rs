@@ -120,4 +120,41 @@ pub trait ArenaAllocator: Sized {
 
     /// Walks the whole state and checks every invariant.
     fn check_invariants(&self) -> Result<(), InvariantViolation>;
+
+    /// Free memory that may be given back to the operating system: calls
+    /// `f(start, len)` for ranges of whole pages (`page`, a power of two, is
+    /// the caller's page size: `start` and `len` are multiples of it) that
+    /// lie in free memory and hold none of the allocator's own data, so that
+    /// their contents may be discarded (`madvise(MADV_DONTNEED)`: they then
+    /// read as zero) while the allocator goes on working: it writes such a
+    /// range before it reads it, and hands its bytes out only as new blocks.
+    /// Ranges shorter than `min_len` may be left out. The ranges are valid
+    /// until the allocator is next called.
+    ///
+    /// Used by a caller that owns the pages (the malloc shims) to return
+    /// freed memory to the kernel. The default reports nothing, which is
+    /// always correct.
+    ///
+    /// # Time complexity
+    ///
+    /// Up to the implementation; the cores of this project walk only their
+    /// free lists of blocks of at least `min_len` bytes.
+    fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
+        let _ = (page, min_len, f);
+    }
+}
+
+/// The whole pages of `[start, start + len)`: `start` rounded up and the end
+/// rounded down to `page` (a power of two); `None` if no whole page is left.
+/// A helper for [`ArenaAllocator::discardable`] implementations.
+///
+/// # Time complexity
+///
+/// O(1).
+#[inline]
+pub fn whole_pages(start: usize, len: usize, page: usize) -> Option<(usize, usize)> {
+    let mask = page.wrapping_sub(1);
+    let s = start.checked_add(mask)? & !mask;
+    let e = start.checked_add(len)? & !mask;
+    (e > s).then(|| (s, e - s))
 }

@@ -27,7 +27,9 @@ pub mod loader;
 mod spin;
 pub mod types;
 
-pub use arena_allocator::{ArenaAllocator, BadPointer, InvariantViolation, ReallocError};
+pub use arena_allocator::{
+    ArenaAllocator, BadPointer, InvariantViolation, ReallocError, whole_pages,
+};
 pub use global::GlobalArena;
 pub use spin::{SpinGuard, SpinLock};
 pub use types::*;

@@ -29,21 +29,28 @@ fn time_cell(r: &Row) -> String {
     }
 }
 
-fn rss_cell(r: &Row) -> String {
-    r.rss_median_kib
-        .map_or_else(|| "–".into(), |k| format!("{:.1} MiB", k / 1024.0))
+fn mib(k: Option<f64>) -> String {
+    k.map_or_else(|| "–".into(), |k| format!("{:.1} MiB", k / 1024.0))
+}
+
+/// `3.1 M/s`: allocation calls per second.
+fn rate(c: Option<f64>) -> String {
+    c.map_or_else(String::new, |c| format!("{:.1} M calls/s", c / 1e6))
 }
 
 /// The geometric mean of the ratios of the programs where `allocator` ran
-/// correctly, and how many programs that is.
+/// correctly (only the allocation-bound ones if `bound`), and how many
+/// programs that is.
 pub fn geomean(
     r: &ProgramsResults,
     allocator: &str,
+    bound: bool,
     pick: fn(&Row) -> Option<f64>,
 ) -> Option<(f64, usize)> {
     let v: Vec<f64> = r
         .programs
         .iter()
+        .filter(|p| !bound || p.allocation_bound)
         .flat_map(|p| &p.rows)
         .filter(|row| row.allocator == allocator && row.ok())
         .filter_map(pick)
@@ -77,7 +84,9 @@ pub fn terminal_table(r: &ProgramsResults) -> Table {
             "wall time: median (range)",
             "time ×glibc",
             "peak RSS",
-            "RSS ×glibc",
+            "peak ×glibc",
+            "mean RSS",
+            "mean ×glibc",
             "check",
         ]);
     for p in &r.programs {
@@ -90,30 +99,57 @@ pub fn terminal_table(r: &ProgramsResults) -> Table {
             } else {
                 row.status.clone()
             };
+            let name = match i {
+                0 => p.name.clone(),
+                1 => match p.large_bytes_per_s {
+                    Some(b) if b >= super::ALLOC_BOUND_BYTES => {
+                        format!("{:.1} GiB/s large", b / f64::from(1u32 << 30))
+                    }
+                    _ => rate(p.calls_per_s),
+                },
+                2 if p.calls_per_s.is_some() => if p.allocation_bound {
+                    "allocation-bound"
+                } else {
+                    "not allocation-bound"
+                }
+                .into(),
+                _ => String::new(),
+            };
             t.add_row(vec![
-                Cell::new(if i == 0 { p.name.as_str() } else { "" }),
+                Cell::new(name),
                 Cell::new(&row.allocator),
                 Cell::new(time_cell(row)).set_alignment(CellAlignment::Right),
                 Cell::new(ratio(row.time_vs_glibc)).set_alignment(CellAlignment::Right),
-                Cell::new(rss_cell(row)).set_alignment(CellAlignment::Right),
+                Cell::new(mib(row.rss_median_kib)).set_alignment(CellAlignment::Right),
                 Cell::new(ratio(row.rss_vs_glibc)).set_alignment(CellAlignment::Right),
+                Cell::new(mib(row.mean_rss_median_kib)).set_alignment(CellAlignment::Right),
+                Cell::new(ratio(row.mean_rss_vs_glibc)).set_alignment(CellAlignment::Right),
                 Cell::new(check),
             ]);
         }
     }
-    for name in allocator_names(r) {
-        let time = geomean(r, &name, |row| row.time_vs_glibc);
-        let rss = geomean(r, &name, |row| row.rss_vs_glibc);
-        if let (Some((tm, n)), Some((rm, _))) = (time, rss) {
-            t.add_row(vec![
-                Cell::new("geometric mean"),
-                Cell::new(&name),
-                Cell::new(format!("{n} program(s)")).set_alignment(CellAlignment::Right),
-                Cell::new(format!("{tm:.2}×")).set_alignment(CellAlignment::Right),
-                Cell::new(""),
-                Cell::new(format!("{rm:.2}×")).set_alignment(CellAlignment::Right),
-                Cell::new(""),
-            ]);
+    for (bound, label) in [
+        (true, "geometric mean, allocation-bound"),
+        (false, "geometric mean, all programs"),
+    ] {
+        for name in allocator_names(r) {
+            let time = geomean(r, &name, bound, |row| row.time_vs_glibc);
+            let rss = geomean(r, &name, bound, |row| row.rss_vs_glibc);
+            let mean = geomean(r, &name, bound, |row| row.mean_rss_vs_glibc);
+            if let (Some((tm, n)), Some((rm, _))) = (time, rss) {
+                t.add_row(vec![
+                    Cell::new(label),
+                    Cell::new(&name),
+                    Cell::new(format!("{n} program(s)")).set_alignment(CellAlignment::Right),
+                    Cell::new(format!("{tm:.2}×")).set_alignment(CellAlignment::Right),
+                    Cell::new(""),
+                    Cell::new(format!("{rm:.2}×")).set_alignment(CellAlignment::Right),
+                    Cell::new(""),
+                    Cell::new(mean.map_or_else(String::new, |(m, _)| format!("{m:.2}×")))
+                        .set_alignment(CellAlignment::Right),
+                    Cell::new(""),
+                ]);
+            }
         }
     }
     t
@@ -281,21 +317,34 @@ fn markdown(r: &ProgramsResults, chart: bool) -> String {
         s,
         "Each program runs under glibc's malloc (no preload), under this project's two \
          malloc shims (`LD_PRELOAD` of `libbuddy_malloc.so` and \
-         `libmckusick_karels_malloc.so`: 64 MiB arenas of the core, a lock per arena, \
-         requests above 1 MiB in mappings of their own) and under mimalloc and jemalloc \
+         `libmckusick_karels_malloc.so`: per-thread caches over 64 MiB arenas of the \
+         core, requests above 1 MiB in mappings of their own) and under mimalloc and jemalloc \
          (`LD_PRELOAD` of the Debian packages' libraries), as mimalloc-bench does. One \
          untimed warm-up round, then {} timed round(s); in every round each program runs \
          once under each allocator, the order rotating from round to round (interleaved, \
          so that a drift of the machine spreads over all of them). Wall time runs from \
          `fork` to `wait4` of each process of the program (summed over its processes); \
          peak RSS is the largest `ru_maxrss` that `wait4` reports for them (a process's \
-         figure includes its waited-for children). Ratios are medians over glibc's \
+         figure includes its waited-for children); mean RSS is the resident set of the \
+         program's main process sampled every 5 ms from `/proc/PID/statm`, averaged over \
+         the run (the steady state; for several processes, weighted by their times). A \
+         server program (Redis) is started under the allocator and driven by its client \
+         under glibc: the time is the client's, the memory figures the server's; a \
+         program that links another malloc (redis-server links jemalloc) gets glibc's \
+         back in the glibc row from a preloaded forwarder (`tests/programs/c/glibc_malloc.c`). \
+         Each program's allocation calls per second (the shims' statistics: allocations, \
+         frees and reallocations, over the fastest allocator's median time) decide whether it is \
+         *allocation-bound* (at least {:.0} million per second, or at least 1 GiB of large \
+         blocks per second over at least 20 of them, each a mapping whose pages are faulted \
+         in); the geometric means are \
+         given over those and over all programs. Ratios are medians over glibc's \
          median; whiskers and ranges are the smallest and largest run. Every run's \
          standard output must equal glibc's, byte for byte: a different output, a crash \
          or a non-zero exit is reported in the row, and a shim run must have printed \
          its statistics line (`ALLOCLAB_SHIM_STATS`) with a non-zero count of \
          allocations, which proves the shim served the program.\n",
-        r.runs
+        r.runs,
+        super::ALLOC_BOUND_RATE / 1e6
     );
     if r.runs < 5 {
         let _ = writeln!(

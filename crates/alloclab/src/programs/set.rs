@@ -29,6 +29,21 @@ pub struct Step {
     pub argv: Vec<OsString>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// A server started first and measured instead of this step's process
+    /// (which then runs under glibc as its client).
+    pub server: Option<Server>,
+    /// The step's output is part of the program's output that every
+    /// allocator must reproduce (false for a client that prints timings).
+    pub compare: bool,
+}
+
+/// A server a step drives (see `spawn.rs`).
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// The server and its arguments.
+    pub argv: Vec<OsString>,
+    /// The loopback TCP port it listens on.
+    pub port: u16,
 }
 
 /// What a run must find in its folder before its steps run (not timed).
@@ -59,6 +74,10 @@ pub struct Program {
     /// The processes, run one after the other; their outputs are
     /// concatenated, their times added, their peak RSS maximised.
     pub steps: Vec<Step>,
+    /// A library that gives the program glibc's malloc when it links
+    /// another one (redis-server links jemalloc): preloaded for the glibc
+    /// row.
+    pub glibc_preload: Option<PathBuf>,
 }
 
 impl Program {
@@ -107,13 +126,16 @@ pub fn find_program(candidates: &[&str]) -> Option<PathBuf> {
     None
 }
 
-fn step(argv: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Step {
+/// A step running `argv` with `env`, its output compared.
+pub fn step(argv: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Step {
     Step {
         argv: argv.iter().map(|a| a.to_os_string()).collect(),
         env: env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        server: None,
+        compare: true,
     }
 }
 
@@ -168,6 +190,7 @@ pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
                     ],
                     &env,
                 )],
+                glibc_preload: None,
             });
             let n = if quick { "1500" } else { "15000" };
             out.push(Program {
@@ -189,6 +212,7 @@ pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
                     ],
                     &env,
                 )],
+                glibc_preload: None,
             });
         }
         None => missing("python", "python3"),
@@ -217,6 +241,7 @@ pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
                     ],
                     &[("LC_ALL", "C")],
                 )],
+                glibc_preload: None,
             });
         }
         None => missing("sort", "sort"),
@@ -262,6 +287,7 @@ pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
                     g(&["fsck", "--no-progress", "--strict"]),
                     g(&["count-objects", "-v"]),
                 ],
+                glibc_preload: None,
             });
         }
         None => missing("git", "git"),
@@ -299,10 +325,12 @@ pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
                     ],
                     &[],
                 )],
+                glibc_preload: None,
             });
         }
         None => missing("xz", "xz"),
     }
+    super::alloc_bound::programs(scale, dir, &mut out, &mut skipped)?;
     Ok((out, skipped))
 }
 
@@ -416,6 +444,7 @@ mod tests {
             threaded: false,
             setup: Setup::Nothing,
             steps: vec![step(&["echo".as_ref(), "a b".as_ref()], &[("K", "v")])],
+            glibc_preload: None,
         };
         assert_eq!(p.commands(Path::new("/w")), ["K=v echo 'a b'"]);
         let q = Program {

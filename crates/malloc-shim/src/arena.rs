@@ -1,0 +1,713 @@
+//! Arenas: 64 MiB mappings, each a core over most of it, and what the shim
+//! keeps beside the core.
+//!
+//! ```text
+//!  base (64 MiB-aligned)                                       base + 64 MiB
+//!  | header page | side table: 1 byte per 16 B (4 MiB) | core region ...  |
+//!    ArenaHeader   crate::class                          A::create_in
+//! ```
+//!
+//! The header's first cache line is written once, before the arena is
+//! published, and only read afterwards (every `free` reads it); the lock and
+//! the state that changes under it are on the next lines.
+//!
+//! Memory goes back to the kernel from here ([`ArenaGuard::note_freed`]):
+//! each arena counts the bytes freed into its core since it was last
+//! trimmed. When the core holds no live block any more (and at least
+//! [`EMPTY_TRIM`] was freed since the last trim), all its free pages are
+//! discarded with `madvise(MADV_DONTNEED)`; past [`TRIM_STEP`], and at most
+//! every [`TRIM_INTERVAL_MS`], its free runs of at least [`TRIM_MIN_RUN`]
+//! are. The core says which pages hold nothing it reads
+//! ([`ArenaAllocator::discardable`]); the side-table pages that cover them
+//! go too; chunks already given back are not `madvise`d again. The
+//! thresholds are the hysteresis: a program that frees and allocates around
+//! one size does not fault its pages in again on every call.
+
+use core::panic::AssertUnwindSafe;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use plugin_abi::{ALLOCATOR_ALIGNMENT, ArenaAllocator, BadPointer, ReallocError, whole_pages};
+
+use crate::class::{self, GRANULE, Side};
+use crate::lock::{Guard, Mutex, Reentrant};
+use crate::registry::{self, ARENA};
+use crate::sys::{self, PAGE};
+
+/// Marks a live arena's header.
+pub const ARENA_MAGIC: u64 = u64::from_le_bytes(*b"alclArna");
+
+/// Where the side table starts, from the arena's base.
+pub const SIDE_OFFSET: usize = PAGE;
+/// Bytes of side table: one per granule of the whole arena.
+pub const SIDE_BYTES: usize = ARENA / GRANULE;
+/// Where the core's region starts, from the arena's base.
+pub const CORE_OFFSET: usize = SIDE_OFFSET + SIDE_BYTES;
+/// The most a core can be given: the rest of the 64 MiB slot.
+pub const MAX_CORE: usize = ARENA - CORE_OFFSET;
+/// The core size of a shim's first arena; each next arena's doubles, up to
+/// [`MAX_CORE`]. A core initialises metadata in proportion to its size (the
+/// buddy system's bitmaps are 1 % of it), so a small program's first arena
+/// costs a few tens of KiB of resident memory, not 640 KiB.
+pub const FIRST_CORE: usize = 4 << 20;
+
+/// The core size of a shim's arena number `n` (0 for the first).
+pub const fn core_size(n: u64) -> usize {
+    if n >= 5 {
+        MAX_CORE
+    } else {
+        let s = FIRST_CORE << n;
+        if s < MAX_CORE { s } else { MAX_CORE }
+    }
+}
+
+/// Bytes freed into an arena after which its free runs are given back...
+pub const TRIM_STEP: usize = 8 << 20;
+/// ... unless the last trim was less than this long ago (milliseconds): a
+/// program that frees and allocates megabytes in a loop would otherwise
+/// fault its pages in again after every trim.
+pub const TRIM_INTERVAL_MS: u64 = 100;
+/// Bytes freed into an arena that has become empty after which all its free
+/// memory is given back.
+pub const EMPTY_TRIM: usize = 256 << 10;
+/// The shortest free run given back by a periodic trim.
+pub const TRIM_MIN_RUN: usize = 64 << 10;
+
+/// No size refused since the last free (see [`ArenaHeader::refused`]).
+const NOTHING_REFUSED: u8 = u8::MAX;
+
+/// The first words of every registered slot: an arena's header or a large
+/// block's ([`crate::large`]).
+#[repr(C)]
+pub struct SlotHead {
+    /// [`ARENA_MAGIC`], or one of the large-block magics.
+    pub magic: AtomicU64,
+    /// Address of the shim that made it (two shims in one process, as in
+    /// tests, share the registry).
+    pub owner: usize,
+}
+
+/// The header at the start of an arena.
+#[repr(C, align(64))]
+pub struct ArenaHeader<A> {
+    // ---- written before publication, read-only after ----
+    /// Magic and owner.
+    pub head: SlotHead,
+    /// The mapping (its provenance reaches the side table).
+    base: *mut u8,
+    /// The core, in the region after the side table.
+    core: *mut A,
+    /// The next older arena of the same stripe.
+    pub next_in_stripe: *mut ArenaHeader<A>,
+    /// The next older arena of the shim.
+    pub next_all: *mut ArenaHeader<A>,
+    // ---- changes under the lock ----
+    lock: Locked,
+    /// Blocks freed while their thread held this arena's lock (a signal
+    /// handler that frees): a stack linked through the blocks, drained by
+    /// the next holder of the lock.
+    deferred: AtomicPtr<u8>,
+}
+
+/// The lock and what it guards, on lines of their own.
+#[repr(C, align(64))]
+struct Locked {
+    mutex: Mutex,
+    /// The core panicked: it is never called again (its blocks leak).
+    poisoned: AtomicBool,
+    /// log2 of the smallest request refused since the last free
+    /// ([`NOTHING_REFUSED`]: none): a thread looking for an arena skips this
+    /// one for requests at least that large, without taking the lock.
+    refused: AtomicU8,
+    /// Bytes freed into the core since the last trim.
+    dirty: AtomicUsize,
+    /// When the last periodic trim ran (`sys::now_ms`).
+    last_trim_ms: AtomicU64,
+    /// Blocks handed out by the core straight to the program.
+    allocs: AtomicU64,
+    /// Blocks handed out by the core into thread caches.
+    refilled: AtomicU64,
+    /// Blocks the program gave straight back to the core.
+    frees: AtomicU64,
+    /// Blocks thread caches gave back to the core.
+    flushed: AtomicU64,
+    /// Reallocations done by the core.
+    reallocs: AtomicU64,
+    /// Trims, and the bytes they gave back.
+    trims: AtomicU64,
+    released: AtomicU64,
+    /// One bit per [`CHUNK`] of the arena: set when a trim gave the whole
+    /// chunk back and no block overlapping it was handed out since (the
+    /// next trim skips it: no `madvise` of memory already given back). A
+    /// stale bit costs only memory not given back, never correctness.
+    clean: [AtomicU64; CHUNKS / 64],
+}
+
+/// The unit of [`Locked::clean`].
+pub const CHUNK: usize = 64 << 10;
+const CHUNKS: usize = ARENA / CHUNK;
+
+/// Bumps a counter that is only written under the arena lock.
+#[inline]
+fn bump(c: &AtomicU64, by: u64) {
+    c.store(
+        c.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+/// Why an arena could not do what was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArenaError {
+    /// The calling thread holds this arena's lock (re-entered).
+    Reentrant,
+    /// The core panicked (now or before): the arena is retired.
+    Poisoned,
+}
+
+impl From<Reentrant> for ArenaError {
+    fn from(_: Reentrant) -> Self {
+        ArenaError::Reentrant
+    }
+}
+
+/// Runs `f`, catching a panic (which then allocates its payload through this
+/// very shim while the caller holds the arena lock: those calls find the
+/// lock theirs and are served elsewhere). `None` if `f` panicked.
+#[inline]
+fn guarded<R>(f: impl FnOnce() -> R) -> Option<R> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).ok()
+}
+
+/// Counters of one arena (see [`ArenaHeader::counters`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ArenaCounters {
+    /// Blocks handed out by the core straight to the program.
+    pub allocs: u64,
+    /// Blocks handed out by the core into thread caches.
+    pub refilled: u64,
+    /// Blocks the program gave straight back to the core.
+    pub frees: u64,
+    /// Blocks thread caches gave back to the core.
+    pub flushed: u64,
+    /// Reallocations done by the core.
+    pub reallocs: u64,
+    /// Trims.
+    pub trims: u64,
+    /// Bytes given back to the kernel.
+    pub released: u64,
+    /// The core panicked.
+    pub poisoned: bool,
+}
+
+impl<A: ArenaAllocator> ArenaHeader<A> {
+    /// Maps a new arena for shim `owner` (its slot whole, `MAP_NORESERVE`:
+    /// only touched pages count), creates a core of `core_len` bytes
+    /// ([`core_size`]) with `flags` and writes the header; the caller links
+    /// it (`next_*`) and publishes it.
+    /// `None` if the kernel has no memory or the core cannot be made (then
+    /// nothing is left mapped); `Some(Err(()))` if the core panicked.
+    ///
+    /// # Time complexity
+    ///
+    /// Three system calls and the core's creation (O(its metadata)).
+    pub fn create(
+        owner: usize,
+        flags: u32,
+        core_len: usize,
+        next_in_stripe: *mut ArenaHeader<A>,
+        next_all: *mut ArenaHeader<A>,
+    ) -> Option<Result<NonNull<ArenaHeader<A>>, ()>> {
+        let base = sys::map_aligned(ARENA, ARENA, true)?;
+        let unmap = || {
+            // SAFETY: the mapping is ours and published nowhere.
+            unsafe { sys::unmap(base.as_ptr(), ARENA) }
+        };
+        if !registry::in_range(base.as_ptr() as usize) {
+            unmap();
+            return None;
+        }
+        // SAFETY: the mapping is ARENA bytes; the region after the side
+        // table is the core's alone for ever (arenas are never unmapped).
+        let created = guarded(|| unsafe {
+            A::create_in(
+                base.as_ptr().add(CORE_OFFSET),
+                core_len.min(MAX_CORE),
+                flags,
+            )
+        });
+        let core = match created {
+            Some(Some(core)) => core,
+            Some(None) => {
+                unmap();
+                return None;
+            }
+            None => {
+                unmap();
+                return Some(Err(()));
+            }
+        };
+        let h = base.as_ptr().cast::<ArenaHeader<A>>();
+        // SAFETY: the first page of the mapping is the header's, aligned.
+        unsafe {
+            h.write(ArenaHeader {
+                head: SlotHead {
+                    magic: AtomicU64::new(ARENA_MAGIC),
+                    owner,
+                },
+                base: base.as_ptr(),
+                core: core.as_ptr(),
+                next_in_stripe,
+                next_all,
+                lock: Locked {
+                    mutex: Mutex::new(),
+                    poisoned: AtomicBool::new(false),
+                    refused: AtomicU8::new(NOTHING_REFUSED),
+                    dirty: AtomicUsize::new(0),
+                    last_trim_ms: AtomicU64::new(0),
+                    allocs: AtomicU64::new(0),
+                    refilled: AtomicU64::new(0),
+                    frees: AtomicU64::new(0),
+                    flushed: AtomicU64::new(0),
+                    reallocs: AtomicU64::new(0),
+                    trims: AtomicU64::new(0),
+                    released: AtomicU64::new(0),
+                    clean: [const { AtomicU64::new(0) }; CHUNKS / 64],
+                },
+                deferred: AtomicPtr::new(ptr::null_mut()),
+            });
+        }
+        NonNull::new(h).map(Ok)
+    }
+
+    /// The arena's base address.
+    #[inline(always)]
+    pub fn base_addr(&self) -> usize {
+        self.base as usize
+    }
+
+    /// The side byte of `addr` (an address inside this arena).
+    #[inline(always)]
+    pub fn side(&self, addr: usize) -> &AtomicU8 {
+        let i = (addr.wrapping_sub(self.base as usize) & (ARENA - 1)) / GRANULE;
+        // SAFETY: `i < SIDE_BYTES`, so the byte lies in the side table, inside
+        // the arena's mapping (whose provenance `base` carries), which lives
+        // as long as the header; side bytes are only accessed atomically.
+        unsafe {
+            &*self
+                .base
+                .add(SIDE_OFFSET.wrapping_add(i))
+                .cast::<AtomicU8>()
+        }
+    }
+
+    /// What the side byte of `addr` says (an address that is not
+    /// 16-aligned is no block start: [`Side::Other`]).
+    #[inline(always)]
+    pub fn side_of(&self, addr: usize) -> Side {
+        if addr.is_multiple_of(GRANULE) {
+            class::decode(self.side(addr).load(Ordering::Relaxed))
+        } else {
+            Side::Other
+        }
+    }
+
+    /// True if a request of `log2_size` bytes (rounded up) is worth trying
+    /// here: nothing that large was refused since the last free.
+    #[inline]
+    pub fn may_serve(&self, log2_size: u32) -> bool {
+        let r = self.lock.refused.load(Ordering::Relaxed);
+        r == NOTHING_REFUSED || log2_size < u32::from(r)
+    }
+
+    /// Takes the lock (and gives back the blocks freed while it was held by
+    /// a signal handler's thread).
+    #[inline]
+    pub fn lock(&self) -> Result<ArenaGuard<'_, A>, ArenaError> {
+        let g = self.lock.mutex.lock()?;
+        if self.lock.poisoned.load(Ordering::Relaxed) {
+            return Err(ArenaError::Poisoned);
+        }
+        let mut a = ArenaGuard { h: self, _g: g };
+        if !self.deferred.load(Ordering::Relaxed).is_null() {
+            a.drain_deferred();
+        }
+        Ok(a)
+    }
+
+    /// Takes the lock if it is free (and drains deferred frees); `Ok(None)`
+    /// if another thread holds it.
+    #[inline]
+    pub fn try_lock(&self) -> Result<Option<ArenaGuard<'_, A>>, ArenaError> {
+        let Some(g) = self.lock.mutex.try_lock() else {
+            return if self.lock.mutex.held_by_me() {
+                Err(ArenaError::Reentrant)
+            } else {
+                Ok(None)
+            };
+        };
+        if self.lock.poisoned.load(Ordering::Relaxed) {
+            return Err(ArenaError::Poisoned);
+        }
+        let mut a = ArenaGuard { h: self, _g: g };
+        if !self.deferred.load(Ordering::Relaxed).is_null() {
+            a.drain_deferred();
+        }
+        Ok(Some(a))
+    }
+
+    /// Takes the lock if it is free, for reading statistics (no deferred
+    /// frees are drained).
+    pub fn try_lock_for_stats(&self) -> Option<ArenaGuard<'_, A>> {
+        let g = self.lock.mutex.try_lock()?;
+        if self.lock.poisoned.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(ArenaGuard { h: self, _g: g })
+    }
+
+    /// Frees `p` later: the calling thread holds this arena's lock (a signal
+    /// handler interrupted it). Lock-free.
+    ///
+    /// # Safety
+    ///
+    /// `p` is a live block of this arena (at least 16 bytes) that nobody
+    /// uses any more.
+    pub unsafe fn defer_free(&self, p: NonNull<u8>) {
+        let link = p.as_ptr().cast::<*mut u8>();
+        let mut head = self.deferred.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the block is ours (caller's contract), 16-aligned.
+            unsafe { link.write(head) };
+            match self.deferred.compare_exchange_weak(
+                head,
+                p.as_ptr(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// The counters (read without the lock).
+    pub fn counters(&self) -> ArenaCounters {
+        let l = &self.lock;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ArenaCounters {
+            allocs: load(&l.allocs),
+            refilled: load(&l.refilled),
+            frees: load(&l.frees),
+            flushed: load(&l.flushed),
+            reallocs: load(&l.reallocs),
+            trims: load(&l.trims),
+            released: load(&l.released),
+            poisoned: l.poisoned.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The lock, for the `pthread_atfork` handlers.
+    pub fn mutex(&self) -> &Mutex {
+        &self.lock.mutex
+    }
+}
+
+/// An arena whose lock the caller holds: its core, through calls that catch
+/// a core's panic (the arena is then retired).
+pub struct ArenaGuard<'a, A> {
+    h: &'a ArenaHeader<A>,
+    _g: Guard<'a>,
+}
+
+impl<A: ArenaAllocator> ArenaGuard<'_, A> {
+    /// The arena.
+    pub fn header(&self) -> &ArenaHeader<A> {
+        self.h
+    }
+
+    /// Runs `f` on the core (shared), catching a panic.
+    fn run_ref<R>(&self, f: impl FnOnce(&A) -> R) -> Result<R, ArenaError> {
+        let core = self.h.core;
+        // SAFETY: as in `run`; the core is only read.
+        match guarded(|| f(unsafe { &*core })) {
+            Some(r) => Ok(r),
+            None => {
+                self.h.lock.poisoned.store(true, Ordering::Relaxed);
+                Err(ArenaError::Poisoned)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn run<R>(&mut self, f: impl FnOnce(&mut A) -> R) -> Result<R, ArenaError> {
+        let core = self.h.core;
+        // SAFETY: `core` is this arena's live allocator, reached only under
+        // its lock, which this guard holds.
+        match guarded(|| f(unsafe { &mut *core })) {
+            Some(r) => Ok(r),
+            None => {
+                self.h.lock.poisoned.store(true, Ordering::Relaxed);
+                Err(ArenaError::Poisoned)
+            }
+        }
+    }
+
+    /// A block of `size` bytes aligned to `align` from the core, its side
+    /// byte set to `side` (0 for a block going straight to the program,
+    /// the cached mark of its class for one going into a thread cache).
+    #[inline]
+    pub fn alloc(
+        &mut self,
+        size: usize,
+        align: usize,
+        side: u8,
+    ) -> Result<Option<NonNull<u8>>, ArenaError> {
+        let r = self.run(|core| {
+            if align <= ALLOCATOR_ALIGNMENT {
+                core.alloc(size)
+            } else {
+                core.alloc_aligned(size, align)
+            }
+        })?;
+        match r {
+            Some(p) => {
+                self.h
+                    .side(p.as_ptr() as usize)
+                    .store(side, Ordering::Relaxed);
+                let l = &self.h.lock;
+                bump(if side == 0 { &l.allocs } else { &l.refilled }, 1);
+            }
+            None => {
+                let log2 = usize::BITS.wrapping_sub(size.saturating_sub(1).leading_zeros());
+                let log2 = u8::try_from(log2).unwrap_or(NOTHING_REFUSED - 1);
+                if log2 < self.h.lock.refused.load(Ordering::Relaxed) {
+                    self.h.lock.refused.store(log2, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Gives `p` back to the core (which validates it); on success the side
+    /// byte is cleared and `bytes` (the block's size, if known; else the core
+    /// is asked) are counted towards the next trim. `flush`: the block comes
+    /// from a thread cache.
+    pub fn free(
+        &mut self,
+        p: NonNull<u8>,
+        bytes: Option<usize>,
+        flush: bool,
+    ) -> Result<Result<(), BadPointer>, ArenaError> {
+        let bytes = match bytes {
+            Some(b) => Some(b),
+            None => self.run(|core| core.usable_size(p))?,
+        };
+        let r = self.run(|core| core.free(p))?;
+        // A rejected pointer changed nothing; the caller reports it.
+        if r.is_ok() {
+            self.h.side(p.as_ptr() as usize).store(0, Ordering::Relaxed);
+            let l = &self.h.lock;
+            bump(if flush { &l.flushed } else { &l.frees }, 1);
+            self.note_freed(bytes.unwrap_or(0))?;
+        }
+        Ok(r)
+    }
+
+    /// `realloc` by the core of an uncached block (side byte 0), leaving the
+    /// result's side byte 0.
+    pub fn realloc(
+        &mut self,
+        p: NonNull<u8>,
+        n: usize,
+    ) -> Result<Result<NonNull<u8>, ReallocError>, ArenaError> {
+        let r = self.run(|core| core.realloc(p, n))?;
+        match r {
+            Ok(q) => {
+                self.mark_dirty(q.as_ptr() as usize, n);
+                bump(&self.h.lock.reallocs, 1);
+                self.h.side(q.as_ptr() as usize).store(0, Ordering::Relaxed);
+                self.h
+                    .lock
+                    .refused
+                    .store(NOTHING_REFUSED, Ordering::Relaxed);
+            }
+            Err(ReallocError::BadPointer | ReallocError::OutOfMemory) => {}
+        }
+        Ok(r)
+    }
+
+    /// The core's usable size of `p` (None: not a live block).
+    pub fn usable_size(&mut self, p: NonNull<u8>) -> Result<Option<usize>, ArenaError> {
+        self.run(|core| core.usable_size(p))
+    }
+
+    /// Blocks the core has handed out and not got back (to the program or
+    /// to thread caches), from the counters: O(1).
+    fn live_blocks(&self) -> u64 {
+        let l = &self.h.lock;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (load(&l.allocs).wrapping_add(load(&l.refilled)))
+            .wrapping_sub(load(&l.frees).wrapping_add(load(&l.flushed)))
+    }
+
+    /// Live blocks and bytes held, from the core's statistics.
+    pub fn live(&mut self) -> Result<(usize, usize), ArenaError> {
+        self.run(|core| {
+            let s = core.stats();
+            (s.live_blocks, s.bytes_reserved)
+        })
+    }
+
+    /// Counts `bytes` freed into the core, and trims the arena when the
+    /// hysteresis thresholds are passed.
+    pub fn note_freed(&mut self, bytes: usize) -> Result<(), ArenaError> {
+        let l = &self.h.lock;
+        if l.refused.load(Ordering::Relaxed) != NOTHING_REFUSED {
+            l.refused.store(NOTHING_REFUSED, Ordering::Relaxed);
+        }
+        let dirty = l.dirty.load(Ordering::Relaxed).saturating_add(bytes);
+        l.dirty.store(dirty, Ordering::Relaxed);
+        if dirty < EMPTY_TRIM {
+            return Ok(());
+        }
+        if self.live_blocks() == 0 {
+            self.trim(0)?;
+        } else if dirty >= TRIM_STEP {
+            let now = sys::now_ms();
+            if now.saturating_sub(l.last_trim_ms.load(Ordering::Relaxed)) >= TRIM_INTERVAL_MS {
+                l.last_trim_ms.store(now, Ordering::Relaxed);
+                self.trim(TRIM_MIN_RUN)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clears the clean bits of the chunks `[addr, addr + len)` overlaps.
+    fn mark_dirty(&self, addr: usize, len: usize) {
+        let off = addr.wrapping_sub(self.h.base as usize);
+        let first = off / CHUNK;
+        let last = off.saturating_add(len.max(1)).wrapping_sub(1) / CHUNK;
+        for c in first..=last.min(CHUNKS.wrapping_sub(1)) {
+            if let Some(w) = self.h.lock.clean.get(c / 64) {
+                let bit = 1u64 << (c % 64);
+                let v = w.load(Ordering::Relaxed);
+                if v & bit != 0 {
+                    w.store(v & !bit, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// True if chunk `c` is marked clean.
+    fn is_clean(&self, c: usize) -> bool {
+        self.h
+            .lock
+            .clean
+            .get(c / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1u64 << (c % 64)) != 0)
+    }
+
+    fn set_clean(&self, c: usize) {
+        if let Some(w) = self.h.lock.clean.get(c / 64) {
+            w.store(
+                w.load(Ordering::Relaxed) | 1u64 << (c % 64),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Discards `[addr, addr + len)` (whole pages of free memory) and the
+    /// side-table pages wholly under it; the bytes discarded.
+    fn discard(&self, addr: usize, len: usize) -> usize {
+        let h = self.h;
+        let p = h.base.wrapping_add(addr.wrapping_sub(h.base as usize));
+        // SAFETY: free pages of this arena's core that the core does not read
+        // before writing (its `discardable` contract); the lock is held, so no
+        // block is carved from them meanwhile.
+        if !unsafe { sys::discard(p, len) } {
+            return 0;
+        }
+        // Their side bytes are all zero (free memory): the side-table pages
+        // lying wholly under the run read back as zero after a discard.
+        let side = h.side(addr) as *const AtomicU8 as usize;
+        if let Some((s, l)) = whole_pages(side, len / GRANULE, PAGE) {
+            let sp = h.base.wrapping_add(s.wrapping_sub(h.base as usize));
+            // SAFETY: side-table pages of this arena covering only free
+            // memory (zero bytes); only the lock's holder writes side bytes
+            // of free memory.
+            unsafe { sys::discard(sp, l) };
+        }
+        len
+    }
+
+    /// Gives the core's free runs of at least `min_run` bytes back to the
+    /// kernel, with the side-table pages that cover them. `min_run == 0`
+    /// (an empty arena, `malloc_trim`): every whole free page, even of
+    /// chunks marked clean. Otherwise only whole [`CHUNK`]s not marked
+    /// clean (so a periodic trim does not `madvise` again what an earlier
+    /// one gave back). Returns the bytes given back.
+    ///
+    /// # Time complexity
+    ///
+    /// The core's `discardable` walk, and one `madvise` per run given back.
+    pub fn trim(&mut self, min_run: usize) -> Result<usize, ArenaError> {
+        let base = self.h.base as usize;
+        let mut released = 0usize;
+        let this = &*self;
+        // The core only reads its free lists' headers and descriptors during
+        // the walk, never the pages it reports: they can be discarded from
+        // inside the callback.
+        this.run_ref(|core| {
+            core.discardable(PAGE, min_run, &mut |p, len| {
+                let a = p.as_ptr() as usize;
+                let chunks = whole_pages(a.wrapping_sub(base), len, CHUNK);
+                if min_run == 0 {
+                    released = released.saturating_add(this.discard(a, len));
+                } else if let Some((cs, cl)) = chunks {
+                    // Whole chunks not yet clean, in maximal runs.
+                    let (mut c, end) = (cs / CHUNK, cs.wrapping_add(cl) / CHUNK);
+                    while c < end {
+                        while c < end && this.is_clean(c) {
+                            c = c.wrapping_add(1);
+                        }
+                        let start = c;
+                        while c < end && !this.is_clean(c) {
+                            c = c.wrapping_add(1);
+                        }
+                        if c > start {
+                            let n = this.discard(
+                                base.wrapping_add(start.wrapping_mul(CHUNK)),
+                                c.wrapping_sub(start).wrapping_mul(CHUNK),
+                            );
+                            released = released.saturating_add(n);
+                        }
+                    }
+                }
+                if let Some((cs, cl)) = chunks {
+                    for c in cs / CHUNK..cs.wrapping_add(cl) / CHUNK {
+                        this.set_clean(c);
+                    }
+                }
+            });
+        })?;
+        let l = &self.h.lock;
+        l.dirty.store(0, Ordering::Relaxed);
+        bump(&l.trims, 1);
+        bump(&l.released, released as u64);
+        Ok(released)
+    }
+
+    /// Frees the blocks deferred by re-entrant calls.
+    fn drain_deferred(&mut self) {
+        let mut p = self.h.deferred.swap(ptr::null_mut(), Ordering::Acquire);
+        while let Some(b) = NonNull::new(p) {
+            // SAFETY: deferred blocks are live blocks of this arena whose
+            // first word holds the next link (`defer_free`).
+            p = unsafe { b.as_ptr().cast::<*mut u8>().read() };
+            if self.free(b, None, false).is_err() {
+                return; // poisoned: the rest leak with the arena
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The fast path: `malloc` and `free` through the calling thread's cache
+//! ([`crate::tcache`]), with no lock and no atomic read-modify-write.
+//!
+//! - **malloc(n ≤ 32 KiB)**: the thread's cache pops the newest block of
+//!   `n`'s class (one load of the thread-local word, a compare of the
+//!   cache's owner, a load and a store of the count, the block from an array
+//!   in the cache) and marks its side byte live. An empty class is
+//!   *refilled*: a batch of blocks (4 at first, doubling with use up to half
+//!   the class's capacity) from one arena under one lock acquisition.
+//! - **free(p)**: the registry and the arena's side byte give `p`'s class
+//!   ([`crate::class`]); the block is pushed on the class's stack and its
+//!   side byte marked cached. A full class is *flushed*: its older half goes
+//!   back to the cores, each block to its own arena under that arena's lock
+//!   (taken once per run of blocks of the same arena), where the core
+//!   validates it again.
+//! - **Cross-thread frees** land in the *freeing* thread's cache (as in
+//!   glibc's tcache): the owner of the block's arena is never disturbed,
+//!   and the block returns to its arena in a batch when that cache flushes.
+//! - **Double free**: a block in a cache has its side byte marked cached; a
+//!   `free` of it is caught before it reaches any cache (counted, or an
+//!   abort with glibc's message in abort mode). A bad pointer that is not a
+//!   cached-class block start has side byte 0 and goes to the core, which
+//!   rejects it.
+//! - **Signals**: while a thread is inside its cache (`busy`), a call from
+//!   a signal handler on that thread does not touch it: it takes the
+//!   locked path, where a lock its own thread holds is recognised
+//!   ([`crate::lock`]) and the call served elsewhere or deferred.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{Ordering, compiler_fence};
+
+use plugin_abi::ArenaAllocator;
+
+use crate::arena::{ArenaError, ArenaGuard, ArenaHeader};
+use crate::class::{self, NCLASSES};
+use crate::registry;
+use crate::shim::Shim;
+use crate::stats::count;
+use crate::tcache::{self, ThreadCache};
+use crate::tls;
+
+/// The header of the arena holding `p`.
+///
+/// # Safety
+///
+/// `p` is a block of one of this shim's arenas.
+#[inline(always)]
+unsafe fn arena_of<'a, A>(p: *mut u8) -> &'a ArenaHeader<A> {
+    // SAFETY: caller's contract: the slot holds an arena header, never
+    // unmapped.
+    unsafe { &*(registry::slot_base(p as usize) as *const ArenaHeader<A>) }
+}
+
+/// Marks the calling thread as inside its cache for the duration of `f`.
+#[inline(always)]
+fn inside<R>(tc: &ThreadCache, f: impl FnOnce() -> R) -> R {
+    tc.busy.set(true);
+    compiler_fence(Ordering::SeqCst);
+    let r = f();
+    compiler_fence(Ordering::SeqCst);
+    tc.busy.set(false);
+    r
+}
+
+impl<A: ArenaAllocator> Shim<A> {
+    /// The calling thread's cache, if it serves this shim and is not in
+    /// use by an interrupted call below this one.
+    #[inline(always)]
+    fn my_cache(&self) -> Option<&'static ThreadCache> {
+        match tls::cache() {
+            Some(tc) if tc.owner.get() == self.id() && !tc.busy.get() => Some(tc),
+            Some(_) => None,
+            None => self.attach_cache(),
+        }
+    }
+
+    #[cold]
+    fn attach_cache(&self) -> Option<&'static ThreadCache> {
+        match tls::get() {
+            tls::NONE => {}
+            tls::BUSY => {
+                tcache::note_reentry();
+                return None;
+            }
+            _ => return None,
+        }
+        if self.stripes() == 0 {
+            self.init();
+        }
+        if !self.tcache_on.load(Ordering::Relaxed) {
+            return None;
+        }
+        tcache::attach(self.id(), Self::thread_exit)
+    }
+
+    /// A block of class `c` from the thread's cache (refilled if empty);
+    /// `None` if the thread has no cache for this shim or no arena could
+    /// refill it.
+    #[inline(always)]
+    pub(crate) fn cached_alloc(&self, c: usize) -> Option<NonNull<u8>> {
+        let tc = self.my_cache()?;
+        inside(tc, || {
+            let count = tc.counts.get(c)?;
+            let n = count.get();
+            if n == 0 {
+                return self.refill(tc, c);
+            }
+            let n = n.wrapping_sub(1);
+            count.set(n);
+            let p = tc.slots.get(c)?.get(usize::from(n))?.get();
+            // SAFETY: cached blocks are blocks of this shim's arenas.
+            let h = unsafe { arena_of::<A>(p) };
+            h.side(p as usize).store(class::live(c), Ordering::Relaxed);
+            ThreadCache::bump(&tc.hits, 1);
+            NonNull::new(p)
+        })
+    }
+
+    /// Puts `p` (a live block of class `c` of arena `h`) in the thread's
+    /// cache; false if the thread has no usable cache (the caller frees it
+    /// under the lock).
+    #[inline(always)]
+    pub(crate) fn cached_free(&self, h: &ArenaHeader<A>, p: NonNull<u8>, c: usize) -> bool {
+        let Some(tc) = self.my_cache() else {
+            return false;
+        };
+        inside(tc, || {
+            let Some(count) = tc.counts.get(c) else {
+                return false;
+            };
+            let mut n = usize::from(count.get());
+            if n >= class::capacity(c) {
+                self.flush(tc, c, class::capacity(c) / 2);
+                n = usize::from(count.get());
+            }
+            let Some(slot) = tc.slots.get(c).and_then(|s| s.get(n)) else {
+                return false;
+            };
+            slot.set(p.as_ptr());
+            count.set(n.wrapping_add(1) as u8);
+            h.side(p.as_ptr() as usize)
+                .store(class::cached(c), Ordering::Relaxed);
+            ThreadCache::bump(&tc.frees, 1);
+            true
+        })
+    }
+
+    /// Fills class `c` of the thread's (empty) cache with a batch from an
+    /// arena and hands out one block.
+    #[cold]
+    fn refill(&self, tc: &ThreadCache, c: usize) -> Option<NonNull<u8>> {
+        let slots = tc.slots.get(c)?;
+        let batch = tc.batch.get(c)?;
+        let want = usize::from(batch.get()).clamp(1, class::capacity(c) / 2);
+        let mut got = 0usize;
+        let r = self.arena_alloc_into(
+            class::class_size(c),
+            1,
+            class::cached(c),
+            &tc.home,
+            &mut |p| {
+                if let Some(s) = slots.get(got) {
+                    s.set(p.as_ptr());
+                    got = got.wrapping_add(1);
+                }
+                got < want
+            },
+        );
+        if r.is_err() || got == 0 {
+            if matches!(r, Err(crate::shim::NoArena::Reentrant)) {
+                count(&self.counters.reentrant);
+            }
+            return None;
+        }
+        batch.set(want.saturating_mul(2).min(class::capacity(c) / 2) as u8);
+        ThreadCache::bump(&tc.refills, 1);
+        let n = got.wrapping_sub(1);
+        tc.counts.get(c)?.set(n as u8);
+        let p = slots.get(n)?.get();
+        // SAFETY: just carved from one of this shim's arenas.
+        let h = unsafe { arena_of::<A>(p) };
+        h.side(p as usize).store(class::live(c), Ordering::Relaxed);
+        ThreadCache::bump(&tc.hits, 1);
+        NonNull::new(p)
+    }
+
+    /// Gives the oldest `k` blocks of class `c` back to their arenas, taking
+    /// each arena's lock once per run of its blocks.
+    #[cold]
+    fn flush(&self, tc: &ThreadCache, c: usize, k: usize) {
+        let (Some(slots), Some(held_n)) = (tc.slots.get(c), tc.counts.get(c)) else {
+            return;
+        };
+        let n = usize::from(held_n.get());
+        let k = k.min(n);
+        let bytes = class::class_size(c);
+        let mut held: Option<ArenaGuard<'_, A>> = None;
+        for s in slots.iter().take(k) {
+            let Some(p) = NonNull::new(s.get()) else {
+                continue;
+            };
+            // SAFETY: cached blocks are blocks of this shim's arenas.
+            let h = unsafe { arena_of::<A>(p.as_ptr()) };
+            if held.as_ref().is_none_or(|g| !core::ptr::eq(g.header(), h)) {
+                held = None;
+                match h.lock() {
+                    Ok(g) => held = Some(g),
+                    Err(ArenaError::Reentrant) => {
+                        // This thread holds that lock (a signal handler's
+                        // call): free the block when the lock is next taken.
+                        h.side(p.as_ptr() as usize)
+                            .store(class::live(c), Ordering::Relaxed);
+                        count_reentrant(self);
+                        // SAFETY: a live block of `h` (cached, so unused).
+                        unsafe { h.defer_free(p) };
+                        continue;
+                    }
+                    Err(ArenaError::Poisoned) => continue, // leaks with its arena
+                }
+            }
+            if let Some(g) = held.as_mut() {
+                match g.free(p, Some(bytes), true) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => self.bad_pointer(b"free(): invalid pointer\n"),
+                    Err(_) => held = None, // the core panicked: retired
+                }
+            }
+        }
+        drop(held);
+        for j in k..n {
+            if let (Some(dst), Some(src)) = (slots.get(j.wrapping_sub(k)), slots.get(j)) {
+                dst.set(src.get());
+            }
+        }
+        held_n.set(n.wrapping_sub(k) as u8);
+        ThreadCache::bump(&tc.flushes, 1);
+    }
+
+    /// Empties the calling thread's cache (for `malloc_trim`).
+    pub(crate) fn flush_own_cache(&self) {
+        if let Some(tc) = self.my_cache() {
+            inside(tc, || {
+                for c in 0..NCLASSES {
+                    let n = tc.counts.get(c).map_or(0, |n| usize::from(n.get()));
+                    self.flush(tc, c, n);
+                }
+            });
+        }
+    }
+
+    /// The thread-exit handler registered with each cache: flushes it all
+    /// and adds its counters to the shim's.
+    ///
+    /// # Safety
+    ///
+    /// `owner` is the address of a live `Shim<A>` (shims are statics, or
+    /// leaked in tests), and `tc` the exiting thread's cache.
+    unsafe fn thread_exit(owner: usize, tc: &ThreadCache) {
+        // SAFETY: caller's contract.
+        let shim = unsafe { &*(owner as *const Shim<A>) };
+        inside(tc, || {
+            for c in 0..NCLASSES {
+                let n = tc.counts.get(c).map_or(0, |n| usize::from(n.get()));
+                shim.flush(tc, c, n);
+            }
+        });
+        let co = &shim.counters;
+        for (from, to) in [
+            (&tc.hits, &co.cache_hits),
+            (&tc.frees, &co.cache_frees),
+            (&tc.refills, &co.cache_refills),
+            (&tc.flushes, &co.cache_flushes),
+        ] {
+            to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
+fn count_reentrant<A>(s: &Shim<A>) {
+    count(&s.counters.reentrant);
+}
