@@ -50,6 +50,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (workspace)"
 cargo test --workspace
 
+# The README's first command on a fresh clone (a full release build from
+# scratch, then `compare --quick`): a few minutes of mostly one core, so it
+# runs in the background while Miri and libFuzzer keep the other busy.
+step "starting tests/first-run.sh in the background (the README's first command on a fresh clone)"
+mkdir -p target
+first_run_log=target/first-run.log
+setsid -w tests/first-run.sh target/first-run.out >"$first_run_log" 2>&1 &
+first_run_pid=$!
+trap 'kill -TERM -- "-$first_run_pid" 2>/dev/null || true' EXIT
+
 step "Miri: the allocator cores' unit tests, and the shadow model on small arenas"
 # (All their tests pass under Miri too, in about 20 minutes here:
 #  cargo +nightly miri test -p buddy -p mckusick-karels)
@@ -64,5 +74,12 @@ for target in buddy mckusick_karels; do
     (cd fuzz && cargo +nightly fuzz run "$target" -- \
         -max_total_time="$FUZZ_SECONDS" -max_len=4096 -print_final_stats=1 2>&1 | tail -n 12)
 done
+
+step "the README's first command on a fresh clone (tests/first-run.sh)"
+first_run_status=0
+wait "$first_run_pid" || first_run_status=$?
+trap - EXIT
+cat "$first_run_log"
+[ "$first_run_status" -eq 0 ]
 
 printf '\nall tests passed\n'

@@ -9,7 +9,7 @@
 //! `realloc` takes the old pointer out of the table before the real call and
 //! puts the result in after it, under the same id.
 
-use core::cell::UnsafeCell;
+use core::cell::{Cell, UnsafeCell};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,12 +25,12 @@ const BUF_BYTES: usize = 1 << 20;
 struct Inner {
     fd: i32,
     ptrs: Table,
-    threads: Table,
     ids: IdAlloc,
     buf: NonNull<u8>,
     len: usize,
     /// The thread number of the last event.
     current: u64,
+    /// The number the next new thread gets.
     next_thread: u64,
     /// Lost sight of a block (an address came back from `malloc` while we
     /// still had it live): recorded as a free of the old block.
@@ -39,10 +39,9 @@ struct Inner {
 
 impl Inner {
     fn new(fd: i32) -> Option<Inner> {
-        let mut me = Inner {
+        let me = Inner {
             fd,
             ptrs: Table::new(1 << 16, false)?,
-            threads: Table::new(1 << 16, true)?,
             ids: IdAlloc::new()?,
             buf: sys::map(BUF_BYTES, false)?,
             len: 0,
@@ -50,8 +49,9 @@ impl Inner {
             next_thread: 0,
             anomalies: 0,
         };
-        me.put(MAGIC);
-        Some(me)
+        // The magic goes out at once: a trace file that holds it proves the
+        // recorder ran, even in a process killed before its first flush.
+        sys::write_all(fd, MAGIC).then_some(me)
     }
 
     fn put(&mut self, bytes: &[u8]) {
@@ -80,22 +80,33 @@ impl Inner {
     }
 
     fn emit(&mut self, e: Event) {
-        let t = sys::thread_id();
-        let n = match self.threads.get(t) {
-            Some(n) => n,
-            None => {
-                let n = self.next_thread;
-                if self.threads.insert(t, n).is_ok() {
-                    self.next_thread += 1;
-                }
-                n
-            }
-        };
+        let n = self.thread_number();
         if n != self.current {
             self.current = n;
             self.event(Event::Thread { thread: n });
         }
         self.event(e);
+    }
+
+    /// The calling thread's number: given on its first event, in order,
+    /// kept in a thread-local (a new thread starts without one, even where
+    /// it reuses a finished thread's stack and `pthread_self` value).
+    fn thread_number(&mut self) -> u64 {
+        const NONE: u64 = u64::MAX;
+        thread_local! {
+            // No destructor: nothing is registered at thread exit, and the
+            // access allocates nothing (static TLS: the library is preloaded).
+            static NUMBER: Cell<u64> = const { Cell::new(NONE) };
+        }
+        NUMBER
+            .try_with(|number| {
+                if number.get() == NONE {
+                    number.set(self.next_thread);
+                    self.next_thread += 1;
+                }
+                number.get()
+            })
+            .unwrap_or(self.current)
     }
 
     fn event(&mut self, e: Event) {

@@ -19,12 +19,22 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
 
 use crate::arena::Arena;
+use crate::output::outln;
+use crate::postmortem::{self, Stage};
 use crate::subject::Subject;
 
+/// The largest `--count`: the runner keeps three words per request (its
+/// size, its block, the successful blocks), 2.4 GB at this count.
+pub const MAX_COUNT: usize = 100_000_000;
+
+/// The largest `--repeat`.
+pub const MAX_REPEAT: usize = 10_000;
+
 /// The brief's parameters.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BriefConfig {
     /// Arena bytes.
     pub arena_size: usize,
@@ -55,10 +65,26 @@ impl SplitMix64 {
 /// The request sizes: `count` values uniform in `1..=max_size` (modulo bias
 /// below 2^-50 for any `max_size` up to 2^14, as in the brief's `rand() %`).
 pub fn sizes(count: usize, max_size: usize, seed: u64) -> Vec<usize> {
+    size_sequence(max_size, seed).take(count).collect()
+}
+
+/// The endless sequence that [`sizes`] takes its first `count` from.
+fn size_sequence(max_size: usize, seed: u64) -> impl Iterator<Item = usize> {
     let mut rng = SplitMix64(seed);
-    (0..count)
-        .map(|_| 1 + (rng.next_u64() % max_size as u64) as usize)
-        .collect()
+    std::iter::repeat_with(move || 1 + (rng.next_u64() % max_size as u64) as usize)
+}
+
+/// An empty vector with room for `n` items, or an error when the memory
+/// cannot be had (instead of the allocation failure that aborts the process).
+fn reserved<T>(n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        anyhow::anyhow!(
+            "not enough memory for a table of {n} requests ({} MiB)",
+            n.saturating_mul(size_of::<T>()) >> 20
+        )
+    })?;
+    Ok(v)
 }
 
 /// The figures of one timed run.
@@ -70,7 +96,24 @@ struct Run {
     requested: usize,
 }
 
+impl BriefConfig {
+    /// Refuses parameters the run cannot honour, naming the option.
+    pub fn check(&self) -> Result<()> {
+        if !(1..=MAX_COUNT).contains(&self.count) {
+            bail!("--count must be 1 to {MAX_COUNT}, not {}", self.count);
+        }
+        if self.max_size == 0 {
+            bail!("--max-size must be at least 1 byte");
+        }
+        if !(1..=MAX_REPEAT).contains(&self.repeat) {
+            bail!("--repeat must be 1 to {MAX_REPEAT}, not {}", self.repeat);
+        }
+        crate::arena::check_size(self.arena_size).map_err(|e| anyhow::anyhow!("--arena-size: {e}"))
+    }
+}
+
 /// The brief's figures over all runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BriefResult {
     /// Successful allocations (the same in every run).
     pub successes: usize,
@@ -92,13 +135,13 @@ pub struct BriefResult {
 
 /// Runs the brief's workload on `subject`.
 pub fn run(subject: &Subject, cfg: &BriefConfig) -> Result<BriefResult> {
-    if cfg.max_size == 0 || cfg.repeat == 0 {
-        bail!("--max-size and --repeat must be at least 1");
-    }
+    cfg.check()?;
     let arena = Arena::map(cfg.arena_size)?;
-    let sizes = sizes(cfg.count, cfg.max_size, cfg.seed);
-    let mut ptrs: Vec<*mut c_void> = vec![std::ptr::null_mut(); cfg.count];
-    let mut live: Vec<*mut c_void> = Vec::with_capacity(cfg.count);
+    let mut sizes = reserved(cfg.count)?;
+    sizes.extend(size_sequence(cfg.max_size, cfg.seed).take(cfg.count));
+    let mut ptrs: Vec<*mut c_void> = reserved(cfg.count)?;
+    ptrs.resize(cfg.count, std::ptr::null_mut());
+    let mut live: Vec<*mut c_void> = reserved(cfg.count)?;
     let mut runs = Vec::with_capacity(cfg.repeat);
     let mut reserved = None;
     let mut metadata = None;
@@ -115,36 +158,48 @@ pub fn run(subject: &Subject, cfg: &BriefConfig) -> Result<BriefResult> {
             );
         }
         let api = black_box(subject.api);
+        postmortem::stage(Stage::Allocs);
         let t0 = Instant::now();
         for (slot, &size) in ptrs.iter_mut().zip(&sizes) {
             // SAFETY: `a` is live.
             *slot = unsafe { (api.alloc)(a, size) };
         }
         let t1 = Instant::now();
+        postmortem::stage(Stage::Idle);
         live.clear();
-        let mut requested = 0;
+        let mut requested = 0usize;
         for (&p, &size) in ptrs.iter().zip(&sizes) {
             if !p.is_null() {
                 live.push(p);
-                requested += size;
+                requested = requested.saturating_add(size);
             }
         }
         if rep == 0 {
             check_blocks(subject, &arena, &ptrs, &sizes)?;
             // SAFETY: `a` is live.
-            if let Some(s) = unsafe { subject.stats(a) } {
+            let stats = unsafe { subject.stats(a, arena.len()) }
+                .map_err(|e| anyhow::anyhow!("{}: {e}", subject.name))?;
+            if let Some(s) = stats {
                 reserved = Some(s.bytes_reserved);
                 metadata = Some(s.metadata_bytes);
             }
         }
+        postmortem::stage(Stage::Frees);
         let t2 = Instant::now();
         for &p in &live {
             // SAFETY: `p` is a live block of `a`, freed once.
             unsafe { (api.free)(a, p) };
         }
         let t3 = Instant::now();
+        postmortem::stage(Stage::Idle);
         // SAFETY: `a` is live and not used after this.
         unsafe { subject.destroy(a) };
+        if let Some(at) = arena.changed_beyond(arena.len()) {
+            bail!(
+                "{} wrote outside its arena: byte {at} after its end changed",
+                subject.name
+            );
+        }
         runs.push(Run {
             alloc: t1 - t0,
             free: t3 - t2,
@@ -216,6 +271,12 @@ fn check_blocks(
         if let Some(&(next, _)) = blocks.get(i + 1)
             && addr + size > next
         {
+            if next == addr {
+                bail!(
+                    "{} returned the block at {addr:#x} twice while it was live",
+                    subject.name
+                );
+            }
             bail!(
                 "{} returned overlapping blocks at {addr:#x} and {next:#x}",
                 subject.name
@@ -243,40 +304,54 @@ pub fn timer_cost() -> Duration {
         .unwrap_or_default()
 }
 
+/// The allocator as the report names it.
+pub struct Shown {
+    /// Its name.
+    pub name: String,
+    /// Where it came from (a path, or "built into alloclab").
+    pub origin: String,
+    /// Its blocks lie in the arena (not for the fallback).
+    pub blocks_in_arena: bool,
+}
+
 /// The report, as the brief's table plus how it was measured.
-pub fn print(subject: &Subject, cfg: &BriefConfig, r: &BriefResult) {
+pub fn print(subject: &Shown, cfg: &BriefConfig, r: &BriefResult) {
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let per = |d: Duration, n: usize| d.as_nanos() as f64 / n.max(1) as f64;
     let (alloc_med, free_med) = (median(&r.alloc), median(&r.free));
-    println!("allocator       {} ({})", subject.name, subject.origin);
-    println!(
+    outln!("allocator       {} ({})", subject.name, subject.origin);
+    outln!(
         "workload        {} allocations of 1..={} bytes (uniform, seed {}), then every successful block freed in order",
-        cfg.count, cfg.max_size, cfg.seed
+        cfg.count,
+        cfg.max_size,
+        cfg.seed
     );
-    println!(
+    outln!(
         "arena           {} bytes ({:.2} MiB), one mmap, pre-faulted",
         cfg.arena_size,
         mib(cfg.arena_size)
     );
-    println!(
+    outln!(
         "allocated       {} blocks, {} bytes requested ({} requests refused)",
-        r.successes, r.requested, r.refused
+        r.successes,
+        r.requested,
+        r.refused
     );
     match (r.reserved, subject.blocks_in_arena) {
-        (Some(reserved), true) => println!(
+        (Some(reserved), true) => outln!(
             "held            {reserved} bytes for those blocks ({:.4} of the arena){}",
             reserved as f64 / cfg.arena_size as f64,
             r.metadata
                 .map(|m| format!(", plus {m} bytes of allocator metadata"))
                 .unwrap_or_default()
         ),
-        (Some(mapped), false) => println!(
+        (Some(mapped), false) => outln!(
             "held            {mapped} bytes mapped for those blocks (requested / mapped = {:.4}), outside the arena",
             r.requested as f64 / mapped as f64
         ),
         (None, _) => {}
     }
-    println!(
+    outln!(
         "alloc time      {:.6} s for all {} calls ({:.1} ns per call); range {:.6} .. {:.6} s",
         alloc_med.as_secs_f64(),
         cfg.count,
@@ -284,7 +359,7 @@ pub fn print(subject: &Subject, cfg: &BriefConfig, r: &BriefResult) {
         r.alloc[0].as_secs_f64(),
         r.alloc[r.alloc.len() - 1].as_secs_f64()
     );
-    println!(
+    outln!(
         "free time       {:.6} s for {} frees ({:.1} ns per free); range {:.6} .. {:.6} s",
         free_med.as_secs_f64(),
         r.successes,
@@ -293,16 +368,16 @@ pub fn print(subject: &Subject, cfg: &BriefConfig, r: &BriefResult) {
         r.free[r.free.len() - 1].as_secs_f64()
     );
     if subject.blocks_in_arena {
-        println!(
+        outln!(
             "usage factor    {:.6} (requested bytes of the successful allocations / arena size)",
             r.usage_factor
         );
     } else {
-        println!(
+        outln!(
             "usage factor    n/a (the fallback maps every block apart; the arena holds only its table)"
         );
     }
-    println!(
+    outln!(
         "how measured    median of {} timed runs after one warm-up, each on a fresh allocator over the same \
          pre-faulted arena; sizes generated before timing; clock: Instant (CLOCK_MONOTONIC via vDSO, \
          {} ns per reading); the first run checked (blocks aligned, inside the arena, not overlapping) and \

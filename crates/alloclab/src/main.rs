@@ -13,13 +13,18 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arena;
+mod artifacts;
 mod brief;
 mod compare;
 mod facts;
 mod fallback;
+mod output;
 mod peers;
+mod plugin_data;
+mod postmortem;
 mod programs;
 mod record;
+mod signals;
 mod subject;
 
 use std::path::PathBuf;
@@ -27,7 +32,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::brief::BriefConfig;
+use std::sync::atomic::Ordering;
+
+use crate::brief::{BriefConfig, BriefResult, Shown};
+use crate::compare::worker::{StartError, Worker};
 use crate::subject::Subject;
 
 /// Parses a byte count with an optional K/M/G suffix (powers of 1024; `K`,
@@ -47,6 +55,14 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
         .map_err(|_| format!("`{s}` is not a byte count (e.g. 1048576, 1M, 64K)"))?;
     n.checked_mul(1 << shift)
         .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// A `--max-size`: a byte count of at least 1.
+fn parse_max_size(s: &str) -> Result<usize, String> {
+    match parse_bytes(s)? {
+        0 => Err("the largest request must be at least 1 byte".into()),
+        n => Ok(n),
+    }
 }
 
 /// Loads an allocator plugin by path and measures it.
@@ -105,36 +121,45 @@ struct BriefArgs {
     #[arg(long, default_value = "1M", value_parser = parse_bytes)]
     arena_size: usize,
 
-    /// Number of allocation requests.
-    #[arg(long, default_value_t = 10_000)]
-    count: usize,
+    /// Number of allocation requests (at most 100,000,000: the runner keeps
+    /// 24 bytes per request).
+    #[arg(long, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=brief::MAX_COUNT as u64))]
+    count: u64,
 
-    /// Largest request; sizes are uniform in 1..=MAX_SIZE.
-    #[arg(long, default_value = "4096", value_parser = parse_bytes)]
+    /// Largest request (at least 1); sizes are uniform in 1..=MAX_SIZE.
+    #[arg(long, default_value = "4096", value_parser = parse_max_size)]
     max_size: usize,
 
     /// Seed of the request sizes.
     #[arg(long, default_value_t = 42)]
     seed: u64,
 
-    /// Timed runs (the median is reported).
-    #[arg(long, default_value_t = 21)]
-    repeat: usize,
+    /// Seconds the plugin may take for the whole run (it runs in a child
+    /// process) before it is killed as hung.
+    #[arg(long, default_value_t = 60)]
+    deadline: u64,
+
+    /// Timed runs (the median is reported; 1 to 10,000).
+    #[arg(long, default_value_t = 21,
+          value_parser = clap::value_parser!(u64).range(1..=brief::MAX_REPEAT as u64))]
+    repeat: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match &cli.command {
-        Some(Command::Compare(args)) => compare::main(args),
+        Some(Command::Compare(args)) => done(compare::main(args)),
         Some(Command::Record(args)) => record::main(args),
-        Some(Command::Programs(args)) => programs::main(args),
-        Some(Command::Spawn(args)) => programs::spawn::child_main(args),
-        Some(Command::Probe(args)) => compare::observe::child_main(args),
-        Some(Command::Worker(args)) => compare::worker::child_main(args),
-        None => run_brief(&cli.brief),
+        Some(Command::Programs(args)) => done(programs::main(args)),
+        Some(Command::Spawn(args)) => done(programs::spawn::child_main(args)),
+        Some(Command::Probe(args)) => done(compare::observe::child_main(args)),
+        Some(Command::Worker(args)) => done(compare::worker::child_main(args)),
+        None => done(run_brief(&cli.brief)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("alloclab: {e:#}");
             ExitCode::FAILURE
@@ -142,20 +167,58 @@ fn main() -> ExitCode {
     }
 }
 
+/// The brief's run: the plugin at the given path, run and measured in a
+/// worker process (a plugin that crashes, hangs or ends the process gets one
+/// line saying what it did, and a non-zero exit), or the built-in fallback
+/// when no path is given or nothing loadable is there.
 fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
-    let chosen = Subject::choose(args.plugin.as_deref());
-    if let Some(reason) = &chosen.fallback_reason {
-        eprintln!("alloclab: {reason}; using the built-in mmap/munmap fallback");
-    }
     let cfg = BriefConfig {
         arena_size: args.arena_size,
-        count: args.count,
+        count: args.count as usize,
         max_size: args.max_size,
         seed: args.seed,
-        repeat: args.repeat,
+        repeat: args.repeat as usize,
     };
-    let result = brief::run(&chosen.subject, &cfg)?;
-    brief::print(&chosen.subject, &cfg, &result);
+    cfg.check()?;
+    compare::worker::DEADLINE_SECS.store(args.deadline.max(1), Ordering::Relaxed);
+    let fallback = |why: &str| -> anyhow::Result<(Shown, BriefResult)> {
+        eprintln!("alloclab: {why}; using the built-in mmap/munmap fallback");
+        let subject = Subject::fallback();
+        let result = brief::run(&subject, &cfg)?;
+        let shown = Shown {
+            name: subject.name,
+            origin: subject.origin,
+            blocks_in_arena: subject.blocks_in_arena,
+        };
+        Ok((shown, result))
+    };
+    let (shown, result) = match &args.plugin {
+        None => fallback("no plugin path given")?,
+        Some(path) => {
+            let origin = plugin_data::shown(&path.display().to_string());
+            match Worker::start(path, 0) {
+                Ok((mut worker, hello)) => {
+                    let result = worker.brief(&cfg).map_err(|e| {
+                        let more = if e.starts_with("hung") {
+                            " (--deadline SECONDS gives it longer)"
+                        } else {
+                            ""
+                        };
+                        anyhow::anyhow!("plugin {origin}: {e}{more}")
+                    })?;
+                    let shown = Shown {
+                        name: hello.name,
+                        origin,
+                        blocks_in_arena: true,
+                    };
+                    (shown, result)
+                }
+                Err(StartError::NotLoadable(why)) => fallback(&why)?,
+                Err(StartError::Failed(why)) => anyhow::bail!("plugin {origin}: {why}"),
+            }
+        }
+    };
+    brief::print(&shown, &cfg, &result);
     Ok(())
 }
 

@@ -36,8 +36,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
+use crate::artifacts::{self, Artifact};
 use crate::compare::results::Machine;
-use crate::record::exe_dir;
+use crate::output::outln;
 use set::{Program, Scale};
 
 /// Allocation calls (`malloc`, `free`, `realloc` and friends, counted by
@@ -138,17 +139,13 @@ fn system_lib(file: &str) -> Option<PathBuf> {
 }
 
 fn allocators(extra: &[String]) -> Result<Vec<Allocator>> {
-    let ours = |name: &str, file: &str| {
-        let path = exe_dir().join(file);
-        let missing = (!path.is_file()).then(|| {
-            format!("not built ({file}: run `cargo build --release` at the workspace root)")
-        });
-        Allocator {
-            name: name.into(),
-            preload: Some(path),
-            ours: true,
-            missing,
-        }
+    let ours = |name: &str, shim: Artifact| Allocator {
+        name: name.into(),
+        preload: Some(artifacts::path(shim)),
+        ours: true,
+        missing: artifacts::find(shim)
+            .err()
+            .map(|e| format!("not built: {e}")),
     };
     let system = |name: &str, file: &str, package: &str| {
         let path = system_lib(file);
@@ -168,8 +165,8 @@ fn allocators(extra: &[String]) -> Result<Vec<Allocator>> {
             ours: false,
             missing: None,
         },
-        ours("buddy", "libbuddy_malloc.so"),
-        ours("mckusick-karels", "libmckusick_karels_malloc.so"),
+        ours("buddy", artifacts::BUDDY_SHIM),
+        ours("mckusick-karels", artifacts::MCKUSICK_KARELS_SHIM),
         system("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
         system("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
     ];
@@ -515,6 +512,7 @@ fn run_program(
 
 /// Runs `alloclab programs`.
 pub fn main(args: &ProgramsArgs) -> Result<()> {
+    artifacts::ensure_built()?;
     let runs = args.runs.max(1);
     if let Some(path) = &args.readme {
         report::check_readme(path)?;
@@ -541,14 +539,14 @@ pub fn main(args: &ProgramsArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&workdir);
     }
     let results = result?;
-    println!("{}", report::terminal_table(&results));
+    outln!("{}", report::terminal_table(&results));
     for (name, why) in &results.skipped {
-        println!("{name}: skipped ({why})");
+        outln!("{name}: skipped ({why})");
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results)?;
         if path.as_os_str() == "-" {
-            println!("{text}");
+            outln!("{text}");
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }
@@ -686,7 +684,7 @@ fn measure(
                     library: a
                         .preload
                         .as_ref()
-                        .map_or_else(|| "none".into(), |p| p.display().to_string()),
+                        .map_or_else(|| "none".into(), |p| artifacts::report_path(p)),
                     status: a.missing.clone().unwrap_or_default(),
                     wall_s: Vec::new(),
                     max_rss_kib: Vec::new(),
@@ -719,7 +717,7 @@ fn measure(
                 library: a
                     .preload
                     .as_ref()
-                    .map_or_else(|| "none".into(), |p| p.display().to_string()),
+                    .map_or_else(|| "none".into(), |p| artifacts::report_path(p)),
                 status: first_failure[pi][ai].clone().unwrap_or_else(|| "ok".into()),
                 wall_s: outcomes[pi][ai].iter().map(|o| o.wall_s).collect(),
                 max_rss_kib: outcomes[pi][ai].iter().map(|o| o.max_rss_kib).collect(),

@@ -9,11 +9,14 @@
 //! recording. See `docs/traces.md`.
 
 use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+
+use crate::signals;
 
 /// Options of `alloclab record`.
 #[derive(Args, Debug, Clone)]
@@ -23,18 +26,10 @@ pub struct RecordArgs {
     #[arg(long, short)]
     pub output: Option<PathBuf>,
 
-    /// The program to run and its arguments (after `--`).
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The program to run and its arguments (after `--` when an argument
+    /// starts with `-`).
+    #[arg(required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
-}
-
-/// The folder of the running executable, where cargo also puts the
-/// workspace's `cdylib`s (`target/<profile>/`).
-pub fn exe_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-        .unwrap_or_default()
 }
 
 /// `LD_PRELOAD` with `lib` first, keeping what the environment preloads.
@@ -47,19 +42,16 @@ pub fn preload_with(lib: &Path) -> OsString {
     v
 }
 
-/// Runs `alloclab record`.
-pub fn main(args: &RecordArgs) -> Result<()> {
-    let recorder = exe_dir().join("liballoc_recorder.so");
-    if !recorder.is_file() {
-        bail!(
-            "{} not found (build it with `cargo build --release` at the workspace root)",
-            recorder.display()
-        );
-    }
+/// Runs `alloclab record`; the exit status is the program's (128 + the
+/// signal if it was killed), or 1 when no trace could be had.
+pub fn main(args: &RecordArgs) -> Result<ExitCode> {
+    crate::artifacts::ensure_built()?;
+    let recorder = crate::artifacts::find(crate::artifacts::RECORDER)?;
     let (program, rest) = args
         .command
         .split_first()
         .context("no command given (alloclab record -- COMMAND ARGS...)")?;
+    let shown = program.to_string_lossy();
     let output = match &args.output {
         Some(o) => o.clone(),
         None => {
@@ -71,50 +63,97 @@ pub fn main(args: &RecordArgs) -> Result<()> {
     };
     let output = std::path::absolute(&output)
         .with_context(|| format!("output path {}", output.display()))?;
-    // No stale trace may survive a program that records nothing.
-    match std::fs::remove_file(&output) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", output.display())),
+    // The trace's folder must exist, and the file be writable, before the
+    // program runs. Creating it empty also replaces a stale trace: a program
+    // that records nothing leaves an empty file, never an old trace.
+    if let Some(dir) = output.parent().filter(|d| !d.is_dir()) {
+        bail!(
+            "cannot write the trace {}: the folder {} does not exist",
+            output.display(),
+            dir.display()
+        );
     }
+    std::fs::File::create(&output)
+        .with_context(|| format!("cannot write the trace {}", output.display()))?;
     let status = Command::new(program)
         .args(rest)
         .env("LD_PRELOAD", preload_with(&recorder))
         .env("ALLOCLAB_TRACE", &output)
         .env("ALLOCLAB_TRACE_PPID", std::process::id().to_string())
         .status()
-        .with_context(|| format!("running {}", program.to_string_lossy()))?;
-    let bytes = std::fs::read(&output).with_context(|| {
-        format!(
-            "{} wrote no trace to {} (a static or setuid program ignores LD_PRELOAD)",
-            program.to_string_lossy(),
-            output.display()
-        )
-    })?;
-    let events =
-        alloc_trace::decode(&bytes).with_context(|| format!("trace {}", output.display()))?;
-    let s = alloc_trace::stats(&events)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("trace {} is inconsistent", output.display()))?;
+        .with_context(|| format!("cannot run {shown}"))?;
+    let passed_on = || ExitCode::from(signals::shell_code(status).max(1));
+    let bytes = std::fs::read(&output)
+        .with_context(|| format!("reading back the trace {}", output.display()))?;
+    let killed = status.signal().is_some();
+    // The recorder writes the magic when it starts, its events when its
+    // buffer is full and at exit: an empty file means it never ran, the
+    // magic alone that the program ended before it wrote an event.
+    if bytes.is_empty() || (killed && bytes.len() <= alloc_trace::MAGIC.len()) {
+        let _ = std::fs::remove_file(&output);
+        if killed {
+            eprintln!(
+                "alloclab: {shown} {}; no trace was written (the recorder writes its events at exit, \
+                 and a killed process does not exit)",
+                signals::describe(status)
+            );
+        } else {
+            eprintln!(
+                "alloclab: {shown} {} and wrote no trace: the recorder did not run in it (a statically \
+                 linked or setuid program ignores LD_PRELOAD)",
+                signals::describe(status)
+            );
+        }
+        return Ok(passed_on());
+    }
+    let s = consistent_stats(&bytes).with_context(|| format!("trace {}", output.display()))?;
     eprintln!(
-        "alloclab: wrote {} ({} bytes): {} events — {} allocs, {} frees, {} reallocs; {} thread(s); \
-         peak {} KiB live; {} block ids; {} blocks live at exit",
+        "alloclab: wrote {} ({} bytes): {} events — {} allocs, {} frees, {} reallocs; {}; \
+         peak {} KiB live in {} blocks; {} blocks live at exit",
         output.display(),
         bytes.len(),
-        events.len(),
+        s.allocs + s.frees + s.reallocs,
         s.allocs,
         s.frees,
         s.reallocs,
-        s.threads,
+        threads(&s),
         s.peak_live_bytes >> 10,
-        s.ids,
+        s.peak_live_blocks,
         s.live_at_end
     );
-    if !status.success() {
-        bail!(
-            "{} failed ({status}); the trace was kept",
-            program.to_string_lossy()
-        );
+    if status.success() {
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(())
+    eprintln!(
+        "alloclab: {shown} {}; {}",
+        signals::describe(status),
+        if killed {
+            "the trace holds the events written before (the recorder's last buffer is lost), kept"
+        } else {
+            "the trace was kept"
+        }
+    );
+    Ok(passed_on())
+}
+
+/// "1 thread", "17 threads (at most 2 at once)".
+fn threads(s: &alloc_trace::TraceStats) -> String {
+    match (s.threads, s.concurrent_threads) {
+        (1, _) => "1 thread".into(),
+        (n, c) if c == n => format!("{n} threads"),
+        (n, c) => format!("{n} threads (at most {c} at once)"),
+    }
+}
+
+/// The figures of the trace in `bytes`, checked consistent, one event at a
+/// time.
+fn consistent_stats(bytes: &[u8]) -> Result<alloc_trace::TraceStats> {
+    let mut stats = alloc_trace::StatsBuilder::default();
+    for e in alloc_trace::Events::new(bytes)? {
+        stats
+            .add(e?)
+            .map_err(anyhow::Error::msg)
+            .context("the trace is inconsistent")?;
+    }
+    Ok(stats.finish())
 }

@@ -4,11 +4,13 @@
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 
-use plugin_abi::loader::{Plugin, PluginApi};
+use plugin_abi::loader::{LoadError, Plugin, PluginApi};
 use plugin_abi::{Allocator, AllocatorStats};
 
 use crate::facts::TypedFacts;
 use crate::fallback;
+use crate::plugin_data::{self, Info};
+use crate::postmortem::{self, Stage};
 
 /// How to make a [`Subject`] again, in a child process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,17 +39,42 @@ pub struct Subject {
     /// Documented facts, for built-in subjects (plugins describe themselves
     /// through `allocator_info`).
     pub facts: Option<TypedFacts>,
+    /// What `allocator_info` said, checked (`plugin_data.rs`).
+    pub info: Info,
     /// Keeps a plugin loaded for as long as `api` is used.
     _plugin: Option<Plugin>,
 }
 
-/// A subject, and why it is the fallback if it is.
-pub struct Chosen {
-    /// What will run.
-    pub subject: Subject,
-    /// Why the fallback was used: the loader's message, if a path was given.
-    pub fallback_reason: Option<String>,
+/// Why a plugin cannot be measured.
+#[derive(Debug)]
+pub enum SubjectError {
+    /// Nothing loadable at the path (the brief's rule: use the fallback).
+    Load(LoadError),
+    /// It loaded, but what it says about itself is wrong.
+    Invalid {
+        /// The path as given.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
 }
+
+impl std::fmt::Display for SubjectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubjectError::Load(e) => write!(f, "{}", plugin_data::shown(&e.to_string())),
+            SubjectError::Invalid { path, why } => {
+                write!(
+                    f,
+                    "plugin {}: {why}",
+                    plugin_data::shown(&path.display().to_string())
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SubjectError {}
 
 impl Subject {
     /// The built-in `mmap`/`munmap` fallback.
@@ -60,6 +87,7 @@ impl Subject {
             flags: 0,
             blocks_in_arena: false,
             facts: Some(fallback::FACTS),
+            info: builtin_info(&fallback::api()),
             _plugin: None,
         }
     }
@@ -74,29 +102,38 @@ impl Subject {
             flags: 0,
             blocks_in_arena: facts.uses_arena,
             facts: Some(facts),
+            info: builtin_info(&api),
             _plugin: None,
         }
     }
 
-    /// Loads the plugin at `path`.
-    pub fn load(path: &Path) -> Result<Subject, plugin_abi::loader::LoadError> {
+    /// Loads the plugin at `path` and checks what it says about itself.
+    /// Its name is the one `allocator_info` gives, else the file's stem
+    /// (`libbump.so`: `bump`), control characters escaped.
+    pub fn load(path: &Path) -> Result<Subject, SubjectError> {
+        let before = postmortem::stage(Stage::Loading);
         // SAFETY: the user named this file as an allocator plugin; its
         // initialisers run, as for any dlopen.
-        let plugin = unsafe { Plugin::load(path) }?;
+        let plugin = unsafe { Plugin::load(path) };
+        postmortem::stage(before);
+        let plugin = plugin.map_err(SubjectError::Load)?;
         let api = *plugin.api();
-        let name = api.name().unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().trim_start_matches("lib").to_string())
-                .unwrap_or_else(|| path.display().to_string())
-        });
+        let info = plugin_data::read_info(&api)
+            .map_err(|why| SubjectError::Invalid {
+                path: path.to_path_buf(),
+                why,
+            })?
+            .unwrap_or_default();
+        let name = info.name.clone().unwrap_or_else(|| file_stem_name(path));
         Ok(Subject {
             spec: Spec::Plugin(path.to_path_buf()),
             name,
-            origin: path.display().to_string(),
+            origin: plugin_data::shown(&path.display().to_string()),
             api,
             flags: 0,
             blocks_in_arena: true,
             facts: None,
+            info,
             _plugin: Some(plugin),
         })
     }
@@ -120,34 +157,15 @@ impl Subject {
         Ok(s)
     }
 
-    /// The plugin at `path`, or the fallback (with the reason) when no path
-    /// is given or it does not load: the brief's rule.
-    pub fn choose(path: Option<&Path>) -> Chosen {
-        match path {
-            None => Chosen {
-                subject: Subject::fallback(),
-                fallback_reason: Some("no plugin path given".into()),
-            },
-            Some(p) => match Subject::load(p) {
-                Ok(subject) => Chosen {
-                    subject,
-                    fallback_reason: None,
-                },
-                Err(e) => Chosen {
-                    subject: Subject::fallback(),
-                    fallback_reason: Some(e.to_string()),
-                },
-            },
-        }
-    }
-
     /// Creates an allocator on `[memory, memory + size)`, or NULL.
     ///
     /// # Safety
     ///
     /// The memory must stay valid and otherwise unused until [`Subject::destroy`].
     pub unsafe fn create(&self, memory: *mut c_void, size: usize) -> *mut Allocator {
-        match (self.flags, self.api.create_with_flags) {
+        postmortem::note_arena(memory, size);
+        let before = postmortem::stage(Stage::Create);
+        let a = match (self.flags, self.api.create_with_flags) {
             (0, _) | (_, None) => {
                 // SAFETY: forwarded contract.
                 unsafe { (self.api.create)(memory, size) }
@@ -156,7 +174,9 @@ impl Subject {
                 // SAFETY: forwarded contract.
                 unsafe { f(memory, size, flags) }
             }
-        }
+        };
+        postmortem::stage(before);
+        a
     }
 
     /// Ends an allocator made by [`Subject::create`].
@@ -165,36 +185,70 @@ impl Subject {
     ///
     /// `a` came from `self.create` and is not used afterwards.
     pub unsafe fn destroy(&self, a: *mut Allocator) {
+        let before = postmortem::stage(Stage::Destroy);
         // SAFETY: forwarded contract.
-        unsafe { (self.api.destroy)(a) }
+        unsafe { (self.api.destroy)(a) };
+        postmortem::stage(before);
     }
 
     /// The plugin's one-line description from `allocator_info`, if any.
     pub fn description(&self) -> Option<String> {
-        let info = self.api.info()?;
-        (!info.description.is_null()).then(|| {
-            // SAFETY: a non-null description is a static NUL-terminated string (header).
-            let text = unsafe { std::ffi::CStr::from_ptr(info.description) };
-            text.to_string_lossy().into_owned()
-        })
+        self.info.description.clone()
     }
 
     /// `allocator_info` says the plugin supports `ALLOCATOR_FLAG_LOCKED`.
     pub fn lockable(&self) -> bool {
-        self.api
-            .info()
-            .is_some_and(|i| i.supported_flags & plugin_abi::ALLOCATOR_FLAG_LOCKED != 0)
+        self.info.supported_flags & plugin_abi::ALLOCATOR_FLAG_LOCKED != 0
     }
 
-    /// The allocator's stats, if the plugin exports them.
+    /// The allocator's stats, if the plugin exports them; for an allocator
+    /// that manages its arena of `arena` bytes, checked to add up
+    /// (`plugin_data::check_stats`): an error says what does not.
     ///
     /// # Safety
     ///
     /// `a` is a live allocator of this subject.
-    pub unsafe fn stats(&self, a: *mut Allocator) -> Option<AllocatorStats> {
-        let f = self.api.stats?;
+    pub unsafe fn stats(
+        &self,
+        a: *mut Allocator,
+        arena: usize,
+    ) -> Result<Option<AllocatorStats>, String> {
+        let Some(f) = self.api.stats else {
+            return Ok(None);
+        };
         let mut s = AllocatorStats::default();
+        let before = postmortem::stage(Stage::Stats);
         // SAFETY: forwarded contract; `s` is a valid out-pointer.
-        (unsafe { f(a, &mut s) } == 0).then_some(s)
+        let answered = unsafe { f(a, &mut s) } == 0;
+        postmortem::stage(before);
+        if !answered {
+            return Ok(None);
+        }
+        if self.blocks_in_arena {
+            plugin_data::check_stats(&s, arena)?;
+        }
+        Ok(Some(s))
     }
+}
+
+/// What a built-in allocator's `allocator_info` says (trusted: the runner's
+/// own code).
+fn builtin_info(api: &PluginApi) -> Info {
+    plugin_data::read_info(api)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// `libbump.so` → `bump`: a plugin's name when `allocator_info` gives none.
+pub fn file_stem_name(path: &Path) -> String {
+    let stem = path.file_stem().map_or_else(
+        || path.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let name = stem
+        .strip_prefix("lib")
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&stem);
+    plugin_data::shown(name)
 }

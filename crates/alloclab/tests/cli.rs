@@ -137,3 +137,152 @@ fn bad_options_get_a_clear_message() {
         text(&out.stderr)
     );
 }
+
+/// A reader that goes away ends the runner quietly, as `ls | true` ends
+/// `ls`: killed by SIGPIPE, nothing on stderr.
+#[test]
+fn a_closed_pipe_ends_the_run_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [
+        &["--repeat", "2"][..],
+        &[
+            "compare",
+            "--quick",
+            "--reps",
+            "1",
+            "--only",
+            "bump",
+            "--workloads",
+            "seed",
+        ],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is printed
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(13),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// Counts the runner cannot honour are refused before anything runs, with
+/// the option and its limit named; nothing aborts or panics.
+#[test]
+fn out_of_range_options_are_refused_up_front() {
+    for (args, says) in [
+        (
+            &["--count", "4000000000"][..],
+            "'--count <COUNT>': 4000000000 is not in 1..=100000000",
+        ),
+        (
+            &["--count", "18446744073709551615"],
+            "'--count <COUNT>': 18446744073709551615 is not in 1..=100000000",
+        ),
+        (
+            &["--count", "0"],
+            "'--count <COUNT>': 0 is not in 1..=100000000",
+        ),
+        (
+            &["--repeat", "4000000000"],
+            "'--repeat <REPEAT>': 4000000000 is not in 1..=10000",
+        ),
+        (
+            &["--repeat", "0"],
+            "'--repeat <REPEAT>': 0 is not in 1..=10000",
+        ),
+        (
+            &["--max-size", "0"],
+            "'--max-size <MAX_SIZE>': the largest request must be at least 1 byte",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.lines().next().unwrap_or("").contains(says),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // An arena larger than the machine's memory is refused, not mapped.
+    let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .args(["--arena-size", "1000000G"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is more than the memory available on this machine"),
+        "{stderr}"
+    );
+}
+
+/// `compare --help` and the README give `--quick` the same time.
+#[test]
+fn help_and_readme_agree_on_quick() {
+    let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .args(["compare", "--help"])
+        .output()
+        .unwrap();
+    let help = text(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let seconds_after = |text: &str, marker: &str| -> String {
+        let rest =
+            &text[text.find(marker).unwrap_or_else(|| panic!("no {marker:?}")) + marker.len()..];
+        rest.split(' ').next().unwrap().to_string()
+    };
+    let in_help = seconds_after(&help, "A short run (about");
+    let in_readme = seconds_after(
+        &readme,
+        "`cargo run --release -- compare --quick` takes about",
+    );
+    assert_eq!(
+        in_help, in_readme,
+        "help: {in_help} s, README: {in_readme} s"
+    );
+}
+
+/// The README cites only files of the repository: every relative link
+/// resolves inside it, and no machine's folder is named.
+#[test]
+fn the_readme_cites_only_files_in_the_repository() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut links = 0;
+    for part in readme.split("](").skip(1) {
+        let target = part.split(')').next().unwrap();
+        if target.starts_with("http") || target.starts_with('#') {
+            continue;
+        }
+        let file = target.split('#').next().unwrap();
+        assert!(
+            root.join(file).exists(),
+            "README links {target}, not in the repository"
+        );
+        links += 1;
+    }
+    assert!(links > 5, "only {links} links found");
+    for outside in ["/work/", "/home/", "/root/", "shared/MISSION", "/tmp/"] {
+        assert!(!readme.contains(outside), "README cites {outside}");
+    }
+}

@@ -157,7 +157,7 @@ fn a_program_is_recorded_call_for_call() {
         expected(1),
         "the trace is not the program's call sequence"
     );
-    let s = alloc_trace::stats(&events).expect("a consistent trace");
+    let s = alloc_trace::stats(events.iter().copied()).expect("a consistent trace");
     assert_eq!(
         (s.allocs, s.frees, s.live_at_end, s.threads),
         (s.frees, s.allocs, 0, 1)
@@ -170,7 +170,7 @@ fn two_threads_are_told_apart_and_the_trace_stays_consistent() {
     let exe = compile("crates/alloclab/tests/c/record_me.c", "record_me_threads");
     let trace = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("record_me_threads.trace");
     let events = record(&trace, &[exe.as_os_str(), "threads".as_ref()]);
-    let s = alloc_trace::stats(&events).expect("a consistent trace");
+    let s = alloc_trace::stats(events.iter().copied()).expect("a consistent trace");
     assert_eq!(s.threads, 2, "{s:?}");
     assert!(
         events
@@ -229,7 +229,7 @@ fn a_program_run_through_env_is_recorded_and_its_children_are_not() {
     let script = format!("{0}; {0}; true", exe.display());
     let (sh, stdout) = record_any(&trace, &["sh".as_ref(), "-c".as_ref(), script.as_ref()]);
     assert_eq!(stdout, "done\ndone\n");
-    let s = alloc_trace::stats(&sh).unwrap();
+    let s = alloc_trace::stats(sh.iter().copied()).unwrap();
     assert!(s.allocs > 0, "the shell's own calls are recorded: {s:?}");
     assert!(
         s.allocs < 5000,
@@ -238,4 +238,117 @@ fn a_program_run_through_env_is_recorded_and_its_children_are_not() {
     // `env X=1 prog`: env execs the program, which records.
     let via_env = record(&trace, &["env".as_ref(), "X=1".as_ref(), exe.as_os_str()]);
     assert_eq!(via_env, expected(1));
+}
+
+/// Runs `alloclab record ARGS...` and returns what it did.
+fn alloclab_record(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    built_plugin("alloc-recorder");
+    Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .arg("record")
+        .args(args)
+        .output()
+        .expect("cannot run alloclab")
+}
+
+/// Threads run one after another reuse one stack and one `pthread_self`
+/// value; each is a thread of its own in the trace, and the figures say how
+/// many ran at once.
+#[test]
+fn threads_run_one_after_another_are_counted_apart() {
+    let exe = compile(
+        "crates/alloclab/tests/c/record_me.c",
+        "record_me_sequential",
+    );
+    let trace = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("record_me_sequential.trace");
+    let out = alloclab_record(&[
+        "-o".as_ref(),
+        trace.as_os_str(),
+        "--".as_ref(),
+        exe.as_os_str(),
+        "sequential".as_ref(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("17 threads (at most 2 at once)"),
+        "{stderr}"
+    );
+    let events = alloc_trace::decode(&std::fs::read(&trace).unwrap()).unwrap();
+    let s = alloc_trace::stats(events).unwrap();
+    assert_eq!((s.threads, s.concurrent_threads), (17, 2), "{s:?}");
+}
+
+/// What `record` says when the program does not end well, or the trace
+/// cannot be written: one line, and the program's own status passed on.
+#[test]
+fn record_says_what_happened() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let trace = dir.join("record_says.trace");
+    let sh = |script: &str| -> Vec<std::ffi::OsString> {
+        [
+            "-o".into(),
+            trace.clone().into_os_string(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            script.into(),
+        ]
+        .into()
+    };
+    let run = |args: Vec<std::ffi::OsString>| {
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let out = alloclab_record(&refs);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Killed by a signal before the recorder's first flush: no trace left.
+    let (code, stderr) = run(sh("kill -SEGV $$"));
+    assert_eq!(code, Some(139), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("sh was killed by SIGSEGV") && stderr.contains("no trace"),
+        "{stderr}"
+    );
+    assert!(!trace.exists(), "an empty trace was left behind");
+
+    // The program's exit status is passed on; the trace is kept.
+    let (code, stderr) = run(sh("exit 7"));
+    assert_eq!(code, Some(7), "{stderr}");
+    assert!(
+        stderr.contains("exited with status 7") && stderr.contains("kept"),
+        "{stderr}"
+    );
+    assert!(alloc_trace::decode(&std::fs::read(&trace).unwrap()).is_ok());
+
+    // An output folder that does not exist is named as such.
+    let nowhere = dir.join("no-such-folder").join("x.trace");
+    let (code, stderr) = run(vec![
+        "-o".into(),
+        nowhere.into_os_string(),
+        "--".into(),
+        "true".into(),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no-such-folder does not exist"), "{stderr}");
+
+    // An option record does not have is an error, not a program to run.
+    let (code, stderr) = run(vec!["--bogus".into()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("unexpected argument '--bogus'"), "{stderr}");
+
+    // A program that cannot be started.
+    let (code, stderr) = run(vec![
+        "-o".into(),
+        trace.clone().into_os_string(),
+        "--".into(),
+        "no-such-program-here".into(),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot run no-such-program-here"),
+        "{stderr}"
+    );
 }

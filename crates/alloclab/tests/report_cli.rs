@@ -102,3 +102,40 @@ fn a_readme_without_markers_fails_before_measuring() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The report and the JSON carry no machine's folders: the plugin's origin
+/// relative to the repository, the command without absolute paths (the
+/// runner's own, a `--json` file's).
+#[test]
+fn reports_carry_no_machine_paths() {
+    let dir = temp_dir("paths");
+    let json = dir.join("r.json");
+    let root = alloc_testkit::plugins::workspace_root();
+    alloc_testkit::plugins::built_plugin("buddy");
+    let out = Command::new(env!("CARGO_BIN_EXE_alloclab"))
+        .args(["compare", "--quick", "--reps", "1", "--workloads", "seed"])
+        .args(["--only", "buddy", "--report", "out", "--json"])
+        .arg(&json)
+        .current_dir(&dir)
+        .output()
+        .expect("cannot run alloclab");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(dir.join("out/report.md")).unwrap();
+    let js = std::fs::read_to_string(&json).unwrap();
+    for text in [&md, &js] {
+        for machine in [root.display().to_string(), dir.display().to_string()] {
+            assert!(!text.contains(&machine), "{machine} in:\n{text}");
+        }
+    }
+    assert!(md.contains("| buddy | target/debug/libbuddy.so |"), "{md}");
+    assert!(
+        md.contains("| Command | `target/debug/alloclab compare --quick"),
+        "{md}"
+    );
+    assert!(md.contains("--json r.json"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

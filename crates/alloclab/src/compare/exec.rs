@@ -2,6 +2,12 @@
 //! possible besides the calls), the per-operation latency loop (cycle counter
 //! around each call) and the checked loop (never timed: bounds, alignment,
 //! overlap, contents).
+//!
+//! `allocator_realloc` is optional in the header. For an allocator without
+//! it, a realloc op is served as a C caller would have to serve it: alloc
+//! the new size, copy what fits, free the old block — for which the loops
+//! keep each slot's size ([`Slots`]); the time of all three calls is the
+//! op's time, and the row says the realloc was emulated.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -29,6 +35,141 @@ impl Calls {
             realloc: api.realloc,
         }
     }
+}
+
+/// The block table a script runs on: one slot per block the script names,
+/// NULL or a live block; and, for an allocator whose realloc is emulated,
+/// each block's size.
+pub struct Slots {
+    /// The blocks.
+    pub ptrs: Vec<*mut c_void>,
+    /// Each slot's size, kept only while a realloc is emulated.
+    sizes: Vec<usize>,
+}
+
+impl Slots {
+    /// Empty slots for `script` run through `calls`.
+    pub fn new(script: &Script, calls: &Calls) -> Slots {
+        Slots {
+            ptrs: vec![null_mut(); script.slots],
+            sizes: if emulates_realloc(script, calls) {
+                vec![0; script.slots]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Every slot empty again.
+    pub fn clear(&mut self) {
+        self.ptrs.fill(null_mut());
+    }
+}
+
+/// The script reallocates, and the allocator has no `allocator_realloc`:
+/// its realloc ops are emulated (alloc, copy, free).
+pub fn emulates_realloc(script: &Script, calls: &Calls) -> bool {
+    calls.realloc.is_none() && script.has_realloc()
+}
+
+/// What a realloc op calls.
+trait Resize {
+    /// A block of `size` bytes now lies in `slot`.
+    fn allocated(&mut self, slot: usize, size: usize);
+
+    /// `realloc(p, size)` of the block in `slot`.
+    ///
+    /// # Safety
+    ///
+    /// `a` is a live allocator of `calls`; `p` is NULL or its live block in
+    /// `slot`.
+    unsafe fn realloc(
+        &mut self,
+        calls: Calls,
+        a: *mut Allocator,
+        slot: usize,
+        p: *mut c_void,
+        size: usize,
+    ) -> *mut c_void;
+}
+
+/// The allocator's own `allocator_realloc`.
+struct Native(ReallocFn);
+
+impl Resize for Native {
+    #[inline(always)]
+    fn allocated(&mut self, _: usize, _: usize) {}
+
+    #[inline(always)]
+    unsafe fn realloc(
+        &mut self,
+        _: Calls,
+        a: *mut Allocator,
+        _: usize,
+        p: *mut c_void,
+        size: usize,
+    ) -> *mut c_void {
+        // SAFETY: the caller's contract.
+        unsafe { (self.0)(a, p, size) }
+    }
+}
+
+/// alloc + copy + free, with the slots' sizes.
+struct Emulated<'s>(&'s mut [usize]);
+
+impl Resize for Emulated<'_> {
+    #[inline(always)]
+    fn allocated(&mut self, slot: usize, size: usize) {
+        if let Some(s) = self.0.get_mut(slot) {
+            *s = size;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn realloc(
+        &mut self,
+        calls: Calls,
+        a: *mut Allocator,
+        slot: usize,
+        p: *mut c_void,
+        size: usize,
+    ) -> *mut c_void {
+        // SAFETY: `a` is live (caller's contract).
+        let q =
+            unsafe { emulated_realloc(calls, a, p, self.0.get(slot).copied().unwrap_or(0), size) };
+        if !q.is_null() {
+            self.allocated(slot, size);
+        }
+        q
+    }
+}
+
+/// `realloc(p, size)` for an allocator without one: a new block, the first
+/// `min(old, size)` bytes copied, the old block freed; NULL (and the old
+/// block intact) when the new one cannot be had.
+///
+/// # Safety
+///
+/// `a` is a live allocator of `calls`; `p` is NULL or its live block of at
+/// least `old` bytes.
+unsafe fn emulated_realloc(
+    calls: Calls,
+    a: *mut Allocator,
+    p: *mut c_void,
+    old: usize,
+    size: usize,
+) -> *mut c_void {
+    // SAFETY: `a` is live.
+    let q = unsafe { (calls.alloc)(a, size) };
+    if !q.is_null() && !p.is_null() {
+        // SAFETY: `p` holds `old` bytes, `q` at least `size`; both live and
+        // distinct blocks of `a`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size));
+            (calls.free)(a, p);
+        }
+    }
+    q
 }
 
 /// What a phase did.
@@ -71,25 +212,48 @@ pub fn validate(script: &Script) -> bool {
 /// # Safety
 ///
 /// `a` is a live allocator of the functions in `calls`; `slots` holds NULL or
-/// live blocks of `a`, and is at least as long as every slot index of the
-/// phase ([`validate`]); a realloc op needs `calls.realloc`.
-#[inline(never)]
+/// live blocks of `a` (and their sizes, see [`Slots`]), and is at least as
+/// long as every slot index of the phase ([`validate`]).
 pub unsafe fn run_phase(
     calls: Calls,
     a: *mut Allocator,
     phase: &Phase,
+    slots: &mut Slots,
+) -> PhaseOutcome {
+    match calls.realloc {
+        // SAFETY: the caller's contract.
+        Some(f) => unsafe { phase_loop(calls, a, phase, &mut slots.ptrs, Native(f)) },
+        // SAFETY: the caller's contract; the sizes are the slots' (or empty,
+        // for a script that never reallocates).
+        None => unsafe { phase_loop(calls, a, phase, &mut slots.ptrs, Emulated(&mut slots.sizes)) },
+    }
+}
+
+/// The timed loop, for one way of serving realloc ops.
+///
+/// # Safety
+///
+/// As for [`run_phase`].
+#[inline(never)]
+unsafe fn phase_loop<R: Resize>(
+    calls: Calls,
+    a: *mut Allocator,
+    phase: &Phase,
     slots: &mut [*mut c_void],
+    mut resize: R,
 ) -> PhaseOutcome {
     let mut out = PhaseOutcome::default();
-    let slots = slots.as_mut_ptr();
+    let base = slots.as_mut_ptr();
     for (i, op) in phase.ops.iter().enumerate() {
+        let s = op.slot as usize;
         // SAFETY: slot indices are in range (caller's contract).
-        let slot = unsafe { &mut *slots.add(op.slot as usize) };
+        let slot = unsafe { &mut *base.add(s) };
         match op.kind {
             OpKind::Alloc => {
                 // SAFETY: `a` is live.
                 let p = unsafe { (calls.alloc)(a, op.size) };
                 *slot = p;
+                resize.allocated(s, op.size);
                 out.calls += 1;
                 out.successes += usize::from(!p.is_null());
                 if p.is_null() {
@@ -110,9 +274,8 @@ pub unsafe fn run_phase(
                 }
             }
             OpKind::Realloc => {
-                // SAFETY: present for realloc phases (caller's contract);
-                // `*slot` is NULL or a live block of `a`.
-                let q = unsafe { (calls.realloc.unwrap_unchecked())(a, *slot, op.size) };
+                // SAFETY: `*slot` is NULL or a live block of `a`.
+                let q = unsafe { resize.realloc(calls, a, s, *slot, op.size) };
                 out.calls += 1;
                 if q.is_null() {
                     out.refusals += 1;
@@ -171,19 +334,51 @@ impl Class {
 ///
 /// As for [`run_phase`].
 #[cfg(target_arch = "x86_64")]
-#[inline(never)]
 pub unsafe fn run_phase_latency(
+    calls: Calls,
+    a: *mut Allocator,
+    phase: &Phase,
+    slots: &mut Slots,
+    samples: &mut Vec<u64>,
+) {
+    match calls.realloc {
+        // SAFETY: the caller's contract.
+        Some(f) => unsafe { latency_loop(calls, a, phase, &mut slots.ptrs, samples, Native(f)) },
+        // SAFETY: as in `run_phase`.
+        None => unsafe {
+            latency_loop(
+                calls,
+                a,
+                phase,
+                &mut slots.ptrs,
+                samples,
+                Emulated(&mut slots.sizes),
+            )
+        },
+    }
+}
+
+/// The latency loop, for one way of serving realloc ops.
+///
+/// # Safety
+///
+/// As for [`run_phase`].
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+unsafe fn latency_loop<R: Resize>(
     calls: Calls,
     a: *mut Allocator,
     phase: &Phase,
     slots: &mut [*mut c_void],
     samples: &mut Vec<u64>,
+    mut resize: R,
 ) {
     use super::measure::tsc;
-    let slots = slots.as_mut_ptr();
+    let base = slots.as_mut_ptr();
     for op in &phase.ops {
+        let s = op.slot as usize;
         // SAFETY: slot indices are in range (caller's contract).
-        let slot = unsafe { &mut *slots.add(op.slot as usize) };
+        let slot = unsafe { &mut *base.add(s) };
         let (class, cycles) = match op.kind {
             OpKind::Alloc => {
                 let t0 = tsc::start();
@@ -191,6 +386,7 @@ pub unsafe fn run_phase_latency(
                 let p = unsafe { (calls.alloc)(a, op.size) };
                 let t1 = tsc::stop();
                 *slot = p;
+                resize.allocated(s, op.size);
                 if p.is_null() {
                     if phase.stop_at_first_refusal {
                         samples.push((t1 - t0) << 3 | Class::AllocRefused as u64);
@@ -215,8 +411,8 @@ pub unsafe fn run_phase_latency(
             }
             OpKind::Realloc => {
                 let t0 = tsc::start();
-                // SAFETY: as in `run_phase`.
-                let q = unsafe { (calls.realloc.unwrap_unchecked())(a, *slot, op.size) };
+                // SAFETY: as in `phase_loop`.
+                let q = unsafe { resize.realloc(calls, a, s, *slot, op.size) };
                 let t1 = tsc::stop();
                 if q.is_null() {
                     (Class::ReallocRefused, t1 - t0)
@@ -372,7 +568,6 @@ pub unsafe fn run_checked(
                     }
                 }
                 OpKind::Realloc => {
-                    let realloc = calls.realloc.ok_or("no allocator_realloc")?;
                     let p = slots[s];
                     let old = sizes[s];
                     if !p.is_null() {
@@ -381,8 +576,13 @@ pub unsafe fn run_checked(
                             return Err(fail(format!("block damaged at byte {off} while live")));
                         }
                     }
-                    // SAFETY: `p` is NULL or a live block of `a`.
-                    let q = unsafe { realloc(a, p, op.size) };
+                    // SAFETY: `p` is NULL or a live block of `a` of `old` bytes.
+                    let q = unsafe {
+                        match calls.realloc {
+                            Some(realloc) => realloc(a, p, op.size),
+                            None => emulated_realloc(calls, a, p, old, op.size),
+                        }
+                    };
                     out.calls += 1;
                     if q.is_null() {
                         out.refusals += 1;

@@ -10,6 +10,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod table;
+pub mod trace;
 pub mod worker;
 pub mod workload;
 
@@ -20,6 +21,9 @@ use clap::Args;
 use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
 
 use crate::arena::Arena;
+use crate::artifacts::{self, Artifact};
+use crate::output::outln;
+use crate::plugin_data;
 use crate::subject::{Spec, Subject};
 use results::{CompareResults, Machine, Method, Observed, SubjectInfo};
 use run::{Entry, Plan};
@@ -33,7 +37,8 @@ pub struct CompareArgs {
     /// project and the built-in peers.
     pub plugins: Vec<PathBuf>,
 
-    /// A short run (about 20 s): fewer repetitions, smaller workloads.
+    /// A short run (about 40 s once built, on the 2-CPU machine of the
+    /// README): fewer repetitions, smaller workloads.
     #[arg(long)]
     pub quick: bool,
 
@@ -42,7 +47,8 @@ pub struct CompareArgs {
     pub reps: Option<usize>,
 
     /// Workloads to run (comma-separated; default: all): built-in names, and
-    /// `trace:NAME` for a trace shipped in `traces/`.
+    /// `trace:NAME` for a trace shipped in `traces/` or a `--trace` file
+    /// called NAME.trace.
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
 
@@ -93,49 +99,45 @@ pub struct CompareArgs {
     pub no_pin: bool,
 }
 
-/// The plugins of this workspace, next to the running executable (cargo
-/// puts `alloclab` and the `cdylib`s in the same `target/<profile>/`).
-fn own_plugins() -> Vec<(PathBuf, u32, Option<&'static str>)> {
-    let dir = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    vec![
-        (dir.join("libbuddy.so"), 0, None),
-        (dir.join("libmckusick_karels.so"), 0, None),
-        (
-            dir.join("libmckusick_karels.so"),
-            ALLOCATOR_FLAG_RETURN_PAGES,
-            Some("mckusick-karels+return"),
-        ),
-    ]
-}
+/// This project's plugins as `compare` runs them: the artifact, the
+/// creation flags and the row's name.
+const OWN_PLUGINS: [(Artifact, u32, &str); 3] = [
+    (artifacts::BUDDY_PLUGIN, 0, "buddy"),
+    (artifacts::MCKUSICK_KARELS_PLUGIN, 0, "mckusick-karels"),
+    (
+        artifacts::MCKUSICK_KARELS_PLUGIN,
+        ALLOCATOR_FLAG_RETURN_PAGES,
+        "mckusick-karels+return",
+    ),
+];
 
 /// Every allocator to compare, in table order: this project's plugins
 /// (called in this process), third-party plugins given on the command line
-/// (each in a worker child process), the fallback and the peers.
+/// (each in a worker child process), the fallback and the peers. This
+/// project's plugins must load (they are what the comparison is for): an
+/// error says which file is missing and how to build it.
 fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let mut out = Vec::new();
-    for (path, flags, name) in own_plugins() {
-        match Subject::load(&path) {
-            Ok(mut s) => {
-                s.flags = flags;
-                if let Some(n) = name {
-                    s.name = n.into();
-                }
-                out.push(Entry::local(s));
-            }
-            Err(e) => eprintln!(
-                "alloclab: {e} (build the plugins with `cargo build --release` at the workspace root); \
-                 comparing without it"
-            ),
-        }
+    if OWN_PLUGINS.iter().any(|(_, _, name)| wanted(name)) {
+        artifacts::ensure_built()?;
     }
+    for (artifact, flags, name) in OWN_PLUGINS {
+        if !wanted(name) {
+            continue;
+        }
+        let path = artifacts::find(artifact)?;
+        let mut s =
+            Subject::load(&path).with_context(|| format!("{} cannot be used", artifact.what))?;
+        s.flags = flags;
+        s.name = name.into();
+        out.push(Entry::local(s));
+    }
+    let own_count = out.len();
+    let mut third_party = Vec::new();
     for path in &args.plugins {
-        let entry = Entry::isolated(path)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("plugin {}", path.display()))?;
-        out.push(entry);
+        let entry = Entry::isolated(path).map_err(anyhow::Error::msg)?;
+        third_party.push((path, entry));
     }
     out.push(Entry::local(Subject::fallback()));
     out.extend(
@@ -143,13 +145,55 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
             .into_iter()
             .map(|p| Entry::local(p.subject())),
     );
-    if !args.only.is_empty() {
-        out.retain(|s| args.only.iter().any(|n| n == &s.name));
-        if out.is_empty() {
-            bail!("--only {} matches no allocator", args.only.join(","));
+    // A third-party plugin called like another allocator (a `libbump.so`
+    // beside the built-in bump) gets the file's name in its rows.
+    let mut names: Vec<String> = out.iter().map(|e| e.name.clone()).collect();
+    let mut isolated = Vec::new();
+    for (path, mut entry) in third_party {
+        if names.contains(&entry.name) {
+            let renamed = distinct_name(&entry.name, path, &names);
+            eprintln!(
+                "alloclab: plugin {} calls itself `{}`, as another allocator here does: its rows are `{renamed}`",
+                plugin_data::shown(&path.display().to_string()),
+                entry.name
+            );
+            entry.name = renamed;
         }
+        names.push(entry.name.clone());
+        isolated.push((path, entry));
+    }
+    if !args.only.is_empty() {
+        // `--only` names an allocator, or a plugin by the path given.
+        isolated.retain(|(path, e)| {
+            args.only
+                .iter()
+                .any(|n| n == &e.name || Path::new(n) == path.as_path())
+        });
+        out.retain(|e| wanted(&e.name));
+    }
+    let rest = out.split_off(own_count);
+    out.extend(isolated.into_iter().map(|(_, e)| e));
+    out.extend(rest);
+    if out.is_empty() {
+        bail!("--only {} matches no allocator", args.only.join(","));
     }
     Ok(out)
+}
+
+/// A name for the plugin at `path` called `name` like one of `taken`:
+/// `name (FILE)`, else `name (PATH)`, else numbered.
+fn distinct_name(name: &str, path: &Path, taken: &[String]) -> String {
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let full = path.display().to_string();
+    [file, full.clone()]
+        .into_iter()
+        .map(|which| format!("{name} ({})", plugin_data::shown(&which)))
+        .chain((2..).map(|k| format!("{name} ({} #{k})", plugin_data::shown(&full))))
+        .find(|candidate| !taken.contains(candidate))
+        .unwrap_or_else(|| name.to_string())
 }
 
 /// Creates the folder an output file goes into, before anything is measured
@@ -161,17 +205,6 @@ pub(crate) fn output_dir(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-/// The traces shipped in the repository's `traces/` folder, sorted.
-fn shipped_traces() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../traces");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "trace"));
-    files.sort();
-    files
 }
 
 /// A trace's workload name: `trace:` and the file's stem.
@@ -187,20 +220,27 @@ fn trace_name(path: &Path) -> String {
 /// `trace:NAME` in `--workloads`; with neither `--trace` nor `--workloads`,
 /// every shipped trace.
 fn trace_files(args: &CompareArgs) -> Result<Vec<PathBuf>> {
-    let shipped = shipped_traces();
+    let shipped = || artifacts::shipped_traces();
     if args.workloads.is_empty() {
-        return Ok(if args.trace.is_empty() {
-            shipped
-        } else {
+        return Ok(if !args.trace.is_empty() {
             args.trace.clone()
+        } else {
+            shipped().unwrap_or_else(|e| {
+                eprintln!("alloclab: {e:#}; replaying no trace (give one with --trace FILE)");
+                Vec::new()
+            })
         });
     }
     let mut files = args.trace.clone();
     for name in args.workloads.iter().filter(|w| w.starts_with("trace:")) {
+        if args.trace.iter().any(|p| &trace_name(p) == name) {
+            continue; // a --trace file of that name
+        }
+        let shipped = shipped()?;
         match shipped.iter().find(|p| &trace_name(p) == name) {
             Some(p) => files.push(p.clone()),
             None => bail!(
-                "no shipped trace `{name}` (known: {}; or give a file with --trace)",
+                "no trace `{name}`: neither a --trace file nor a shipped trace (shipped: {})",
                 shipped
                     .iter()
                     .map(|p| trace_name(p))
@@ -245,8 +285,9 @@ pub(crate) fn machine() -> Machine {
             uname.release().to_string_lossy()
         ),
         date: utc_now(),
+        // Without the machine's folders (`artifacts::report_arg`).
         command: std::env::args()
-            .map(|a| shell_quote(&a))
+            .map(|a| shell_quote(&artifacts::report_arg(&a)))
             .collect::<Vec<_>>()
             .join(" "),
     }
@@ -346,19 +387,16 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     };
 
     for path in traces {
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("reading trace {}", path.display()))?;
-        let events =
-            alloc_trace::decode(&bytes).with_context(|| format!("trace {}", path.display()))?;
-        let name = path
-            .file_stem()
-            .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
-        let script = workload::from_trace(&name, &events).map_err(anyhow::Error::msg)?;
+        let script = trace::load(&path).map_err(anyhow::Error::msg)?;
         scripts.push((script, WorkloadSpec::Trace { path }));
     }
     let observed: Vec<Observed> = entries
         .iter()
         .map(|e| {
+            if let run::Exec::Failed(why) = &e.exec {
+                eprintln!("alloclab: plugin {} {why}; its rows say so", e.name);
+                return Observed::default();
+            }
             eprintln!("alloclab: probing {} (bad pointers, exhaustion, smallest arena) in child processes", e.name);
             observe::observe(e)
         })
@@ -382,8 +420,8 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         };
         let w = run::run_workload(script, &warmup, spec, &mut entries, &bench);
         bar.suspend(|| {
-            println!("{}", table::workload_legend(&w));
-            println!("{}\n", table::workload_table(&w));
+            outln!("{}", table::workload_legend(&w));
+            outln!("{}\n", table::workload_table(&w));
         });
         workloads.push(w);
     }
@@ -404,7 +442,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
                 SubjectInfo {
                     name: s.name.clone(),
                     origin: match &s.spec {
-                        Spec::Plugin(p) => p.display().to_string(),
+                        Spec::Plugin(p) => artifacts::report_path(p),
                         Spec::Builtin(_) => "built into alloclab".into(),
                     },
                     isolated: matches!(s.exec, run::Exec::Worker(_)),
@@ -416,11 +454,11 @@ pub fn main(args: &CompareArgs) -> Result<()> {
             .collect(),
         workloads,
     };
-    println!("── ease of use ──\n{}", table::ease_table(&results));
+    outln!("── ease of use ──\n{}", table::ease_table(&results));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&results)?;
         if path.as_os_str() == "-" {
-            println!("{text}");
+            outln!("{text}");
         } else {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }
@@ -441,6 +479,23 @@ pub fn main(args: &CompareArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colliding_plugins_get_distinct_names() {
+        let taken = vec!["bump".to_string(), "bump (libbump.so)".to_string()];
+        let path = Path::new("/x/libbump.so");
+        assert_eq!(
+            distinct_name("bump", path, &taken[..1]),
+            "bump (libbump.so)"
+        );
+        assert_eq!(distinct_name("bump", path, &taken), "bump (/x/libbump.so)");
+        let mut more = taken.clone();
+        more.push("bump (/x/libbump.so)".into());
+        assert_eq!(
+            distinct_name("bump", path, &more),
+            "bump (/x/libbump.so #2)"
+        );
+    }
 
     #[test]
     fn commands_are_quoted_for_a_shell() {

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::results::Observed;
 use super::run::Entry;
 use crate::arena::Arena;
+use crate::output::outln;
+use crate::plugin_data;
+use crate::postmortem::{self, Stage, Watch};
 use crate::subject::{Spec, Subject};
 
 /// A probe.
@@ -62,6 +65,8 @@ const CAP_OS_BYTES: usize = 64 << 20;
 
 /// Child side: runs the probe and prints what it found.
 pub fn child_main(args: &ProbeArgs) -> anyhow::Result<()> {
+    postmortem::install_in_child();
+    postmortem::stage(Stage::Probe);
     let spec = match (&args.plugin, &args.builtin) {
         (Some(p), _) => Spec::Plugin(p.clone()),
         (None, Some(b)) => Spec::Builtin(b.clone()),
@@ -75,7 +80,7 @@ pub fn child_main(args: &ProbeArgs) -> anyhow::Result<()> {
         Probe::Exhaustion => exhaustion(&subject)?,
         Probe::SmallestArena => smallest_arena(&subject)?,
     };
-    println!("{}", serde_json::to_string(&found)?);
+    outln!("{}", serde_json::to_string(&found)?);
     Ok(())
 }
 
@@ -119,7 +124,11 @@ fn bad_pointer(subject: &Subject, probe: Probe) -> anyhow::Result<Found> {
         mark(x, 100, 0x11);
         mark(y, 100, 0x22);
         mark(z, 4000, 0x33);
-        let before = subject.stats(a).map(|s| s.rejected_frees);
+        let before = subject
+            .stats(a, ARENA)
+            .ok()
+            .flatten()
+            .map(|s| s.rejected_frees);
         let mut live = vec![(x, 100usize, 0x11u8), (z, 4000, 0x33)];
         match probe {
             Probe::InteriorFree => {
@@ -135,7 +144,12 @@ fn bad_pointer(subject: &Subject, probe: Probe) -> anyhow::Result<Found> {
                 (api.free)(a, std::hint::black_box(local.as_mut_ptr().add(2)).cast());
             }
         }
-        let rejected = match (before, subject.stats(a).map(|s| s.rejected_frees)) {
+        let after = subject
+            .stats(a, ARENA)
+            .ok()
+            .flatten()
+            .map(|s| s.rejected_frees);
+        let rejected = match (before, after) {
             (Some(b), Some(n)) => n > b,
             _ => false,
         };
@@ -186,35 +200,63 @@ fn exhaustion(subject: &Subject) -> anyhow::Result<Found> {
     // SAFETY: the arena is ours until the process ends.
     let a = unsafe { subject.create(arena.as_ptr(), ARENA) };
     anyhow::ensure!(!a.is_null(), "create refused a 1 MiB arena");
-    let mut blocks = 0usize;
+    let (lo, hi) = arena.bounds();
+    let mut blocks: Vec<usize> = Vec::new();
+    let outcome = |what: String| {
+        Ok(Found {
+            outcome: what,
+            number: None,
+        })
+    };
     loop {
         // SAFETY: `a` is live.
-        let p = unsafe { (subject.api.alloc)(a, 64) };
-        if p.is_null() {
+        let p = unsafe { (subject.api.alloc)(a, 64) } as usize;
+        if p == 0 {
             break;
         }
-        blocks += 1;
-        if blocks * 64 >= CAP_OS_BYTES {
-            return Ok(Found {
-                outcome: format!(
-                    "never refuses (served {} MiB from a 1 MiB arena: memory from the OS)",
-                    CAP_OS_BYTES >> 20
-                ),
-                number: None,
-            });
+        if subject.blocks_in_arena && (p < lo || p + 64 > hi) {
+            return outcome(format!(
+                "returns a block outside its arena ({p:#x}; the arena is [{lo:#x}, {hi:#x}))"
+            ));
         }
+        blocks.push(p);
+        if blocks.len() * 64 >= CAP_OS_BYTES {
+            break;
+        }
+    }
+    // Every block is live: none may overlap another.
+    blocks.sort_unstable();
+    if let Some(w) = blocks.windows(2).find(|w| w[1] < w[0] + 64) {
+        return outcome(if w[0] == w[1] {
+            format!(
+                "returns the same block twice while it is live ({:#x})",
+                w[0]
+            )
+        } else {
+            format!(
+                "returns overlapping blocks ({:#x} and {:#x}, 64 B each)",
+                w[0], w[1]
+            )
+        });
+    }
+    let n = blocks.len();
+    if n * 64 >= CAP_OS_BYTES {
+        return outcome(format!(
+            "never refuses (served {} MiB from a 1 MiB arena: memory from the OS)",
+            CAP_OS_BYTES >> 20
+        ));
     }
     let outcome = if subject.blocks_in_arena {
         format!(
-            "returns NULL; {blocks} blocks of 64 B fit in 1 MiB ({:.1} B each)",
-            ARENA as f64 / blocks.max(1) as f64
+            "returns NULL; {n} blocks of 64 B fit in 1 MiB ({:.1} B each)",
+            ARENA as f64 / n.max(1) as f64
         )
     } else {
-        format!("returns NULL after {blocks} blocks of 64 B (its own limit)")
+        format!("returns NULL after {n} blocks of 64 B (its own limit)")
     };
     Ok(Found {
         outcome,
-        number: Some(blocks),
+        number: Some(n),
     })
 }
 
@@ -227,9 +269,11 @@ fn smallest_arena(subject: &Subject) -> anyhow::Result<Found> {
             if a.is_null() {
                 return false;
             }
-            let p = (subject.api.alloc)(a, 1);
+            let p = (subject.api.alloc)(a, 1) as usize;
             subject.destroy(a);
-            !p.is_null()
+            // A block outside the arena does not count.
+            let lo = arena.as_ptr() as usize;
+            p != 0 && (!subject.blocks_in_arena || (p >= lo && p < lo + len))
         }
     };
     if !works(ARENA) {
@@ -259,7 +303,8 @@ fn smallest_arena(subject: &Subject) -> anyhow::Result<Found> {
     })
 }
 
-/// Parent side: runs `probe` for `entry` in a child process (10 s at most).
+/// Parent side: runs `probe` for `entry` in a child process (10 s at most,
+/// or `compare --deadline` if shorter).
 fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
     let mut cmd = Command::new(exe);
     cmd.arg("__probe").arg("--probe").arg(
@@ -272,6 +317,13 @@ fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
         Spec::Builtin(b) => cmd.arg("--builtin").arg(b),
     };
     cmd.arg("--flags").arg(entry.flags.to_string());
+    let Ok(watch) = Watch::new() else {
+        return Found {
+            outcome: "could not watch the probe".into(),
+            number: None,
+        };
+    };
+    watch.attach(&mut cmd);
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -283,13 +335,16 @@ fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
             number: None,
         };
     };
+    let limit = Duration::from_secs(
+        super::worker::DEADLINE_SECS
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .clamp(1, 10),
+    );
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
+            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -316,23 +371,28 @@ fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
     } else {
         format!(": \"{first_err}\"")
     };
+    let outcome = |outcome: String| Found {
+        outcome,
+        number: None,
+    };
     match status {
-        None => Found {
-            outcome: "hangs (killed after 10 s)".into(),
-            number: None,
-        },
-        Some(s) if s.success() => serde_json::from_str(out.trim()).unwrap_or(Found {
-            outcome: format!("unreadable probe output {out:?}"),
-            number: None,
-        }),
-        Some(s) => Found {
-            outcome: match s.signal() {
-                Some(libc::SIGABRT) => format!("aborts the process (SIGABRT){said}"),
-                Some(libc::SIGSEGV) => format!("crashes (SIGSEGV){said}"),
-                Some(sig) => format!("killed by signal {sig}{said}"),
-                None => format!("exits with status {}{said}", s.code().unwrap_or(-1)),
-            },
-            number: None,
+        None => outcome(format!(
+            "hangs {} (killed after {} s)",
+            watch.stage().words(),
+            limit.as_secs()
+        )),
+        // The probe's own answer is its last line: a plugin may print too.
+        Some(s) if s.success() => out
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| outcome(watch.death(s))),
+        Some(s) => match s.signal() {
+            Some(libc::SIGABRT) => outcome(format!("aborts the process (SIGABRT){said}")),
+            _ if s.code() == Some(1) && !first_err.is_empty() => outcome(plugin_data::shown(
+                first_err.trim_start_matches("alloclab: "),
+            )),
+            _ => outcome(watch.death(s)),
         },
     }
 }

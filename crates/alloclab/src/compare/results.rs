@@ -188,6 +188,9 @@ pub struct Row {
     pub kernel: Kernel,
     /// Every timed repetition made exactly the checked pass's choices.
     pub reproduced: bool,
+    /// The allocator has no `allocator_realloc`: the runner served each
+    /// realloc as alloc + copy + free (timed as one op).
+    pub realloc_emulated: bool,
     /// After freeing everything, the largest block of a fresh arena could be
     /// allocated again (None: not probed).
     pub largest_restored: Option<bool>,

@@ -6,7 +6,6 @@
 //! timed repetition must make exactly the choices of the checked pass. Then
 //! one latency pass per allocator with the cycle counter around each call.
 
-use std::ffi::c_void;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -18,11 +17,11 @@ use plugin_abi::loader::PluginApi;
 
 use serde::{Deserialize, Serialize};
 
-use super::exec::{self, Calls, Class, Signature};
+use super::exec::{self, Calls, Class, Signature, Slots};
 use super::measure::{self, Rusage};
 use super::results::*;
-use super::worker::{Worker, WorkloadSpec};
-use super::workload::{self, OpKind, Script, UsageKind};
+use super::worker::{StartError, Worker, WorkloadSpec};
+use super::workload::{self, Script, UsageKind};
 use crate::arena::Arena;
 use crate::facts::TypedFacts;
 use crate::subject::{Spec, Subject};
@@ -92,6 +91,9 @@ pub enum Exec {
     Local(Box<Subject>),
     /// A third-party plugin, called in a child process.
     Worker(Worker),
+    /// A third-party plugin that failed as it was loaded: why (its rows
+    /// say so).
+    Failed(String),
 }
 
 /// An allocator of the comparison and where it runs.
@@ -138,9 +140,29 @@ impl Entry {
         }
     }
 
-    /// A third-party plugin, called in a child process.
+    /// A third-party plugin, called in a child process; one that fails as
+    /// it is loaded (crashes, hangs, says wrong things about itself) is an
+    /// entry whose rows say why. An error when nothing loadable is there.
     pub fn isolated(path: &std::path::Path) -> Result<Entry, String> {
-        let (worker, hello) = Worker::start(path, 0)?;
+        let (worker, hello) = match Worker::start(path, 0) {
+            Ok(started) => started,
+            Err(StartError::NotLoadable(why)) => return Err(why),
+            Err(StartError::Failed(why)) => {
+                return Ok(Entry {
+                    name: crate::subject::file_stem_name(path),
+                    spec: Spec::Plugin(path.to_path_buf()),
+                    flags: 0,
+                    blocks_in_arena: true,
+                    facts: None,
+                    description: None,
+                    has_realloc: false,
+                    has_stats: false,
+                    has_check: false,
+                    lockable: false,
+                    exec: Exec::Failed(why),
+                });
+            }
+        };
         Ok(Entry {
             name: hello.name,
             spec: Spec::Plugin(path.to_path_buf()),
@@ -243,13 +265,13 @@ fn largest_fresh_block(subject: &Subject, arena: &Arena, len: usize) -> Option<u
 /// The smallest arena (within 0.5%) on which `subject` runs the whole script
 /// without refusing anything, or None if even the script's own arena is too small.
 fn smallest_arena(subject: &Subject, script: &Script, arena: &Arena) -> Option<usize> {
-    let mut slots = vec![null_mut(); script.slots];
+    let calls = Calls::of(&subject.api);
+    let mut slots = Slots::new(script, &calls);
     let mut runs = |len: usize| {
         let Ok(a) = create(subject, arena, len) else {
             return false;
         };
-        slots.fill(null_mut());
-        let calls = Calls::of(&subject.api);
+        slots.clear();
         let mut refused = 0;
         for phase in &script.phases {
             // SAFETY: as in `timed_rep`.
@@ -301,12 +323,15 @@ fn prepare(
     warmup: Option<&Script>,
     arena: &Arena,
     script: &Script,
-    slots: &mut [*mut c_void],
+    slots: &mut Slots,
     round: u64,
 ) {
     if COLD.load(Ordering::Relaxed) {
         measure::flush_range(arena.as_ptr().cast(), script.arena);
-        measure::flush_range(slots.as_ptr().cast(), std::mem::size_of_val(slots));
+        measure::flush_range(
+            slots.ptrs.as_ptr().cast(),
+            std::mem::size_of_val(slots.ptrs.as_slice()),
+        );
         for phase in &script.phases {
             measure::flush_range(
                 phase.ops.as_ptr().cast(),
@@ -316,15 +341,15 @@ fn prepare(
     } else if let Some(Ok((warmup, a))) =
         warmup.map(|w| create(subject, arena, w.arena).map(|a| (w, a)))
     {
-        let mut warm_slots: Vec<*mut c_void> = vec![null_mut(); warmup.slots];
         let calls = Calls::of(&subject.api);
+        let mut warm_slots = Slots::new(warmup, &calls);
         for phase in &warmup.phases {
             // SAFETY: as in `timed_rep`; the warm-up script was validated too.
             unsafe { exec::run_phase(calls, a, phase, &mut warm_slots) };
         }
         // SAFETY: `a` is live and not used afterwards.
         unsafe { subject.destroy(a) };
-        slots.fill(null_mut());
+        slots.clear();
     }
     measure::scramble_branch_predictor(round);
 }
@@ -343,6 +368,9 @@ pub fn checked_pass(
         .blocks_in_arena
         .then(|| largest_fresh_block(subject, arena, len))
         .flatten();
+    // The bytes of the shared arena beyond this workload's must stay as
+    // they are: a write there is a write outside the allocator's arena.
+    arena.mark_beyond(len);
     let a = match create(subject, arena, len) {
         Ok(a) => a,
         Err(e) => {
@@ -360,7 +388,7 @@ pub fn checked_pass(
         // SAFETY: `a` is live while the checked loop runs.
         check_fn.is_none_or(|f| unsafe { f(a) } == 0)
     };
-    let mut stats_after_first = None;
+    let mut stats_after_first = Ok(None);
     // SAFETY: `a` is a fresh allocator on `arena`; slots are NULL and sized
     // for the script.
     let result = unsafe {
@@ -372,7 +400,7 @@ pub fn checked_pass(
             in_arena,
             &check,
             || {
-                stats_after_first = subject.stats(a);
+                stats_after_first = subject.stats(a, len);
             },
         )
     };
@@ -389,9 +417,21 @@ pub fn checked_pass(
     // SAFETY: `a` is live and not used afterwards (the arena search below
     // creates allocators of its own over the same memory).
     unsafe { subject.destroy(a) };
+    let outside = subject
+        .blocks_in_arena
+        .then(|| arena.changed_beyond(len))
+        .flatten();
+    let result = result
+        .and_then(|checked| match outside {
+            Some(at) => Err(format!(
+                "wrote outside its arena (byte {at} after its end changed)"
+            )),
+            None => Ok(checked),
+        })
+        .and_then(|checked| stats_after_first.map(|s| (checked, s)));
     match result {
         Err(e) => out.failure = Some(format!("wrong answer: {e}")),
-        Ok(checked) => {
+        Ok((checked, stats_after_first)) => {
             out.address_bits |= checked.address_bits;
             if subject.blocks_in_arena && script.usage == UsageKind::Trace {
                 out.usage = smallest_arena(subject, script, arena).map(|len| Usage {
@@ -425,7 +465,7 @@ pub fn one_rep(
     arena: &Arena,
     round: u64,
 ) -> Result<RepOut, String> {
-    let mut slots: Vec<*mut c_void> = vec![null_mut(); script.slots];
+    let mut slots = Slots::new(script, &Calls::of(&subject.api));
     prepare(subject, warmup, arena, script, &mut slots, round);
     let a = create(subject, arena, script.arena)?;
     let (times, kernel, signature) = timed_rep(&subject.api, a, script, &mut slots);
@@ -444,7 +484,7 @@ fn timed_rep(
     api: &PluginApi,
     a: *mut Allocator,
     script: &Script,
-    slots: &mut [*mut c_void],
+    slots: &mut Slots,
 ) -> (Vec<(f64, usize)>, Rusage, Signature) {
     let calls = Calls::of(api);
     let mut times = Vec::new();
@@ -454,7 +494,7 @@ fn timed_rep(
         let r0 = Rusage::now();
         let t0 = Instant::now();
         // SAFETY: `a` is live; slots hold NULL or its blocks; the script was
-        // validated; realloc phases only run for subjects with realloc.
+        // validated.
         let out = unsafe { exec::run_phase(calls, a, phase, slots) };
         let t1 = Instant::now();
         let r1 = Rusage::now();
@@ -465,7 +505,7 @@ fn timed_rep(
             kernel.majflt += d.majflt;
             kernel.csw += d.csw;
         }
-        sig.push((out, exec::occupancy_hash(slots)));
+        sig.push((out, exec::occupancy_hash(&slots.ptrs)));
     }
     (times, kernel, Signature(sig))
 }
@@ -480,8 +520,8 @@ pub fn latency_pass(
     tsc_hz: f64,
     overhead: f64,
 ) -> Vec<Latency> {
-    let mut slots: Vec<*mut c_void> = vec![null_mut(); script.slots];
-    let slots = slots.as_mut_slice();
+    let mut slots = Slots::new(script, &Calls::of(&subject.api));
+    let slots = &mut slots;
     let mut samples = Vec::with_capacity(script.phases.iter().map(|p| p.ops.len()).sum());
     prepare(subject, warmup, arena, script, slots, 7);
     let Ok(a) = create(subject, arena, script.arena) else {
@@ -546,6 +586,10 @@ impl Entry {
                 failure: Some(e),
                 ..CheckedOut::default()
             }),
+            Exec::Failed(why) => CheckedOut {
+                failure: Some(why.clone()),
+                ..CheckedOut::default()
+            },
         }
     }
 
@@ -559,6 +603,7 @@ impl Entry {
         match &mut self.exec {
             Exec::Local(subject) => one_rep(subject, script, warmup, arena, round),
             Exec::Worker(w) => w.rep(round, warmup.is_some()),
+            Exec::Failed(why) => Err(why.clone()),
         }
     }
 
@@ -573,6 +618,7 @@ impl Entry {
         match &mut self.exec {
             Exec::Local(subject) => Ok(latency_pass(subject, script, warmup, arena, hz, overhead)),
             Exec::Worker(w) => w.latency(hz, overhead, warmup.is_some()),
+            Exec::Failed(why) => Err(why.clone()),
         }
     }
 }
@@ -608,11 +654,7 @@ pub fn run_workload(
         "workload {} names a slot out of range",
         script.name
     );
-    let needs_realloc = script
-        .phases
-        .iter()
-        .flat_map(|p| &p.ops)
-        .any(|o| o.kind == OpKind::Realloc);
+    let needs_realloc = script.has_realloc();
     let bounds = workload::ideal_bounds(script);
     let timed_phases: Vec<&str> = script
         .phases
@@ -633,23 +675,16 @@ pub fn run_workload(
 
     bar.set_message(format!("{}: checked pass", script.name));
     for (entry, acc) in entries.iter_mut().zip(&mut accs) {
-        acc.checked = if needs_realloc && !entry.has_realloc {
-            CheckedOut {
-                failure: Some("no allocator_realloc".into()),
+        let ready = match &mut entry.exec {
+            Exec::Worker(w) => w.workload(spec),
+            Exec::Local(_) | Exec::Failed(_) => Ok(()),
+        };
+        acc.checked = match ready {
+            Ok(()) => entry.checked(script, arena, bounds),
+            Err(e) => CheckedOut {
+                failure: Some(e),
                 ..CheckedOut::default()
-            }
-        } else {
-            let ready = match &mut entry.exec {
-                Exec::Worker(w) => w.workload(spec),
-                Exec::Local(_) => Ok(()),
-            };
-            match ready {
-                Ok(()) => entry.checked(script, arena, bounds),
-                Err(e) => CheckedOut {
-                    failure: Some(e),
-                    ..CheckedOut::default()
-                },
-            }
+            },
         };
         bar.inc(1);
     }
@@ -794,6 +829,7 @@ pub fn run_workload(
                     context_switches: acc.kernel.iter().map(|k| k.csw as f64).sum::<f64>() / n,
                 },
                 reproduced: acc.reproduced,
+                realloc_emulated: needs_realloc && !entry.has_realloc,
                 largest_restored: checked.largest_restored,
                 alignment: (checked.address_bits != 0)
                     .then(|| 1usize << checked.address_bits.trailing_zeros().min(12)),
@@ -847,7 +883,7 @@ mod tests {
             .chain((0..64).step_by(2).map(|id| Event::Free { id }))
             .chain([Event::Realloc { id: 1, size: 5000 }])
             .collect();
-        let script = workload::from_trace("t", &events).unwrap();
+        let script = super::super::trace::from_events("t", &events).unwrap();
         let arena = Arena::map_aligned(script.arena, script.arena.next_power_of_two()).unwrap();
         let rlsf = crate::peers::all()
             .into_iter()

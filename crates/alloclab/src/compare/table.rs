@@ -43,11 +43,13 @@ pub fn workload_table(w: &WorkloadResult) -> Table {
     table.set_header(header);
     let most_reps = w.rows.iter().map(|r| r.repetitions).max().unwrap_or(0);
     for row in &w.rows {
-        let name = if row.failure.is_none() && row.repetitions < most_reps {
-            format!("{}\n({} reps: slow)", row.subject, row.repetitions)
-        } else {
-            row.subject.clone()
-        };
+        let mut name = row.subject.clone();
+        if row.failure.is_none() && row.repetitions < most_reps {
+            name.push_str(&format!("\n({} reps: slow)", row.repetitions));
+        }
+        if row.realloc_emulated {
+            name.push_str("\n(realloc emulated:\nalloc + copy + free)");
+        }
         let mut cells = vec![Cell::new(name)];
         if let Some(f) = &row.failure {
             cells.push(Cell::new(format!("failed: {f}")));
@@ -150,7 +152,12 @@ pub fn ease_table(r: &CompareResults) -> Table {
             None => (
                 "allocator_create, allocator_alloc, allocator_free, allocator_destroy".into(),
                 "no".into(),
-                if o.has_realloc { "native" } else { "none" }.into(),
+                if o.has_realloc {
+                    "native"
+                } else {
+                    "none (alloclab emulates it: alloc + copy + free)"
+                }
+                .into(),
                 if o.lockable {
                     "one instance per thread, or created ALLOCATOR_FLAG_LOCKED"
                 } else {

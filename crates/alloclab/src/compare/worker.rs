@@ -1,15 +1,21 @@
-//! Third-party plugins run in a child process (`alloclab __worker`), so one
-//! that crashes or hangs loses only its own row. The parent drives the
-//! worker in lock-step with the interleaved repetitions: one JSON line per
-//! command on the worker's stdin, one JSON line per answer on its stdout;
-//! every command has a deadline, after which the worker is killed.
+//! Plugins the runner does not trust run in a child process (`alloclab
+//! __worker`), so one that crashes, hangs or ends the process loses only
+//! its own row (`compare`'s third-party plugins) or ends with one line
+//! saying what it did (the lab program, `alloclab PLUGIN`). The parent
+//! drives the worker in lock-step with the interleaved repetitions: one
+//! JSON line per command on the worker's stdin, one JSON line per answer on
+//! a copy of its stdout (its stdout itself goes to stderr, so a plugin that
+//! prints cannot garble the answers); every command has a deadline, after
+//! which the worker is killed. A shared page (`postmortem.rs`) says what
+//! the worker was doing when it died.
 //!
 //! The worker generates the same scripts from the same parameters (the
 //! workloads are deterministic), maps its own arena, and runs the very same
-//! code as the parent's in-process measurements (`run.rs`).
+//! code as the parent's in-process measurements (`run.rs`, `brief.rs`).
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::FromRawFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +29,9 @@ use super::results::Latency;
 use super::run::{self, CheckedOut, RepOut};
 use super::workload::{self, IdealBounds, Scale, Script};
 use crate::arena::Arena;
-use crate::subject::{Spec, Subject};
+use crate::brief::{BriefConfig, BriefResult};
+use crate::postmortem::{self, Stage, Watch};
+use crate::subject::{Subject, SubjectError};
 
 /// Arguments of the hidden `alloclab __worker` command.
 #[derive(Args, Debug, Clone)]
@@ -91,14 +99,7 @@ impl WorkloadSpec {
                 },
             )
             .ok_or_else(|| format!("no workload {name}")),
-            WorkloadSpec::Trace { path } => {
-                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let events = alloc_trace::decode(&bytes).map_err(|e| e.to_string())?;
-                let name = path
-                    .file_stem()
-                    .map_or_else(|| "trace".into(), |s| s.to_string_lossy().into_owned());
-                workload::from_trace(&name, &events)
-            }
+            WorkloadSpec::Trace { path } => super::trace::load(path),
         }
     }
 }
@@ -110,6 +111,7 @@ enum Request {
     Checked(Option<IdealBounds>),
     Rep(u64, bool),
     Latency(f64, f64, bool),
+    Brief(BriefConfig),
 }
 
 /// The worker's first line: what the plugin is.
@@ -129,13 +131,67 @@ pub struct Hello {
     pub lockable: bool,
 }
 
+/// Why the worker cannot run the plugin (its first line instead of a
+/// [`Hello`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Refusal {
+    /// Nothing loadable at the path: the loader's message.
+    NotLoadable(String),
+    /// It loaded, but what it says about itself is wrong.
+    Invalid(String),
+}
+
+/// Why [`Worker::start`] gave no worker.
+#[derive(Clone, Debug)]
+pub enum StartError {
+    /// Nothing loadable at the path (the loader's message): the brief falls
+    /// back to the built-in allocator.
+    NotLoadable(String),
+    /// The plugin loaded and failed: crashed, hung or ended the process
+    /// while loading, or says wrong things about itself.
+    Failed(String),
+}
+
 type Reply<T> = Result<T, String>;
+
+/// The answers' channel: a copy of stdout made before stdout itself is
+/// pointed at stderr (for what the plugin prints).
+fn answers_channel() -> anyhow::Result<File> {
+    std::io::stdout().flush()?;
+    // SAFETY: duplicating and redirecting our own standard descriptors.
+    let fd = unsafe {
+        let fd = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        fd
+    };
+    // SAFETY: `fd` is a fresh descriptor of ours.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
 
 /// The worker process (child side).
 pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
-    let subject = Subject::from_spec(&Spec::Plugin(args.plugin.clone()), args.flags)
-        .map_err(anyhow::Error::msg)?;
-    let mut out = std::io::stdout().lock();
+    postmortem::install_in_child();
+    let mut out = answers_channel()?;
+    let mut say = |line: String| -> anyhow::Result<()> {
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        Ok(())
+    };
+    let subject = match Subject::load(&args.plugin) {
+        Ok(mut s) => {
+            s.flags = args.flags;
+            s
+        }
+        Err(e) => {
+            let refusal = match e {
+                SubjectError::Load(e) => Refusal::NotLoadable(e.to_string()),
+                SubjectError::Invalid { why, .. } => Refusal::Invalid(why),
+            };
+            return say(serde_json::to_string(&Err::<Hello, _>(refusal))?);
+        }
+    };
     let hello = Hello {
         name: subject.name.clone(),
         description: subject.description(),
@@ -144,8 +200,7 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
         has_check: subject.api.check.is_some(),
         lockable: subject.lockable(),
     };
-    writeln!(out, "{}", serde_json::to_string(&hello)?)?;
-    out.flush()?;
+    say(serde_json::to_string(&Ok::<_, Refusal>(hello))?)?;
     let mut script: Option<(Script, Script)> = None;
     let mut arena: Option<Arena> = None;
     for line in std::io::stdin().lock().lines() {
@@ -165,6 +220,7 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
                 serde_json::to_string(&answer)?
             }
             Request::Checked(bounds) => {
+                postmortem::stage(Stage::CheckedPass);
                 let (s, a) = (script.as_ref(), arena.as_ref());
                 let answer: Reply<CheckedOut> = match (s, a) {
                     (Some((s, _)), Some(a)) => Ok(run::checked_pass(&subject, s, a, bounds)),
@@ -173,6 +229,7 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
                 serde_json::to_string(&answer)?
             }
             Request::Rep(round, warm) => {
+                postmortem::stage(Stage::Repetition);
                 let answer: Reply<RepOut> = match (script.as_ref(), arena.as_ref()) {
                     (Some((s, w)), Some(a)) => {
                         run::one_rep(&subject, s, warm.then_some(w), a, round)
@@ -182,6 +239,7 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
                 serde_json::to_string(&answer)?
             }
             Request::Latency(hz, overhead, warm) => {
+                postmortem::stage(Stage::LatencyPass);
                 let answer: Reply<Vec<Latency>> = match (script.as_ref(), arena.as_ref()) {
                     (Some((s, w)), Some(a)) => Ok(run::latency_pass(
                         &subject,
@@ -195,9 +253,14 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
                 };
                 serde_json::to_string(&answer)?
             }
+            Request::Brief(cfg) => {
+                let answer: Reply<BriefResult> =
+                    crate::brief::run(&subject, &cfg).map_err(|e| format!("{e:#}"));
+                serde_json::to_string(&answer)?
+            }
         };
-        writeln!(out, "{reply}")?;
-        out.flush()?;
+        postmortem::stage(Stage::Idle);
+        say(reply)?;
     }
     Ok(())
 }
@@ -208,6 +271,7 @@ pub struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    watch: Watch,
     /// Why it stopped, once it did.
     pub dead: Option<String>,
 }
@@ -218,20 +282,27 @@ pub static DEADLINE_SECS: AtomicU64 = AtomicU64::new(120);
 
 impl Worker {
     /// Starts a worker for the plugin at `path`; returns it and its hello.
-    pub fn start(path: &std::path::Path, flags: u32) -> Result<(Worker, Hello), String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
-            .arg("__worker")
+    pub fn start(path: &std::path::Path, flags: u32) -> Result<(Worker, Hello), StartError> {
+        let failed = |e: String| StartError::Failed(e);
+        let exe = std::env::current_exe().map_err(|e| failed(e.to_string()))?;
+        let watch = Watch::new().map_err(|e| failed(format!("cannot watch a worker: {e}")))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("__worker")
             .arg("--plugin")
             .arg(path)
             .arg("--flags")
             .arg(flags.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        watch.attach(&mut cmd);
+        let mut child = cmd
             .spawn()
-            .map_err(|e| format!("cannot start a worker: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no worker stdout")?;
+            .map_err(|e| failed(format!("cannot start a worker: {e}")))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| failed("no worker stdout".into()))?;
         let (tx, rx) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -246,21 +317,42 @@ impl Worker {
             child,
             stdin,
             lines: rx,
+            watch,
             dead: None,
         };
-        let hello = worker.read::<Hello>()?;
-        Ok((worker, hello))
+        match worker.read::<Result<Hello, Refusal>>().map_err(failed)? {
+            Ok(hello) => Ok((worker, hello)),
+            Err(Refusal::NotLoadable(e)) => Err(StartError::NotLoadable(e)),
+            Err(Refusal::Invalid(e)) => Err(StartError::Failed(e)),
+        }
     }
 
-    fn fail(&mut self, why: String) -> String {
-        let _ = self.child.kill();
-        let status = self.child.wait().ok();
-        let why = match status.and_then(|s| s.signal()) {
-            Some(libc::SIGSEGV) => "crashed (SIGSEGV)".to_string(),
-            Some(libc::SIGABRT) => "aborted (SIGABRT)".to_string(),
-            Some(libc::SIGKILL) if why.contains("no answer") => why,
-            Some(sig) => format!("killed by signal {sig}"),
-            None => why,
+    /// Ends the worker after `why` (an unreadable answer, no answer in
+    /// time, a closed channel) and says what happened, in one line.
+    fn fail(&mut self, why: Failure) -> String {
+        let stage = self.watch.stage();
+        if matches!(why, Failure::Hung(_)) {
+            let _ = self.child.kill();
+        }
+        let status = match why {
+            // A worker that closed its answers' channel is ending (or
+            // closed it itself): wait a little, then make sure.
+            Failure::Exited => wait_a_little(&mut self.child),
+            _ => None,
+        };
+        let status = status.or_else(|| {
+            let _ = self.child.kill();
+            self.child.wait().ok()
+        });
+        let why = match (why, status) {
+            (Failure::Hung(secs), _) => {
+                format!("hung {}: no answer in {secs} s (killed)", stage.words())
+            }
+            (Failure::Unreadable(e), _) => {
+                format!("gave an unreadable answer ({e}) {}", stage.words())
+            }
+            (Failure::Exited, Some(status)) => self.watch.death(status),
+            (Failure::Exited, None) => format!("stopped answering {}", stage.words()),
         };
         self.dead = Some(why.clone());
         why
@@ -273,11 +365,9 @@ impl Worker {
         let deadline = Duration::from_secs(DEADLINE_SECS.load(Ordering::Relaxed));
         match self.lines.recv_timeout(deadline) {
             Ok(line) => serde_json::from_str(&line)
-                .map_err(|e| self.fail(format!("unreadable answer: {e}"))),
-            Err(RecvTimeoutError::Timeout) => {
-                Err(self.fail(format!("hung (no answer in {} s)", deadline.as_secs())))
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(self.fail("exited".into())),
+                .map_err(|e| self.fail(Failure::Unreadable(e.to_string()))),
+            Err(RecvTimeoutError::Timeout) => Err(self.fail(Failure::Hung(deadline.as_secs()))),
+            Err(RecvTimeoutError::Disconnected) => Err(self.fail(Failure::Exited)),
         }
     }
 
@@ -291,7 +381,7 @@ impl Worker {
             None => Err(std::io::Error::other("closed")),
         };
         if sent.is_err() {
-            return Err(self.fail("exited".into()));
+            return Err(self.fail(Failure::Exited));
         }
         self.read::<Reply<T>>()?
     }
@@ -315,6 +405,32 @@ impl Worker {
     pub fn latency(&mut self, hz: f64, overhead: f64, warm: bool) -> Result<Vec<Latency>, String> {
         self.call(&Request::Latency(hz, overhead, warm))
     }
+
+    /// The lab program's whole run (`brief.rs`).
+    pub fn brief(&mut self, cfg: &BriefConfig) -> Result<BriefResult, String> {
+        self.call(&Request::Brief(cfg.clone()))
+    }
+}
+
+/// How the parent lost a worker.
+enum Failure {
+    /// No answer within the deadline (seconds).
+    Hung(u64),
+    /// An answer that is not the protocol's.
+    Unreadable(String),
+    /// The answers' channel closed.
+    Exited,
+}
+
+/// The child's status if it ends within a second.
+fn wait_a_little(child: &mut Child) -> Option<std::process::ExitStatus> {
+    for _ in 0..200 {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
 }
 
 impl Drop for Worker {

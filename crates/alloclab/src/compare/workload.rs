@@ -43,7 +43,7 @@ pub struct Op {
 }
 
 impl Op {
-    fn alloc(slot: usize, size: usize) -> Op {
+    pub(super) fn alloc(slot: usize, size: usize) -> Op {
         Op {
             kind: OpKind::Alloc,
             slot: slot as u32,
@@ -51,7 +51,7 @@ impl Op {
         }
     }
 
-    fn free(slot: usize) -> Op {
+    pub(super) fn free(slot: usize) -> Op {
         Op {
             kind: OpKind::Free,
             slot: slot as u32,
@@ -59,7 +59,7 @@ impl Op {
         }
     }
 
-    fn realloc(slot: usize, size: usize) -> Op {
+    pub(super) fn realloc(slot: usize, size: usize) -> Op {
         Op {
             kind: OpKind::Realloc,
             slot: slot as u32,
@@ -113,6 +113,16 @@ pub struct Script {
     pub usage: UsageKind,
     /// Largest sum of requested bytes live at once (0 if not computed).
     pub peak_live: usize,
+}
+
+impl Script {
+    /// Some operation of the script is a realloc.
+    pub fn has_realloc(&self) -> bool {
+        self.phases
+            .iter()
+            .flat_map(|p| &p.ops)
+            .any(|o| o.kind == OpKind::Realloc)
+    }
 }
 
 /// Sizes of the scaled workloads.
@@ -186,7 +196,7 @@ fn seed(seed: u64) -> Script {
     }
 }
 
-fn timed(name: &'static str, ops: Vec<Op>) -> Phase {
+pub(super) fn timed(name: &'static str, ops: Vec<Op>) -> Phase {
     Phase {
         name,
         ops,
@@ -195,7 +205,7 @@ fn timed(name: &'static str, ops: Vec<Op>) -> Phase {
     }
 }
 
-fn untimed(name: &'static str, ops: Vec<Op>) -> Phase {
+pub(super) fn untimed(name: &'static str, ops: Vec<Op>) -> Phase {
     Phase {
         name,
         ops,
@@ -410,58 +420,6 @@ fn realloc(blocks: usize, arena: usize) -> Script {
     }
 }
 
-/// A recorded trace as a workload: one timed phase replaying every event
-/// (block ids are the slots; alignment requests become plain allocations of
-/// at least the alignment; thread switches are replayed on one thread), then
-/// an untimed phase freeing what the trace left live. The arena is twice the
-/// trace's peak live bytes, rounded up to a power of two (at least 1 MiB):
-/// room for any power-of-two allocator's rounding.
-pub fn from_trace(name: &str, events: &[alloc_trace::Event]) -> Result<Script, String> {
-    use alloc_trace::Event;
-    let stats = alloc_trace::stats(events)?;
-    let slots = usize::try_from(stats.ids).map_err(|e| e.to_string())?;
-    let size = |s: u64| usize::try_from(s).unwrap_or(usize::MAX);
-    let mut replay = Vec::with_capacity(events.len());
-    let mut live = vec![false; slots];
-    for e in events {
-        match *e {
-            Event::Alloc { id, size: s } => {
-                live[id as usize] = true;
-                replay.push(Op::alloc(id as usize, size(s)));
-            }
-            Event::AllocAligned { id, size: s, align } => {
-                live[id as usize] = true;
-                replay.push(Op::alloc(id as usize, size(s.max(align))));
-            }
-            Event::Free { id } => {
-                live[id as usize] = false;
-                replay.push(Op::free(id as usize));
-            }
-            Event::Realloc { id, size: s } => replay.push(Op::realloc(id as usize, size(s))),
-            Event::Thread { .. } => {}
-        }
-    }
-    let cleanup = (0..slots).filter(|&i| live[i]).map(Op::free).collect();
-    let peak = size(stats.peak_live_bytes);
-    let arena = peak.saturating_mul(2).next_power_of_two().max(1 << 20);
-    Ok(Script {
-        name: format!("trace:{name}"),
-        description: format!(
-            "replay of {name}: {} allocs, {} frees, {} reallocs, peak {} KiB live, in a {} MiB arena",
-            stats.allocs,
-            stats.frees,
-            stats.reallocs,
-            peak >> 10,
-            arena >> 20
-        ),
-        arena,
-        slots,
-        phases: vec![timed("replay", replay), untimed("cleanup", cleanup)],
-        usage: UsageKind::Trace,
-        peak_live: peak,
-    })
-}
-
 /// The ideal bounds of a usage workload's first phase: what an allocator with
 /// zero metadata would reach, rounding every request up to a power of two
 /// (at least 16 B), and with no rounding at all.
@@ -574,41 +532,6 @@ mod tests {
             lo > s.arena / 2 * 90 / 100 && hi < s.arena / 2 * 110 / 100,
             "{lo}..{hi}"
         );
-    }
-
-    #[test]
-    fn traces_become_scripts() {
-        use alloc_trace::Event;
-        let events = [
-            Event::Alloc { id: 0, size: 100 },
-            Event::Thread { thread: 1 },
-            Event::AllocAligned {
-                id: 1,
-                size: 8,
-                align: 64,
-            },
-            Event::Realloc { id: 0, size: 300 },
-            Event::Free { id: 1 },
-        ];
-        let s = from_trace("t", &events).unwrap();
-        assert_eq!(s.name, "trace:t");
-        assert_eq!(s.peak_live, 308);
-        assert_eq!(s.arena, 1 << 20);
-        let kinds: Vec<OpKind> = s.phases[0].ops.iter().map(|o| o.kind).collect();
-        assert_eq!(
-            kinds,
-            [OpKind::Alloc, OpKind::Alloc, OpKind::Realloc, OpKind::Free]
-        );
-        assert_eq!(
-            s.phases[0].ops[1].size, 64,
-            "alignment kept as a minimum size"
-        );
-        assert_eq!(
-            s.phases[1].ops.len(),
-            1,
-            "block 0 is freed by the clean-up phase"
-        );
-        assert!(from_trace("bad", &[Event::Free { id: 0 }]).is_err());
     }
 
     #[test]

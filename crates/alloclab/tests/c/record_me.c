@@ -3,7 +3,9 @@
  *
  * Random malloc / calloc / realloc / posix_memalign / free on 256 slots,
  * then frees everything; with argument "threads", a second thread does the
- * same concurrently. Output goes through write(2) only, so that stdio's own
+ * same concurrently; with "sequential", 16 threads run one after another
+ * (each joined before the next starts, so they reuse one stack and one
+ * pthread_self value), each allocating and freeing. Output goes through write(2) only, so that stdio's own
  * buffers do not stay allocated: the trace of this program must free every
  * block it allocates (apart from what glibc keeps for a thread).
  */
@@ -50,7 +52,24 @@ static void *work(void *arg) {
     return NULL;
 }
 
+static void *briefly(void *arg) {
+    char *p = malloc(100 + (size_t)arg);
+    if (p) memset(p, 1, 1);
+    free(p);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "sequential") == 0) {
+        void *keep = malloc(10);
+        for (int i = 0; i < 16; i++) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, briefly, (void *)(size_t)i) != 0) return 2;
+            if (pthread_join(t, NULL) != 0) return 3;
+        }
+        free(keep);
+        return write(1, "done\n", 5) == 5 ? 0 : 4;
+    }
     int threads = argc > 1 && strcmp(argv[1], "threads") == 0;
     pthread_t t;
     if (threads && pthread_create(&t, NULL, work, (void *)7) != 0) return 2;

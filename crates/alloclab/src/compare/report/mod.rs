@@ -496,7 +496,7 @@ mod tests {
             })
             .collect();
         write(&sample::results(&many), &dir.join("many")).unwrap();
-        println!("{}", dir.display());
+        eprintln!("{}", dir.display());
     }
 
     #[test]

@@ -196,6 +196,7 @@ fn workload(
                     usage: None,
                     kernel: Kernel::default(),
                     reproduced: true,
+                    realloc_emulated: false,
                     largest_restored: None,
                     alignment: None,
                 };
@@ -263,6 +264,7 @@ fn workload(
                     context_switches: 0.0,
                 },
                 reproduced: true,
+                realloc_emulated: false,
                 largest_restored: s.usage.map(|_| true),
                 alignment: Some(16),
             }
