@@ -13,6 +13,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod arena;
+mod arena_map;
 mod artifacts;
 mod brief;
 mod compare;
@@ -96,6 +97,13 @@ enum Command {
     /// malloc shims, mimalloc and jemalloc: wall time and peak RSS relative
     /// to glibc, outputs checked.
     Programs(programs::ProgramsArgs),
+    /// Draw the arenas of allocators side by side at one moment of a
+    /// workload (where each byte goes: data, rounding, metadata, free), and
+    /// their fragmentation over time, as PNG and SVG.
+    Map(arena_map::command::MapArgs),
+    /// (internal) One allocator's arena map, run by `map` in a child process.
+    #[command(name = "__map", hide = true)]
+    MapChild(arena_map::command::MapChildArgs),
     /// (internal) One ease-of-use probe, run by `compare` in a child process.
     #[command(name = "__probe", hide = true)]
     Probe(compare::observe::ProbeArgs),
@@ -154,6 +162,8 @@ fn main() -> ExitCode {
         Some(Command::Record(args)) => record::main(args),
         Some(Command::Programs(args)) => done(programs::main(args)),
         Some(Command::Spawn(args)) => done(programs::spawn::child_main(args)),
+        Some(Command::Map(args)) => done(arena_map::command::main(args)),
+        Some(Command::MapChild(args)) => done(arena_map::command::child_main(args)),
         Some(Command::Probe(args)) => done(compare::observe::child_main(args)),
         Some(Command::Worker(args)) => done(compare::worker::child_main(args)),
         None => done(run_brief(&cli.brief)),

@@ -101,7 +101,7 @@ pub struct CompareArgs {
 
 /// This project's plugins as `compare` runs them: the artifact, the
 /// creation flags and the row's name.
-const OWN_PLUGINS: [(Artifact, u32, &str); 3] = [
+pub(crate) const OWN_PLUGINS: [(Artifact, u32, &str); 3] = [
     (artifacts::BUDDY_PLUGIN, 0, "buddy"),
     (artifacts::MCKUSICK_KARELS_PLUGIN, 0, "mckusick-karels"),
     (
@@ -467,13 +467,53 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         csv::write_file(&results, path)?;
     }
     let charts = match &args.report {
-        Some(dir) => Some((dir.as_path(), report::write(&results, dir)?)),
+        Some(dir) => {
+            let charts = report::write(&results, dir)?;
+            write_arena_maps(&entries, &scripts, args, dir)?;
+            Some((dir.as_path(), charts))
+        }
         None => None,
     };
     if let Some(path) = &args.readme {
         report::update_readme(path, &results, charts.as_ref().map(|(d, c)| (*d, &c[..])))?;
     }
     Ok(())
+}
+
+/// The arena maps of the report (`arena_map::report`): the arena
+/// allocators measured, on `fill` and the traces among `scripts`.
+fn write_arena_maps(
+    entries: &[Entry],
+    scripts: &[(workload::Script, worker::WorkloadSpec)],
+    args: &CompareArgs,
+    dir: &Path,
+) -> Result<()> {
+    use crate::arena_map::report::{self as maps, ToMap};
+    let targets: Vec<_> = entries
+        .iter()
+        .filter(|e| e.blocks_in_arena && !matches!(e.exec, run::Exec::Failed(_)))
+        .map(|e| (e.name.clone(), e.spec.clone(), e.flags))
+        .collect();
+    let workloads: Vec<ToMap> = scripts
+        .iter()
+        .filter_map(|(s, spec)| match spec {
+            worker::WorkloadSpec::Trace { path } => Some(ToMap {
+                name: s.name.clone(),
+                trace: Some(path.clone()),
+            }),
+            worker::WorkloadSpec::BuiltIn { name, .. } if name == "fill" => Some(ToMap {
+                name: name.clone(),
+                trace: None,
+            }),
+            _ => None,
+        })
+        .collect();
+    if targets.is_empty() || workloads.is_empty() {
+        return Ok(());
+    }
+    eprintln!("alloclab: drawing the arena maps (untimed replays in child processes)");
+    let section = maps::section(&targets, &workloads, args.quick, args.seed, dir)?;
+    maps::insert(dir, &section)
 }
 
 #[cfg(test)]
