@@ -37,7 +37,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::artifacts::{self, Artifact};
-use crate::compare::results::Machine;
+use crate::engine::results::Machine;
 use crate::output::outln;
 use set::{Program, Scale};
 

@@ -3,16 +3,8 @@
 //! workloads, `results.rs` for what is reported.
 
 pub mod csv;
-pub mod exec;
-pub mod measure;
-pub mod observe;
 pub mod report;
-pub mod results;
-pub mod run;
 pub mod table;
-pub mod trace;
-pub mod worker;
-pub mod workload;
 
 use std::path::{Path, PathBuf};
 
@@ -20,12 +12,13 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
 
+use crate::allocators::plugin_data;
+use crate::allocators::subject::{Spec, Subject};
 use crate::arena::Arena;
 use crate::artifacts::{self, Artifact};
+use crate::engine::results::{CompareResults, Machine, Method, Observed, SubjectInfo};
+use crate::engine::{measure, observe, run, trace, worker, workload};
 use crate::output::outln;
-use crate::plugin_data;
-use crate::subject::{Spec, Subject};
-use results::{CompareResults, Machine, Method, Observed, SubjectInfo};
 use run::{Entry, Plan};
 use worker::WorkloadSpec;
 use workload::Scale;
@@ -141,7 +134,7 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
     }
     out.push(Entry::local(Subject::fallback()));
     out.extend(
-        crate::peers::all()
+        crate::allocators::peers::all()
             .into_iter()
             .map(|p| Entry::local(p.subject())),
     );

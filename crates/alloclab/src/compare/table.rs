@@ -3,8 +3,8 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
-use super::results::*;
-use super::workload::UsageKind;
+use crate::engine::results::*;
+use crate::engine::workload::UsageKind;
 
 /// `12.3 ±4%`: median and interquartile range relative to it.
 pub fn ns_cell(s: &Summary) -> String {

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::compare::results::{CompareResults, Row, SubjectInfo, WorkloadResult};
-use crate::compare::workload::UsageKind;
-use crate::facts::ReallocKind;
+use crate::allocators::facts::ReallocKind;
+use crate::engine::results::{CompareResults, Row, SubjectInfo, WorkloadResult};
+use crate::engine::workload::UsageKind;
 
 /// One of the brief's four characteristics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -602,7 +602,10 @@ fn usage_tradeoffs(r: &CompareResults) -> Vec<String> {
     points
 }
 
-fn facts_of<'a>(r: &'a CompareResults, name: &str) -> Option<&'a crate::facts::TypedFacts> {
+fn facts_of<'a>(
+    r: &'a CompareResults,
+    name: &str,
+) -> Option<&'a crate::allocators::facts::TypedFacts> {
     r.subjects
         .iter()
         .find(|s| s.name == name)
@@ -619,7 +622,7 @@ fn speed_fields(r: &CompareResults, phase: &str) -> Vec<Field> {
     r.workloads
         .iter()
         .filter_map(|w| {
-            let rows: Vec<(&Row, &crate::compare::results::PhaseResult)> = ok_rows(w)
+            let rows: Vec<(&Row, &crate::engine::results::PhaseResult)> = ok_rows(w)
                 .filter_map(|row| Some((row, row.phases.iter().find(|p| p.name == phase)?)))
                 .collect();
             if rows.is_empty() {

@@ -16,8 +16,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::analysis::{ns, pct};
-use crate::compare::results::{CompareResults, WorkloadResult};
-use crate::compare::workload::UsageKind;
+use crate::engine::results::{CompareResults, WorkloadResult};
+use crate::engine::workload::UsageKind;
 
 static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";

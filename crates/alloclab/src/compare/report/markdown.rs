@@ -8,9 +8,9 @@ use comfy_table::Table;
 
 use super::analysis::{self, ns, pct};
 use super::charts::Chart;
-use crate::compare::results::{CompareResults, Method, WorkloadResult};
 use crate::compare::table;
-use crate::compare::workload::UsageKind;
+use crate::engine::results::{CompareResults, Method, WorkloadResult};
+use crate::engine::workload::UsageKind;
 
 /// `1 MiB`, `64 KiB`, `1000 B`.
 pub fn bytes(n: usize) -> String {

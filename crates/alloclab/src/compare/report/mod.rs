@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::results::CompareResults;
+use crate::engine::results::CompareResults;
 use analysis::pct;
 pub use charts::Chart;
 

@@ -3,9 +3,9 @@
 //! mixed, realloc, trace), an allocator that is not an arena allocator, and a
 //! failed row.
 
-use crate::compare::results::*;
-use crate::compare::workload::{IdealBounds, UsageKind};
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
+use crate::engine::results::*;
+use crate::engine::workload::{IdealBounds, UsageKind};
 
 /// One allocator of the sample, by its headline numbers.
 #[derive(Clone, Debug)]

@@ -25,8 +25,8 @@ use std::ptr::{self, NonNull, null_mut};
 use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
 
-use crate::facts::TypedFacts;
-use crate::subject::Subject;
+use crate::allocators::facts::TypedFacts;
+use crate::allocators::subject::Subject;
 
 pub mod buddy_alloc;
 pub mod buddy_system;

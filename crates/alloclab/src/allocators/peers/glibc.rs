@@ -1,36 +1,29 @@
-//! jemalloc (through `tikv-jemalloc-sys`, which builds jemalloc 5.3 from
-//! source): the `_rjem_`-prefixed `malloc`/`free`/`realloc`, so glibc's
-//! `malloc` stays the process allocator and the two never mix.
+//! glibc's `malloc`/`free`/`realloc` (through the `libc` crate): the
+//! allocator a C program gets by default.
 //!
-//! A system allocator: it takes memory from the OS itself, so the arena holds
-//! only the adapter's handle (a magic number). `destroy` cannot free the
-//! blocks still live: they stay allocated, like any `malloc`ed memory never
-//! freed.
-//!
-//! jemalloc's smallest size class is 8 bytes and its blocks are only 8-byte
-//! aligned (`malloc(1..=8)` returns addresses ending in 8 half the time), so
-//! the adapter asks for at least [`ALIGN`] bytes: the 16-byte class, whose
-//! blocks are 16-byte aligned.
+//! A system allocator: it takes memory from the OS itself (`brk`/`mmap`), so
+//! the arena holds only the adapter's handle (a magic number). `destroy`
+//! cannot free the blocks still live (glibc keeps no list of them for us):
+//! they stay allocated, like any `malloc`ed memory never freed.
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
 
 use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
-use tikv_jemalloc_sys as je;
 
 use super::{ALIGN, Peer, Slot};
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"jemalloc");
+const MAGIC: u64 = u64::from_le_bytes(*b"glibc\0\0\0");
 
-/// Documented facts (jemalloc(3); `tikv-jemalloc-sys` docs).
+/// Documented facts (glibc manual, "Memory Allocation"; malloc(3), mallinfo2(3)).
 pub const FACTS: TypedFacts = TypedFacts {
-    calls: "malloc(size), free(ptr), realloc(ptr, size) (here _rjem_-prefixed; also mallocx/sdallocx)",
+    calls: "malloc(size), free(ptr), realloc(ptr, size)",
     free_needs_size: false,
     realloc: ReallocKind::Native,
-    threads: "thread-safe (thread caches, several arenas)",
-    introspection: "mallctl(\"stats.*\") and malloc_stats_print() (need --enable-stats: tikv-jemalloc-sys feature `stats`, off by default and here), malloc_usable_size(ptr)",
+    threads: "thread-safe (per-thread arenas and tcache)",
+    introspection: "mallinfo2(), malloc_stats(), malloc_info() (XML), malloc_usable_size(ptr)",
     adapter_header: 0,
     uses_arena: false,
 };
@@ -60,15 +53,15 @@ unsafe extern "C" fn alloc(a: *mut Allocator, size: usize) -> *mut c_void {
     if !unsafe { live(a) } {
         return null_mut();
     }
-    // SAFETY: malloc accepts any size (NULL when too large).
-    unsafe { je::malloc(size.max(ALIGN)) }
+    // SAFETY: malloc accepts any size; 0 gives a unique freeable block.
+    unsafe { libc::malloc(size) }
 }
 
 unsafe extern "C" fn free(a: *mut Allocator, p: *mut c_void) {
     // SAFETY: the `allocator_free` contract.
     if unsafe { live(a) } {
         // SAFETY: `p` is NULL or a block from this peer (else undefined, as documented).
-        unsafe { je::free(p) }
+        unsafe { libc::free(p) }
     }
 }
 
@@ -78,14 +71,14 @@ unsafe extern "C" fn realloc(a: *mut Allocator, p: *mut c_void, size: usize) -> 
         return null_mut();
     }
     if size == 0 {
-        // The ABI's rule (jemalloc's own answer depends on opt.zero_realloc).
+        // The ABI's rule (glibc's too): free and return NULL.
         // SAFETY: as in `free`.
-        unsafe { je::free(p) };
+        unsafe { libc::free(p) };
         return null_mut();
     }
-    // SAFETY: `p` is NULL or a live block of this peer; on failure jemalloc
+    // SAFETY: `p` is NULL or a live block of this peer; on failure glibc
     // returns NULL and leaves `p` untouched.
-    unsafe { je::realloc(p, size.max(ALIGN)) }
+    unsafe { libc::realloc(p, size) }
 }
 
 unsafe extern "C" fn alloc_aligned(a: *mut Allocator, size: usize, align: usize) -> *mut c_void {
@@ -95,8 +88,8 @@ unsafe extern "C" fn alloc_aligned(a: *mut Allocator, size: usize, align: usize)
     }
     let mut p = null_mut();
     // SAFETY: `align` is a power of two and a multiple of sizeof(void *);
-    // `p` is a valid out-pointer; the result is freed with `free`.
-    match unsafe { je::posix_memalign(&mut p, align.max(ALIGN), size.max(ALIGN)) } {
+    // `p` is a valid out-pointer.
+    match unsafe { libc::posix_memalign(&mut p, align.max(ALIGN), size) } {
         0 => p,
         _ => null_mut(),
     }
@@ -108,10 +101,10 @@ unsafe extern "C" fn usable_size(a: *const Allocator, p: *const c_void) -> usize
         return 0;
     }
     // SAFETY: `p` is a live block of this peer.
-    unsafe { je::malloc_usable_size(p) }
+    unsafe { libc::malloc_usable_size(p.cast_mut()) }
 }
 
-/// jemalloc behind the plugin ABI.
+/// glibc behind the plugin ABI.
 pub fn api() -> PluginApi {
     PluginApi {
         create,
@@ -128,10 +121,10 @@ pub fn api() -> PluginApi {
     }
 }
 
-/// The jemalloc peer.
+/// The glibc peer.
 pub fn peer() -> Peer {
     Peer {
-        name: "jemalloc",
+        name: "glibc",
         api: api(),
         facts: FACTS,
     }

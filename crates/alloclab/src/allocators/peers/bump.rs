@@ -16,7 +16,7 @@ use plugin_abi::loader::PluginApi;
 use plugin_abi::{ALLOCATOR_STAT_UNKNOWN, Allocator, AllocatorStats};
 
 use super::{ALIGN, Peer, Rest, Slot};
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"bumpbump");
 

@@ -24,7 +24,7 @@ use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
 
 use super::{Peer, Rest, Slot, emulated_realloc};
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"buddyalc");
 

@@ -26,7 +26,7 @@ use plugin_abi::loader::PluginApi;
 use rlsf::Tlsf;
 
 use super::{ALIGN, Peer, Rest, Slot};
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"rlsf\0\0\0\0");
 

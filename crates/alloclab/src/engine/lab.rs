@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::allocators::subject::Subject;
 use crate::arena::Arena;
 use crate::output::outln;
 use crate::postmortem::{self, Stage};
-use crate::subject::Subject;
 
 /// The largest `--count`: the runner keeps three words per request (its
 /// size, its block, the successful blocks), 2.4 GB at this count.

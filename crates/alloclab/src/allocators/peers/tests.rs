@@ -578,7 +578,7 @@ fn a_bad_free_that_panics_poisons_the_instance() {
 
 #[test]
 fn the_brief_workload_runs_on_every_peer() {
-    use crate::brief::{BriefConfig, run};
+    use crate::engine::lab::{BriefConfig, run};
     let cfg = BriefConfig {
         arena_size: 1 << 20,
         count: 2000,

@@ -27,7 +27,7 @@ use talc::base::Talc;
 use talc::source::Manual;
 
 use super::{HEADER, Peer, Rest, Slot, get_header, header_layout, put_header};
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"talc5\0\0\0");
 

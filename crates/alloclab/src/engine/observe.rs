@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::results::Observed;
 use super::run::Entry;
+use crate::allocators::plugin_data;
+use crate::allocators::subject::{Spec, Subject};
 use crate::arena::Arena;
 use crate::output::outln;
-use crate::plugin_data;
 use crate::postmortem::{self, Stage, Watch};
-use crate::subject::{Spec, Subject};
 
 /// A probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use plugin_abi::loader::{LoadError, Plugin, PluginApi};
 use plugin_abi::{Allocator, AllocatorStats};
 
-use crate::facts::TypedFacts;
-use crate::fallback;
-use crate::plugin_data::{self, Info};
+use crate::allocators::facts::TypedFacts;
+use crate::allocators::fallback;
+use crate::allocators::plugin_data::{self, Info};
 use crate::postmortem::{self, Stage};
 
 /// How to make a [`Subject`] again, in a child process.
@@ -143,7 +143,7 @@ impl Subject {
         if name == "mmap fallback" {
             return Some(Subject::fallback());
         }
-        crate::peers::by_name(name).map(|p| p.subject())
+        crate::allocators::peers::by_name(name).map(|p| p.subject())
     }
 
     /// Makes the subject `spec` describes, with creation `flags`.

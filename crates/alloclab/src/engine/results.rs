@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::workload::{IdealBounds, UsageKind};
-use crate::facts::TypedFacts;
+use crate::allocators::facts::TypedFacts;
 
 /// Everything one `compare` run produced.
 #[derive(Clone, Debug, Serialize)]

@@ -15,7 +15,7 @@
 use std::ffi::{c_int, c_void};
 use std::ptr::{self, null_mut};
 
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
 use plugin_abi::loader::PluginApi;
 use plugin_abi::*;
 use rustix::mm::{MapFlags, MremapFlags, ProtFlags, mmap_anonymous, mremap, munmap};

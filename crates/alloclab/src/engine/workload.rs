@@ -17,7 +17,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
-use crate::brief;
+use crate::engine::lab;
 
 /// What an operation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,7 +171,7 @@ fn fxhash(s: &str) -> u64 {
 
 /// The brief's workload exactly: the sizes of `alloclab PLUGIN`.
 fn seed(seed: u64) -> Script {
-    let sizes = brief::sizes(10_000, 4096, seed);
+    let sizes = lab::sizes(10_000, 4096, seed);
     Script {
         name: "seed".into(),
         description:
@@ -502,7 +502,7 @@ mod tests {
     fn seed_is_the_briefs_sequence() {
         let s = generate("seed", scale()).unwrap();
         let sizes: Vec<usize> = s.phases[0].ops.iter().map(|o| o.size).collect();
-        assert_eq!(sizes, brief::sizes(10_000, 4096, 42));
+        assert_eq!(sizes, lab::sizes(10_000, 4096, 42));
         assert_eq!(s.arena, 1 << 20);
     }
 

@@ -22,9 +22,9 @@ use super::measure::{self, Rusage};
 use super::results::*;
 use super::worker::{StartError, Worker, WorkloadSpec};
 use super::workload::{self, Script, UsageKind};
+use crate::allocators::facts::TypedFacts;
+use crate::allocators::subject::{Spec, Subject};
 use crate::arena::Arena;
-use crate::facts::TypedFacts;
-use crate::subject::{Spec, Subject};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -149,7 +149,7 @@ impl Entry {
             Err(StartError::NotLoadable(why)) => return Err(why),
             Err(StartError::Failed(why)) => {
                 return Ok(Entry {
-                    name: crate::subject::file_stem_name(path),
+                    name: crate::allocators::subject::file_stem_name(path),
                     spec: Spec::Plugin(path.to_path_buf()),
                     flags: 0,
                     blocks_in_arena: true,
@@ -690,7 +690,11 @@ pub fn run_workload(
     }
 
     // The empty call takes part in the rotation like any allocator.
-    let empty = Subject::builtin("empty call", empty::api(), crate::fallback::FACTS);
+    let empty = Subject::builtin(
+        "empty call",
+        empty::api(),
+        crate::allocators::fallback::FACTS,
+    );
     let mut empty_times: Vec<Vec<(f64, usize)>> = vec![Vec::new(); timed_phases.len()];
     let mut order: Vec<Option<usize>> = (0..entries.len())
         .filter(|&i| accs[i].checked.failure.is_none())
@@ -885,7 +889,7 @@ mod tests {
             .collect();
         let script = super::super::trace::from_events("t", &events).unwrap();
         let arena = Arena::map_aligned(script.arena, script.arena.next_power_of_two()).unwrap();
-        let rlsf = crate::peers::all()
+        let rlsf = crate::allocators::peers::all()
             .into_iter()
             .find(|p| p.name == "rlsf")
             .unwrap()

@@ -1,80 +1,72 @@
-//! buddy_system_allocator 0.13 (rCore's `Heap<ORDER>`) over the arena: a
-//! binary buddy system with one singly linked free list per order.
+//! linked_list_allocator 0.10 (`Heap`, as in Philipp Oppermann's "Writing an
+//! OS in Rust") over the arena: a first-fit list of holes sorted by address.
 //!
-//! `Heap::<32>` (blocks up to 2^31 bytes) is used directly; `init` adds the
-//! arena after the adapter's state, cut into naturally aligned power-of-two
-//! blocks. `dealloc(ptr, layout)` needs the layout, so the adapter keeps the
-//! size in a [`HEADER`]-byte header in front of each block, as a C caller
-//! with a `free(ptr)` API would have to. A buddy rounds every request up to a
-//! power of two, so the header makes a power-of-two request take the next
-//! power (4096 bytes asked: 4112 with the header, an 8192-byte block).
-//! `Heap` has no realloc (its `LockedHeap` uses `GlobalAlloc`'s default), so
-//! `realloc` is emulated: allocate, copy, free.
+//! `Heap::init` takes the arena after the adapter's state. `deallocate(ptr,
+//! layout)` needs the layout, so the adapter keeps the size in a
+//! [`HEADER`]-byte header in front of each block, as a C caller with a
+//! `free(ptr)` API would have to. `Heap` has no realloc (its `LockedHeap`
+//! uses `GlobalAlloc`'s default: allocate, copy, deallocate), so `realloc`
+//! is emulated the same way.
 //!
-//! `dealloc` merges buddies by scanning the free list of each order for the
-//! buddy's address: O(free blocks of that order) per step.
+//! The crate checks a freed block against its neighbouring holes and panics
+//! ("Freed node aliases existing hole! Bad free?") on a double free it
+//! notices; the adapter catches the panic and poisons the instance.
+//! `allocate_first_fit` and `deallocate` walk the hole list: O(holes).
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
 
-use buddy_system_allocator::Heap;
+use linked_list_allocator::Heap;
 use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
 
 use super::{HEADER, Peer, Rest, Slot, emulated_realloc, get_header, header_layout, put_header};
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"buddysys");
+const MAGIC: u64 = u64::from_le_bytes(*b"llalloc\0");
 
-/// Orders 0..ORDER: the largest block is 2^(ORDER-1) bytes (2 GiB).
-pub const ORDER: usize = 32;
+/// The smallest span handed to `Heap::init` (it panics below two or three
+/// words; one block of the smallest request needs 32 bytes).
+const MIN_HEAP: usize = 64;
 
-type Inner = Heap<ORDER>;
-
-/// The smallest span given to the heap: it always holds one smallest block.
-const MIN_HEAP: usize = 4 * HEADER;
-
-/// Documented facts (buddy_system_allocator docs).
+/// Documented facts (linked_list_allocator docs).
 pub const FACTS: TypedFacts = TypedFacts {
-    calls: "Heap::<ORDER>::new(), init(start, size) / add_to_heap(start, end), alloc(layout), dealloc(ptr, layout)",
+    calls: "Heap::empty(), init(bottom, size), allocate_first_fit(layout), deallocate(ptr, layout)",
     free_needs_size: true,
     realloc: ReallocKind::Emulated,
-    threads: "Heap needs &mut: LockedHeap (spin::Mutex, feature use_spin) to share it",
-    introspection: "stats_alloc_user(), stats_alloc_actual(), stats_total_bytes()",
+    threads: "Heap needs &mut: LockedHeap (spinning_top spin lock, feature use_spin) to share it",
+    introspection: "Heap::used(), free(), size()",
     adapter_header: HEADER,
     uses_arena: true,
 };
 
 unsafe extern "C" fn create(memory: *mut c_void, size: usize) -> *mut Allocator {
-    let setup = |h: &mut Inner, rest: Rest| {
-        // The smallest block (header + 1 byte) takes 32 bytes, 32-byte
-        // aligned: 64 bytes from a 16-byte aligned start always hold one.
+    let setup = |h: &mut Heap, rest: Rest| {
         if rest.len < MIN_HEAP {
             return false;
         }
-        // SAFETY: the rest of the arena is ours until destroy and was never
-        // added to this heap.
-        unsafe { h.init(rest.start as usize, rest.len) };
+        // SAFETY: the rest of the arena is ours until destroy; init once.
+        unsafe { h.init(rest.start, rest.len) };
         true
     };
     // SAFETY: the `allocator_create` contract.
-    unsafe { Slot::<Inner>::create(memory, size, MAGIC, Heap::new, setup) }
+    unsafe { Slot::<Heap>::create(memory, size, MAGIC, Heap::empty, setup) }
 }
 
 unsafe extern "C" fn destroy(a: *mut Allocator) {
     // SAFETY: the `allocator_destroy` contract; the state is all in the arena.
-    unsafe { Slot::<Inner>::kill(a, MAGIC) };
+    unsafe { Slot::<Heap>::kill(a, MAGIC) };
 }
 
 unsafe extern "C" fn alloc(a: *mut Allocator, size: usize) -> *mut c_void {
     // SAFETY: the `allocator_alloc` contract.
-    let Some(s) = (unsafe { Slot::<Inner>::get(a, MAGIC) }) else {
+    let Some(s) = (unsafe { Slot::<Heap>::get(a, MAGIC) }) else {
         return null_mut();
     };
     let Some(layout) = header_layout(size) else {
         return null_mut();
     };
-    s.run(null_mut(), |h| match h.alloc(layout) {
+    s.run(null_mut(), |h| match h.allocate_first_fit(layout) {
         // SAFETY: a fresh block of `layout` gets its header.
         Ok(b) => unsafe { put_header(b, size) },
         Err(()) => null_mut(),
@@ -86,7 +78,7 @@ unsafe extern "C" fn free(a: *mut Allocator, p: *mut c_void) {
         return;
     }
     // SAFETY: the `allocator_free` contract.
-    let Some(s) = (unsafe { Slot::<Inner>::get(a, MAGIC) }) else {
+    let Some(s) = (unsafe { Slot::<Heap>::get(a, MAGIC) }) else {
         return;
     };
     s.run((), |h| {
@@ -94,7 +86,7 @@ unsafe extern "C" fn free(a: *mut Allocator, p: *mut c_void) {
         // documented), so its header gives the layout it was allocated with.
         unsafe {
             let (block, size) = get_header(p);
-            h.dealloc(block, header_layout(size).unwrap_unchecked());
+            h.deallocate(block, header_layout(size).unwrap_unchecked());
         }
     })
 }
@@ -110,7 +102,7 @@ unsafe extern "C" fn realloc(a: *mut Allocator, p: *mut c_void, size: usize) -> 
         return null_mut();
     }
     // SAFETY: the `allocator_realloc` contract.
-    if unsafe { Slot::<Inner>::get(a, MAGIC) }.is_none() {
+    if unsafe { Slot::<Heap>::get(a, MAGIC) }.is_none() {
         return null_mut();
     }
     // SAFETY: `p` is a live block of this peer (else undefined, as documented).
@@ -119,7 +111,7 @@ unsafe extern "C" fn realloc(a: *mut Allocator, p: *mut c_void, size: usize) -> 
     unsafe { emulated_realloc((alloc, free), a, p, size, old) }
 }
 
-/// buddy_system_allocator behind the plugin ABI.
+/// linked_list_allocator behind the plugin ABI.
 pub fn api() -> PluginApi {
     PluginApi {
         create,
@@ -136,10 +128,10 @@ pub fn api() -> PluginApi {
     }
 }
 
-/// The buddy_system_allocator peer.
+/// The linked_list_allocator peer.
 pub fn peer() -> Peer {
     Peer {
-        name: "buddy_system_allocator",
+        name: "linked_list_allocator",
         api: api(),
         facts: FACTS,
     }

@@ -11,7 +11,7 @@
 //!
 //! The worker generates the same scripts from the same parameters (the
 //! workloads are deterministic), maps its own arena, and runs the very same
-//! code as the parent's in-process measurements (`run.rs`, `brief.rs`).
+//! code as the parent's in-process measurements (`run.rs`, `lab.rs`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -28,10 +28,10 @@ use serde::{Deserialize, Serialize};
 use super::results::Latency;
 use super::run::{self, CheckedOut, RepOut};
 use super::workload::{self, IdealBounds, Scale, Script};
+use crate::allocators::subject::{Subject, SubjectError};
 use crate::arena::Arena;
-use crate::brief::{BriefConfig, BriefResult};
+use crate::engine::lab::{BriefConfig, BriefResult};
 use crate::postmortem::{self, Stage, Watch};
-use crate::subject::{Subject, SubjectError};
 
 /// Arguments of the hidden `alloclab __worker` command.
 #[derive(Args, Debug, Clone)]
@@ -255,7 +255,7 @@ pub fn child_main(args: &WorkerArgs) -> anyhow::Result<()> {
             }
             Request::Brief(cfg) => {
                 let answer: Reply<BriefResult> =
-                    crate::brief::run(&subject, &cfg).map_err(|e| format!("{e:#}"));
+                    crate::engine::lab::run(&subject, &cfg).map_err(|e| format!("{e:#}"));
                 serde_json::to_string(&answer)?
             }
         };
@@ -406,7 +406,7 @@ impl Worker {
         self.call(&Request::Latency(hz, overhead, warm))
     }
 
-    /// The lab program's whole run (`brief.rs`).
+    /// The lab program's whole run (`lab.rs`).
     pub fn brief(&mut self, cfg: &BriefConfig) -> Result<BriefResult, String> {
         self.call(&Request::Brief(cfg.clone()))
     }

@@ -1,29 +1,44 @@
-//! glibc's `malloc`/`free`/`realloc` (through the `libc` crate): the
-//! allocator a C program gets by default.
+//! mimalloc (Microsoft's allocator, through `libmimalloc-sys`, which builds
+//! mimalloc v3 from source): `mi_malloc`/`mi_free`/`mi_realloc` called
+//! directly, not through `mimalloc::MiMalloc` (whose `GlobalAlloc` goes
+//! through `mi_malloc_aligned`).
 //!
-//! A system allocator: it takes memory from the OS itself (`brk`/`mmap`), so
-//! the arena holds only the adapter's handle (a magic number). `destroy`
-//! cannot free the blocks still live (glibc keeps no list of them for us):
-//! they stay allocated, like any `malloc`ed memory never freed.
+//! A system allocator: it takes memory from the OS itself, so the arena holds
+//! only the adapter's handle (a magic number). `destroy` cannot free the
+//! blocks still live: they stay allocated, like any `mi_malloc`ed memory
+//! never freed.
+//!
+//! mimalloc's smallest size class is 8 bytes and its blocks are only 8-byte
+//! aligned (`mi_malloc(1..=8)` returns addresses ending in 8 half the time),
+//! so the adapter asks for at least [`ALIGN`] bytes: the 16-byte class, whose
+//! blocks are 16-byte aligned.
+//!
+//! Not done: an arena mode (`mi_manage_os_memory` + `mi_heap_new_in_arena`).
+//! In the bundled mimalloc v3 an arena must be at least 32 MiB
+//! (`MI_ARENA_MIN_SIZE`; smaller memory is refused with a warning) and is
+//! carved in 64 KiB slices; a heap belongs to the thread that made it; and no
+//! call gives an arena back, so the runner could never unmap the memory it
+//! handed over. Not simple and robust enough over the runner's 1 MiB arenas.
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
 
+use libmimalloc_sys as mi;
 use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
 
 use super::{ALIGN, Peer, Slot};
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"glibc\0\0\0");
+const MAGIC: u64 = u64::from_le_bytes(*b"mimalloc");
 
-/// Documented facts (glibc manual, "Memory Allocation"; malloc(3), mallinfo2(3)).
+/// Documented facts (mimalloc's `mimalloc.h` and its documentation).
 pub const FACTS: TypedFacts = TypedFacts {
-    calls: "malloc(size), free(ptr), realloc(ptr, size)",
+    calls: "mi_malloc(size), mi_free(ptr), mi_realloc(ptr, size)",
     free_needs_size: false,
     realloc: ReallocKind::Native,
-    threads: "thread-safe (per-thread arenas and tcache)",
-    introspection: "mallinfo2(), malloc_stats(), malloc_info() (XML), malloc_usable_size(ptr)",
+    threads: "thread-safe (thread-local heaps; a block may be freed from any thread)",
+    introspection: "mi_stats_print() (detailed counters only in a build with MI_STAT), mi_process_info(), mi_usable_size(ptr), mi_heap_visit_blocks()",
     adapter_header: 0,
     uses_arena: false,
 };
@@ -53,15 +68,15 @@ unsafe extern "C" fn alloc(a: *mut Allocator, size: usize) -> *mut c_void {
     if !unsafe { live(a) } {
         return null_mut();
     }
-    // SAFETY: malloc accepts any size; 0 gives a unique freeable block.
-    unsafe { libc::malloc(size) }
+    // SAFETY: mi_malloc accepts any size (NULL when too large).
+    unsafe { mi::mi_malloc(size.max(ALIGN)) }
 }
 
 unsafe extern "C" fn free(a: *mut Allocator, p: *mut c_void) {
     // SAFETY: the `allocator_free` contract.
     if unsafe { live(a) } {
         // SAFETY: `p` is NULL or a block from this peer (else undefined, as documented).
-        unsafe { libc::free(p) }
+        unsafe { mi::mi_free(p) }
     }
 }
 
@@ -71,14 +86,14 @@ unsafe extern "C" fn realloc(a: *mut Allocator, p: *mut c_void, size: usize) -> 
         return null_mut();
     }
     if size == 0 {
-        // The ABI's rule (glibc's too): free and return NULL.
+        // The ABI's rule (mi_realloc(p, 0) would return a new small block).
         // SAFETY: as in `free`.
-        unsafe { libc::free(p) };
+        unsafe { mi::mi_free(p) };
         return null_mut();
     }
-    // SAFETY: `p` is NULL or a live block of this peer; on failure glibc
+    // SAFETY: `p` is NULL or a live block of this peer; on failure mimalloc
     // returns NULL and leaves `p` untouched.
-    unsafe { libc::realloc(p, size) }
+    unsafe { mi::mi_realloc(p, size.max(ALIGN)) }
 }
 
 unsafe extern "C" fn alloc_aligned(a: *mut Allocator, size: usize, align: usize) -> *mut c_void {
@@ -86,13 +101,8 @@ unsafe extern "C" fn alloc_aligned(a: *mut Allocator, size: usize, align: usize)
     if !unsafe { live(a) } || !align.is_power_of_two() {
         return null_mut();
     }
-    let mut p = null_mut();
-    // SAFETY: `align` is a power of two and a multiple of sizeof(void *);
-    // `p` is a valid out-pointer.
-    match unsafe { libc::posix_memalign(&mut p, align.max(ALIGN), size) } {
-        0 => p,
-        _ => null_mut(),
-    }
+    // SAFETY: `align` is a power of two; the result is freed with mi_free.
+    unsafe { mi::mi_malloc_aligned(size.max(ALIGN), align.max(ALIGN)) }
 }
 
 unsafe extern "C" fn usable_size(a: *const Allocator, p: *const c_void) -> usize {
@@ -101,10 +111,10 @@ unsafe extern "C" fn usable_size(a: *const Allocator, p: *const c_void) -> usize
         return 0;
     }
     // SAFETY: `p` is a live block of this peer.
-    unsafe { libc::malloc_usable_size(p.cast_mut()) }
+    unsafe { mi::mi_usable_size(p) }
 }
 
-/// glibc behind the plugin ABI.
+/// mimalloc behind the plugin ABI.
 pub fn api() -> PluginApi {
     PluginApi {
         create,
@@ -121,10 +131,10 @@ pub fn api() -> PluginApi {
     }
 }
 
-/// The glibc peer.
+/// The mimalloc peer.
 pub fn peer() -> Peer {
     Peer {
-        name: "glibc",
+        name: "mimalloc",
         api: api(),
         facts: FACTS,
     }
