@@ -22,15 +22,13 @@ mod postmortem;
 mod programs;
 mod record;
 mod signals;
+mod toolkit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use std::sync::atomic::Ordering;
-
-use crate::allocators::subject::Subject;
 use crate::engine::lab::{self, BriefConfig, BriefResult, Shown};
 use crate::engine::worker::{StartError, Worker};
 
@@ -176,10 +174,13 @@ fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
         repeat: args.repeat as usize,
     };
     cfg.check()?;
-    engine::worker::DEADLINE_SECS.store(args.deadline.max(1), Ordering::Relaxed);
+    let settings = engine::settings::Settings {
+        deadline_secs: args.deadline.max(1),
+        ..Default::default()
+    };
     let fallback = |why: &str| -> anyhow::Result<(Shown, BriefResult)> {
         eprintln!("alloclab: {why}; using the built-in mmap/munmap fallback");
-        let subject = Subject::fallback();
+        let subject = crate::allocators::fallback();
         let result = lab::run(&subject, &cfg)?;
         let shown = Shown {
             name: subject.name,
@@ -191,8 +192,8 @@ fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
     let (shown, result) = match &args.plugin {
         None => fallback("no plugin path given")?,
         Some(path) => {
-            let origin = allocators::plugin_data::shown(&path.display().to_string());
-            match Worker::start(path, 0) {
+            let origin = crate::output::shown(&path.display().to_string());
+            match Worker::start(path, 0, &settings) {
                 Ok((mut worker, hello)) => {
                     let result = worker.brief(&cfg).map_err(|e| {
                         let more = if e.starts_with("hung") {

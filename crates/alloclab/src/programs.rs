@@ -37,8 +37,8 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::artifacts::{self, Artifact};
-use crate::engine::results::Machine;
 use crate::output::outln;
+use crate::toolkit::machine::Machine;
 use set::{Program, Scale};
 
 /// Allocation calls (`malloc`, `free`, `realloc` and friends, counted by
@@ -518,7 +518,7 @@ pub fn main(args: &ProgramsArgs) -> Result<()> {
         report::check_readme(path)?;
     }
     if let Some(path) = &args.json {
-        crate::compare::output_dir(path)?;
+        crate::toolkit::machine::output_dir(path)?;
     }
     let scale = if args.quick {
         Scale::Quick
@@ -568,7 +568,7 @@ fn measure(
     scale: Scale,
     workdir: &Path,
 ) -> Result<ProgramsResults> {
-    let machine = crate::compare::machine();
+    let machine = crate::toolkit::machine::machine();
     let load_before = load_average();
     let (mut programs, mut skipped) = set::programs(scale, workdir)?;
     if !args.programs.is_empty() {

@@ -16,6 +16,7 @@ use std::ffi::{c_int, c_void};
 use std::ptr::{self, null_mut};
 
 use crate::allocators::facts::{ReallocKind, TypedFacts};
+use crate::allocators::table;
 use plugin_abi::loader::PluginApi;
 use plugin_abi::*;
 use rustix::mm::{MapFlags, MremapFlags, ProtFlags, mmap_anonymous, mremap, munmap};
@@ -349,17 +350,11 @@ pub const FACTS: TypedFacts = TypedFacts {
 /// The fallback's function table.
 pub fn api() -> PluginApi {
     PluginApi {
-        create,
-        destroy,
-        alloc,
-        free,
         realloc: Some(realloc),
-        create_with_flags: None,
-        alloc_aligned: None,
         usable_size: Some(usable_size),
         stats: Some(stats),
-        check: None,
         info: Some(info),
+        ..table(create, destroy, alloc, free)
     }
 }
 

@@ -15,6 +15,7 @@ use std::ffi::c_void;
 use plugin_abi::loader::PluginApi;
 use plugin_abi::{ALLOCATOR_STAT_UNKNOWN, AllocatorInfo, AllocatorStats};
 
+use crate::output::shown;
 use crate::postmortem::{self, Stage};
 
 /// The longest name `allocator_info` may give, in bytes.
@@ -181,20 +182,6 @@ pub fn check_stats(s: &AllocatorStats, arena: usize) -> Result<(), String> {
         Some(w) => Err(format!("allocator_stats is inconsistent: {w}")),
         None => Ok(()),
     }
-}
-
-/// `s` with control characters escaped (`\n`, `\u{1b}`): safe to print on
-/// one line of a table or a terminal.
-pub fn shown(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

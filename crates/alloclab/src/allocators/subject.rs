@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use plugin_abi::loader::{LoadError, Plugin, PluginApi};
 use plugin_abi::{Allocator, AllocatorStats};
+use serde::{Deserialize, Serialize};
 
 use crate::allocators::facts::TypedFacts;
-use crate::allocators::fallback;
 use crate::allocators::plugin_data::{self, Info};
 use crate::postmortem::{self, Stage};
 
@@ -45,6 +45,20 @@ pub struct Subject {
     _plugin: Option<Plugin>,
 }
 
+/// What an allocator exports and supports beyond the four required calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Exports `allocator_stats`.
+    pub has_stats: bool,
+    /// Exports `allocator_check`.
+    pub has_check: bool,
+    /// Exports `allocator_realloc`.
+    pub has_realloc: bool,
+    /// `allocator_info` says it supports `ALLOCATOR_FLAG_LOCKED` (a
+    /// thread-safe instance).
+    pub lockable: bool,
+}
+
 /// Why a plugin cannot be measured.
 #[derive(Debug)]
 pub enum SubjectError {
@@ -62,12 +76,12 @@ pub enum SubjectError {
 impl std::fmt::Display for SubjectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SubjectError::Load(e) => write!(f, "{}", plugin_data::shown(&e.to_string())),
+            SubjectError::Load(e) => write!(f, "{}", crate::output::shown(&e.to_string())),
             SubjectError::Invalid { path, why } => {
                 write!(
                     f,
                     "plugin {}: {why}",
-                    plugin_data::shown(&path.display().to_string())
+                    crate::output::shown(&path.display().to_string())
                 )
             }
         }
@@ -77,21 +91,6 @@ impl std::fmt::Display for SubjectError {
 impl std::error::Error for SubjectError {}
 
 impl Subject {
-    /// The built-in `mmap`/`munmap` fallback.
-    pub fn fallback() -> Subject {
-        Subject {
-            spec: Spec::Builtin("mmap fallback".into()),
-            name: "mmap fallback".into(),
-            origin: "built into alloclab".into(),
-            api: fallback::api(),
-            flags: 0,
-            blocks_in_arena: false,
-            facts: Some(fallback::FACTS),
-            info: builtin_info(&fallback::api()),
-            _plugin: None,
-        }
-    }
-
     /// A subject built into the runner (a peer adapter).
     pub fn builtin(name: &str, api: PluginApi, facts: TypedFacts) -> Subject {
         Subject {
@@ -128,7 +127,7 @@ impl Subject {
         Ok(Subject {
             spec: Spec::Plugin(path.to_path_buf()),
             name,
-            origin: plugin_data::shown(&path.display().to_string()),
+            origin: crate::output::shown(&path.display().to_string()),
             api,
             flags: 0,
             blocks_in_arena: true,
@@ -136,25 +135,6 @@ impl Subject {
             info,
             _plugin: Some(plugin),
         })
-    }
-
-    /// The subject built into the runner called `name`.
-    pub fn builtin_named(name: &str) -> Option<Subject> {
-        if name == "mmap fallback" {
-            return Some(Subject::fallback());
-        }
-        crate::allocators::peers::by_name(name).map(|p| p.subject())
-    }
-
-    /// Makes the subject `spec` describes, with creation `flags`.
-    pub fn from_spec(spec: &Spec, flags: u32) -> Result<Subject, String> {
-        let mut s = match spec {
-            Spec::Plugin(path) => Subject::load(path).map_err(|e| e.to_string())?,
-            Spec::Builtin(name) => Subject::builtin_named(name)
-                .ok_or_else(|| format!("no built-in allocator `{name}`"))?,
-        };
-        s.flags = flags;
-        Ok(s)
     }
 
     /// Creates an allocator on `[memory, memory + size)`, or NULL.
@@ -196,9 +176,14 @@ impl Subject {
         self.info.description.clone()
     }
 
-    /// `allocator_info` says the plugin supports `ALLOCATOR_FLAG_LOCKED`.
-    pub fn lockable(&self) -> bool {
-        self.info.supported_flags & plugin_abi::ALLOCATOR_FLAG_LOCKED != 0
+    /// What it exports and supports.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            has_realloc: self.api.realloc.is_some(),
+            has_stats: self.api.stats.is_some(),
+            has_check: self.api.check.is_some(),
+            lockable: self.info.supported_flags & plugin_abi::ALLOCATOR_FLAG_LOCKED != 0,
+        }
     }
 
     /// The allocator's stats, if the plugin exports them; for an allocator
@@ -250,5 +235,5 @@ pub fn file_stem_name(path: &Path) -> String {
         .strip_prefix("lib")
         .filter(|n| !n.is_empty())
         .unwrap_or(&stem);
-    plugin_data::shown(name)
+    crate::output::shown(name)
 }

@@ -152,21 +152,21 @@ pub fn ease_table(r: &CompareResults) -> Table {
             None => (
                 "allocator_create, allocator_alloc, allocator_free, allocator_destroy".into(),
                 "no".into(),
-                if o.has_realloc {
+                if o.caps.has_realloc {
                     "native"
                 } else {
                     "none (alloclab emulates it: alloc + copy + free)"
                 }
                 .into(),
-                if o.lockable {
+                if o.caps.lockable {
                     "one instance per thread, or created ALLOCATOR_FLAG_LOCKED"
                 } else {
                     "not documented (assume one instance per thread)"
                 }
                 .into(),
                 [
-                    o.has_stats.then_some("allocator_stats"),
-                    o.has_check.then_some("allocator_check"),
+                    o.caps.has_stats.then_some("allocator_stats"),
+                    o.caps.has_check.then_some("allocator_check"),
                 ]
                 .into_iter()
                 .flatten()

@@ -395,3 +395,28 @@ pub fn print(subject: &Shown, cfg: &BriefConfig, r: &BriefResult) {
         }
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_brief_workload_runs_on_every_peer() {
+        let cfg = BriefConfig {
+            arena_size: 1 << 20,
+            count: 2000,
+            max_size: 4096,
+            seed: 42,
+            repeat: 2,
+        };
+        for peer in crate::allocators::peers::all() {
+            let r = run(&crate::allocators::peer_subject(&peer), &cfg)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", peer.name));
+            assert!(r.successes > 0, "{}", peer.name);
+            eprintln!(
+                "{:24} {:5} of {} blocks, usage factor {:.3}",
+                peer.name, r.successes, cfg.count, r.usage_factor
+            );
+        }
+    }
+}

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use super::entry::Entry;
 use super::results::Observed;
-use super::run::Entry;
-use crate::allocators::plugin_data;
 use crate::allocators::subject::{Spec, Subject};
 use crate::arena::Arena;
 use crate::output::outln;
@@ -72,7 +71,7 @@ pub fn child_main(args: &ProbeArgs) -> anyhow::Result<()> {
         (None, Some(b)) => Spec::Builtin(b.clone()),
         (None, None) => anyhow::bail!("__probe needs --plugin or --builtin"),
     };
-    let subject = Subject::from_spec(&spec, args.flags).map_err(anyhow::Error::msg)?;
+    let subject = crate::allocators::from_spec(&spec, args.flags).map_err(anyhow::Error::msg)?;
     let found = match args.probe {
         Probe::InteriorFree | Probe::DoubleFree | Probe::ForeignFree => {
             bad_pointer(&subject, args.probe)?
@@ -335,11 +334,7 @@ fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
             number: None,
         };
     };
-    let limit = Duration::from_secs(
-        super::worker::DEADLINE_SECS
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .clamp(1, 10),
-    );
+    let limit = Duration::from_secs(entry.settings.deadline_secs.clamp(1, 10));
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -389,7 +384,7 @@ fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
             .unwrap_or_else(|| outcome(watch.death(s))),
         Some(s) => match s.signal() {
             Some(libc::SIGABRT) => outcome(format!("aborts the process (SIGABRT){said}")),
-            _ if s.code() == Some(1) && !first_err.is_empty() => outcome(plugin_data::shown(
+            _ if s.code() == Some(1) && !first_err.is_empty() => outcome(crate::output::shown(
                 first_err.trim_start_matches("alloclab: "),
             )),
             _ => outcome(watch.death(s)),
@@ -414,9 +409,6 @@ pub fn observe(entry: &Entry) -> Observed {
         } else {
             None
         },
-        has_stats: entry.has_stats,
-        has_check: entry.has_check,
-        has_realloc: entry.has_realloc,
-        lockable: entry.lockable,
+        caps: entry.caps,
     }
 }

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::workload::{IdealBounds, UsageKind};
 use crate::allocators::facts::TypedFacts;
+use crate::allocators::subject::Capabilities;
+use crate::engine::settings::Settings;
+use crate::toolkit::machine::Machine;
 
 /// Everything one `compare` run produced.
 #[derive(Clone, Debug, Serialize)]
@@ -17,21 +20,6 @@ pub struct CompareResults {
     pub subjects: Vec<SubjectInfo>,
     /// One entry per workload.
     pub workloads: Vec<WorkloadResult>,
-}
-
-/// The machine and the command.
-#[derive(Clone, Debug, Serialize)]
-pub struct Machine {
-    /// CPU model.
-    pub cpu: String,
-    /// Online CPUs.
-    pub cpus: usize,
-    /// `uname -sr`.
-    pub kernel: String,
-    /// UTC date and time of the run.
-    pub date: String,
-    /// The command line.
-    pub command: String,
 }
 
 /// How the numbers were taken.
@@ -66,6 +54,11 @@ pub struct SubjectInfo {
     pub origin: String,
     /// Ran in a child process (third-party plugins).
     pub isolated: bool,
+    /// For one that ran in a child process: the settings that process
+    /// measured with, as it reported them (cold or warm, the CPU it was
+    /// pinned to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_settings: Option<Settings>,
     /// Documented facts (built-in subjects), or what the plugin's
     /// `allocator_info` says.
     pub facts: Option<TypedFacts>,
@@ -91,14 +84,9 @@ pub struct Observed {
     pub exhaustion: Option<String>,
     /// The smallest arena on which `create` and one `alloc(1)` succeed.
     pub smallest_arena: Option<usize>,
-    /// Exports `allocator_stats`.
-    pub has_stats: bool,
-    /// Exports `allocator_check`.
-    pub has_check: bool,
-    /// Exports `allocator_realloc`.
-    pub has_realloc: bool,
-    /// Supports `ALLOCATOR_FLAG_LOCKED` (a thread-safe instance).
-    pub lockable: bool,
+    /// What it exports and supports.
+    #[serde(flatten)]
+    pub caps: Capabilities,
 }
 
 /// A summary of repeated measurements.

@@ -25,6 +25,7 @@ use plugin_abi::loader::PluginApi;
 
 use super::{Peer, Rest, Slot, emulated_realloc};
 use crate::allocators::facts::{ReallocKind, TypedFacts};
+use crate::allocators::table;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"buddyalc");
 
@@ -157,17 +158,8 @@ unsafe extern "C" fn realloc(a: *mut Allocator, p: *mut c_void, size: usize) -> 
 /// buddy-alloc behind the plugin ABI.
 pub fn api() -> PluginApi {
     PluginApi {
-        create,
-        destroy,
-        alloc,
-        free,
         realloc: Some(realloc),
-        create_with_flags: None,
-        alloc_aligned: None,
-        usable_size: None,
-        stats: None,
-        check: None,
-        info: None,
+        ..table(create, destroy, alloc, free)
     }
 }
 

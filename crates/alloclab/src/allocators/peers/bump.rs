@@ -17,6 +17,7 @@ use plugin_abi::{ALLOCATOR_STAT_UNKNOWN, Allocator, AllocatorStats};
 
 use super::{ALIGN, Peer, Rest, Slot};
 use crate::allocators::facts::{ReallocKind, TypedFacts};
+use crate::allocators::table;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"bumpbump");
 
@@ -188,17 +189,9 @@ unsafe extern "C" fn stats(a: *const Allocator, out: *mut AllocatorStats) -> c_i
 /// The bump allocator behind the plugin ABI.
 pub fn api() -> PluginApi {
     PluginApi {
-        create,
-        destroy,
-        alloc,
-        free,
         realloc: Some(realloc),
-        create_with_flags: None,
-        alloc_aligned: None,
-        usable_size: None,
         stats: Some(stats),
-        check: None,
-        info: None,
+        ..table(create, destroy, alloc, free)
     }
 }
 

@@ -2,10 +2,8 @@
 //! source): the `_rjem_`-prefixed `malloc`/`free`/`realloc`, so glibc's
 //! `malloc` stays the process allocator and the two never mix.
 //!
-//! A system allocator: it takes memory from the OS itself, so the arena holds
-//! only the adapter's handle (a magic number). `destroy` cannot free the
-//! blocks still live: they stay allocated, like any `malloc`ed memory never
-//! freed.
+//! A system allocator, behind the system allocators' one adapter
+//! (`system.rs`).
 //!
 //! jemalloc's smallest size class is 8 bytes and its blocks are only 8-byte
 //! aligned (`malloc(1..=8)` returns addresses ending in 8 half the time), so
@@ -13,16 +11,12 @@
 //! blocks are 16-byte aligned.
 
 use std::ffi::c_void;
-use std::ptr::null_mut;
 
-use plugin_abi::Allocator;
-use plugin_abi::loader::PluginApi;
 use tikv_jemalloc_sys as je;
 
-use super::{ALIGN, Peer, Slot};
+use super::system::{self, SystemMalloc, via_posix_memalign};
+use super::{ALIGN, Peer};
 use crate::allocators::facts::{ReallocKind, TypedFacts};
-
-const MAGIC: u64 = u64::from_le_bytes(*b"jemalloc");
 
 /// Documented facts (jemalloc(3); `tikv-jemalloc-sys` docs).
 pub const FACTS: TypedFacts = TypedFacts {
@@ -35,96 +29,32 @@ pub const FACTS: TypedFacts = TypedFacts {
     uses_arena: false,
 };
 
-unsafe extern "C" fn create(memory: *mut c_void, size: usize) -> *mut Allocator {
-    // SAFETY: the `allocator_create` contract.
-    unsafe { Slot::<()>::create(memory, size, MAGIC, || (), |_, _| true) }
-}
+/// jemalloc's `_rjem_` calls.
+pub struct Jemalloc;
 
-unsafe extern "C" fn destroy(a: *mut Allocator) {
-    // SAFETY: the `allocator_destroy` contract.
-    unsafe { Slot::<()>::kill(a, MAGIC) };
-}
-
-/// True when `a` is a live handle of this peer.
-///
-/// # Safety
-///
-/// The ABI's handle contract.
-unsafe fn live(a: *const Allocator) -> bool {
-    // SAFETY: forwarded contract.
-    unsafe { Slot::<()>::get(a, MAGIC) }.is_some()
-}
-
-unsafe extern "C" fn alloc(a: *mut Allocator, size: usize) -> *mut c_void {
-    // SAFETY: the `allocator_alloc` contract.
-    if !unsafe { live(a) } {
-        return null_mut();
+// SAFETY: jemalloc's own functions, with the C library's contracts.
+unsafe impl SystemMalloc for Jemalloc {
+    const MAGIC: u64 = u64::from_le_bytes(*b"jemalloc");
+    const MIN_SIZE: usize = ALIGN;
+    unsafe fn malloc(size: usize) -> *mut c_void {
+        // SAFETY: forwarded contract.
+        unsafe { je::malloc(size) }
     }
-    // SAFETY: malloc accepts any size (NULL when too large).
-    unsafe { je::malloc(size.max(ALIGN)) }
-}
-
-unsafe extern "C" fn free(a: *mut Allocator, p: *mut c_void) {
-    // SAFETY: the `allocator_free` contract.
-    if unsafe { live(a) } {
-        // SAFETY: `p` is NULL or a block from this peer (else undefined, as documented).
+    unsafe fn free(p: *mut c_void) {
+        // SAFETY: forwarded contract.
         unsafe { je::free(p) }
     }
-}
-
-unsafe extern "C" fn realloc(a: *mut Allocator, p: *mut c_void, size: usize) -> *mut c_void {
-    // SAFETY: the `allocator_realloc` contract.
-    if !unsafe { live(a) } {
-        return null_mut();
+    unsafe fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+        // SAFETY: forwarded contract.
+        unsafe { je::realloc(p, size) }
     }
-    if size == 0 {
-        // The ABI's rule (jemalloc's own answer depends on opt.zero_realloc).
-        // SAFETY: as in `free`.
-        unsafe { je::free(p) };
-        return null_mut();
+    unsafe fn aligned(size: usize, align: usize) -> *mut c_void {
+        // SAFETY: forwarded contract.
+        unsafe { via_posix_memalign(je::posix_memalign, size, align) }
     }
-    // SAFETY: `p` is NULL or a live block of this peer; on failure jemalloc
-    // returns NULL and leaves `p` untouched.
-    unsafe { je::realloc(p, size.max(ALIGN)) }
-}
-
-unsafe extern "C" fn alloc_aligned(a: *mut Allocator, size: usize, align: usize) -> *mut c_void {
-    // SAFETY: the `allocator_alloc_aligned` contract.
-    if !unsafe { live(a) } || !align.is_power_of_two() {
-        return null_mut();
-    }
-    let mut p = null_mut();
-    // SAFETY: `align` is a power of two and a multiple of sizeof(void *);
-    // `p` is a valid out-pointer; the result is freed with `free`.
-    match unsafe { je::posix_memalign(&mut p, align.max(ALIGN), size.max(ALIGN)) } {
-        0 => p,
-        _ => null_mut(),
-    }
-}
-
-unsafe extern "C" fn usable_size(a: *const Allocator, p: *const c_void) -> usize {
-    // SAFETY: the `allocator_usable_size` contract.
-    if !unsafe { live(a) } || p.is_null() {
-        return 0;
-    }
-    // SAFETY: `p` is a live block of this peer.
-    unsafe { je::malloc_usable_size(p) }
-}
-
-/// jemalloc behind the plugin ABI.
-pub fn api() -> PluginApi {
-    PluginApi {
-        create,
-        destroy,
-        alloc,
-        free,
-        realloc: Some(realloc),
-        create_with_flags: None,
-        alloc_aligned: Some(alloc_aligned),
-        usable_size: Some(usable_size),
-        stats: None,
-        check: None,
-        info: None,
+    unsafe fn usable_size(p: *const c_void) -> usize {
+        // SAFETY: forwarded contract.
+        unsafe { je::malloc_usable_size(p) }
     }
 }
 
@@ -132,7 +62,7 @@ pub fn api() -> PluginApi {
 pub fn peer() -> Peer {
     Peer {
         name: "jemalloc",
-        api: api(),
+        api: system::api::<Jemalloc>(),
         facts: FACTS,
     }
 }

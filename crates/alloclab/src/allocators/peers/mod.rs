@@ -26,16 +26,17 @@ use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
 
 use crate::allocators::facts::TypedFacts;
-use crate::allocators::subject::Subject;
 
 pub mod buddy_alloc;
 pub mod buddy_system;
 pub mod bump;
 pub mod glibc;
+mod headered;
 pub mod jemalloc;
 pub mod linked_list;
 pub mod mimalloc;
 pub mod rlsf;
+mod system;
 pub mod talc;
 
 /// Every block handed out by a peer adapter is aligned to this.
@@ -67,13 +68,6 @@ pub struct Peer {
     pub api: PluginApi,
     /// What its documentation says a user must know and do.
     pub facts: TypedFacts,
-}
-
-impl Peer {
-    /// The peer as a subject the runner can measure.
-    pub fn subject(&self) -> Subject {
-        Subject::builtin(self.name, self.api, self.facts)
-    }
 }
 
 /// Every peer, system allocators first.

@@ -27,6 +27,7 @@ use rlsf::Tlsf;
 
 use super::{ALIGN, Peer, Rest, Slot};
 use crate::allocators::facts::{ReallocKind, TypedFacts};
+use crate::allocators::table;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"rlsf\0\0\0\0");
 
@@ -127,17 +128,8 @@ unsafe extern "C" fn realloc(a: *mut Allocator, p: *mut c_void, size: usize) -> 
 /// rlsf behind the plugin ABI.
 pub fn api() -> PluginApi {
     PluginApi {
-        create,
-        destroy,
-        alloc,
-        free,
         realloc: Some(realloc),
-        create_with_flags: None,
-        alloc_aligned: None,
-        usable_size: None,
-        stats: None,
-        check: None,
-        info: None,
+        ..table(create, destroy, alloc, free)
     }
 }
 

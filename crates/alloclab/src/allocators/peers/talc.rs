@@ -17,19 +17,16 @@
 //! request plus an 8-byte tag rounded up to 32 bytes; the user pointer is
 //! 16 bytes into the chunk, so 16-byte aligned.
 
-use std::ffi::c_void;
-use std::ptr::null_mut;
+use std::alloc::Layout;
+use std::ptr::NonNull;
 
-use plugin_abi::Allocator;
-use plugin_abi::loader::PluginApi;
 use talc::DefaultBinning;
 use talc::base::Talc;
 use talc::source::Manual;
 
-use super::{HEADER, Peer, Rest, Slot, get_header, header_layout, put_header};
+use super::headered::{self, HeaderedCrate};
+use super::{HEADER, Peer, Rest};
 use crate::allocators::facts::{ReallocKind, TypedFacts};
-
-const MAGIC: u64 = u64::from_le_bytes(*b"talc5\0\0\0");
 
 type Inner = Talc<Manual, DefaultBinning>;
 
@@ -44,112 +41,30 @@ pub const FACTS: TypedFacts = TypedFacts {
     uses_arena: true,
 };
 
-unsafe extern "C" fn create(memory: *mut c_void, size: usize) -> *mut Allocator {
-    let setup = |t: &mut Inner, rest: Rest| {
+// SAFETY: talc hands out disjoint blocks of the layout asked for, inside
+// the memory it claimed.
+unsafe impl HeaderedCrate for Inner {
+    const MAGIC: u64 = u64::from_le_bytes(*b"talc5\0\0\0");
+    fn new() -> Inner {
+        Talc::new(Manual)
+    }
+    unsafe fn setup(&mut self, rest: Rest) -> bool {
         // SAFETY: the rest of the arena is ours until destroy; `Manual`
         // allows manual heap management.
-        unsafe { t.claim(rest.start, rest.len) }.is_some()
-    };
-    // SAFETY: the `allocator_create` contract.
-    unsafe { Slot::<Inner>::create(memory, size, MAGIC, || Talc::new(Manual), setup) }
-}
-
-unsafe extern "C" fn destroy(a: *mut Allocator) {
-    // SAFETY: the `allocator_destroy` contract. talc's state is all in the
-    // arena: nothing to release.
-    unsafe { Slot::<Inner>::kill(a, MAGIC) };
-}
-
-unsafe extern "C" fn alloc(a: *mut Allocator, size: usize) -> *mut c_void {
-    // SAFETY: the `allocator_alloc` contract.
-    let Some(s) = (unsafe { Slot::<Inner>::get(a, MAGIC) }) else {
-        return null_mut();
-    };
-    let Some(layout) = header_layout(size) else {
-        return null_mut();
-    };
-    s.run(null_mut(), |t| {
-        // SAFETY: the layout's size is nonzero; a fresh block gets its header.
-        unsafe {
-            t.allocate(layout)
-                .map_or(null_mut(), |b| put_header(b, size))
-        }
-    })
-}
-
-unsafe extern "C" fn free(a: *mut Allocator, p: *mut c_void) {
-    if p.is_null() {
-        return;
+        unsafe { self.claim(rest.start, rest.len) }.is_some()
     }
-    // SAFETY: the `allocator_free` contract.
-    let Some(s) = (unsafe { Slot::<Inner>::get(a, MAGIC) }) else {
-        return;
-    };
-    s.run((), |t| {
-        // SAFETY: `p` is a live block of this peer (else undefined, as
-        // documented), so its header gives the layout it was allocated with.
-        unsafe {
-            let (block, size) = get_header(p);
-            let layout = header_layout(size).unwrap_unchecked();
-            t.deallocate(block.as_ptr(), layout);
-        }
-    })
-}
-
-unsafe extern "C" fn realloc(a: *mut Allocator, p: *mut c_void, size: usize) -> *mut c_void {
-    if p.is_null() {
+    fn allocate(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: the layout's size is nonzero (it includes the header).
+        unsafe { Talc::allocate(self, layout) }
+    }
+    unsafe fn deallocate(&mut self, block: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded contract.
-        return unsafe { alloc(a, size) };
+        unsafe { Talc::deallocate(self, block.as_ptr(), layout) }
     }
-    if size == 0 {
-        // SAFETY: forwarded contract.
-        unsafe { free(a, p) };
-        return null_mut();
-    }
-    let Some(new_layout) = header_layout(size) else {
-        return null_mut();
-    };
-    // SAFETY: the `allocator_realloc` contract.
-    let Some(s) = (unsafe { Slot::<Inner>::get(a, MAGIC) }) else {
-        return null_mut();
-    };
-    s.run(null_mut(), |t| {
-        // SAFETY: `p` is a live block of this peer, its header gives its
-        // layout; on any failure the old block is left as it was.
-        unsafe {
-            let (block, old) = get_header(p);
-            let old_layout = header_layout(old).unwrap_unchecked();
-            if t.try_realloc_in_place(block.as_ptr(), old_layout, new_layout.size()) {
-                return put_header(block, size);
-            }
-            let Some(fresh) = t.allocate(new_layout) else {
-                return null_mut();
-            };
-            // Only growing can fail in place: all `old` bytes fit.
-            fresh
-                .as_ptr()
-                .add(HEADER)
-                .copy_from_nonoverlapping(p.cast::<u8>(), old);
-            t.deallocate(block.as_ptr(), old_layout);
-            put_header(fresh, size)
-        }
-    })
-}
-
-/// talc behind the plugin ABI.
-pub fn api() -> PluginApi {
-    PluginApi {
-        create,
-        destroy,
-        alloc,
-        free,
-        realloc: Some(realloc),
-        create_with_flags: None,
-        alloc_aligned: None,
-        usable_size: None,
-        stats: None,
-        check: None,
-        info: None,
+    unsafe fn resize_in_place(&mut self, block: NonNull<u8>, old: Layout, new: usize) -> bool {
+        // SAFETY: forwarded contract; talc shrinks always in place and grows
+        // in place into a free neighbour.
+        unsafe { self.try_realloc_in_place(block.as_ptr(), old, new) }
     }
 }
 
@@ -157,7 +72,7 @@ pub fn api() -> PluginApi {
 pub fn peer() -> Peer {
     Peer {
         name: "talc",
-        api: api(),
+        api: headered::api::<Inner>(),
         facts: FACTS,
     }
 }

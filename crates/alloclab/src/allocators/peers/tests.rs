@@ -154,7 +154,7 @@ fn names_are_unique_and_found() {
     for p in &peers {
         assert_eq!(by_name(p.name).unwrap().name, p.name);
         assert_eq!(by_name(&p.name.to_uppercase()).unwrap().name, p.name);
-        let s = p.subject();
+        let s = crate::allocators::peer_subject(p);
         assert_eq!(s.name, p.name);
         assert_eq!(s.blocks_in_arena, p.facts.uses_arena);
         assert!(s.facts.is_some());
@@ -574,24 +574,4 @@ fn a_bad_free_that_panics_poisons_the_instance() {
     assert!(inst.alloc(8).is_null(), "poisoned");
     inst.free(a.p.cast());
     assert!(inst.realloc(c.p.cast(), 8).is_null());
-}
-
-#[test]
-fn the_brief_workload_runs_on_every_peer() {
-    use crate::engine::lab::{BriefConfig, run};
-    let cfg = BriefConfig {
-        arena_size: 1 << 20,
-        count: 2000,
-        max_size: 4096,
-        seed: 42,
-        repeat: 2,
-    };
-    for peer in all() {
-        let r = run(&peer.subject(), &cfg).unwrap_or_else(|e| panic!("{}: {e:#}", peer.name));
-        assert!(r.successes > 0, "{}", peer.name);
-        eprintln!(
-            "{:24} {:5} of {} blocks, usage factor {:.3}",
-            peer.name, r.successes, cfg.count, r.usage_factor
-        );
-    }
 }

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use crate::allocators::facts::ReallocKind;
 use crate::engine::results::{CompareResults, Row, SubjectInfo, WorkloadResult};
 use crate::engine::workload::UsageKind;
+use crate::toolkit::format::{agree, and_list, ns, pct, ratio};
 
 /// One of the brief's four characteristics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,57 +132,6 @@ pub fn analyse(r: &CompareResults) -> Analysis {
 }
 
 // ───────────────────────────── formatting ─────────────────────────────
-
-/// `1.03x`, `1.8x`, `12x`, `1200x`.
-pub fn ratio(x: f64) -> String {
-    if !x.is_finite() {
-        "∞x".into()
-    } else if x < 1.095 {
-        format!("{x:.2}x")
-    } else if x < 9.95 {
-        format!("{x:.1}x")
-    } else {
-        format!("{x:.0}x")
-    }
-}
-
-/// `9.1 ns`, `152 ns`, `12.3 µs`, `1.20 ms`.
-pub fn ns(x: f64) -> String {
-    if !x.is_finite() {
-        "n/a".into()
-    } else if x.abs() < 100.0 {
-        format!("{x:.1} ns")
-    } else if x.abs() < 10_000.0 {
-        format!("{x:.0} ns")
-    } else if x.abs() < 1e6 {
-        format!("{:.1} µs", x / 1e3)
-    } else {
-        format!("{:.2} ms", x / 1e6)
-    }
-}
-
-/// `74.7%`.
-pub fn pct(x: f64) -> String {
-    if x.is_finite() {
-        format!("{:.1}%", 100.0 * x)
-    } else {
-        "n/a".into()
-    }
-}
-
-/// The singular or plural form for `n` subjects.
-fn agree(n: usize, one: &'static str, many: &'static str) -> &'static str {
-    if n == 1 { one } else { many }
-}
-
-/// `a`, `a and b`, `a, b and c`.
-fn and_list(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [a] => a.clone(),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
-    }
-}
 
 // ───────────────────────────── ranking ─────────────────────────────
 
@@ -869,7 +819,7 @@ fn checks(s: &SubjectInfo) -> (usize, usize, Vec<String>) {
     check(Some(!needs_size), "free needs the block's size".into());
     let realloc = match &s.facts {
         Some(f) => f.realloc == ReallocKind::Native,
-        None => o.has_realloc,
+        None => o.caps.has_realloc,
     };
     check(Some(realloc), "no native realloc".into());
     for (what, outcome) in [
@@ -897,7 +847,7 @@ fn checks(s: &SubjectInfo) -> (usize, usize, Vec<String>) {
         },
     );
     check(
-        Some(o.has_stats || o.has_check),
+        Some(o.caps.has_stats || o.caps.has_check),
         "no introspection (allocator_stats / allocator_check)".into(),
     );
     (total - failed.len(), total, failed)
