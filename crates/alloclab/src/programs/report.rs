@@ -21,7 +21,7 @@ fn ratio(x: Option<f64>) -> String {
 /// `0.84 s (0.80–0.91)`.
 fn time_cell(r: &Row) -> String {
     let ok: Vec<f64> = r.wall_s.clone();
-    match (r.wall_median_s, super::range(&ok)) {
+    match (r.wall_median_s, super::results::range(&ok)) {
         (Some(m), Some((lo, hi))) => format!("{m:.3} s ({lo:.3}–{hi:.3})"),
         (Some(m), None) => format!("{m:.3} s"),
         _ => "–".into(),

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::engine::results::CompareResults;
+use crate::engine::results::{CompareResults, WorkloadResult};
 pub use crate::toolkit::chart::Chart;
 use crate::toolkit::format::pct;
 use crate::toolkit::readme::{absolute, relative, replace_between};
@@ -102,9 +102,29 @@ pub const BEGIN: &str = "<!-- results:begin -->";
 /// The marker line after it.
 pub const END: &str = "<!-- results:end -->";
 
+/// The workloads of the README's table, when they were run: the lab's
+/// workload, small blocks in random order, a steady churn, and the fill
+/// efficiency. Every other workload and trace is in the full report.
+pub const README_WORKLOADS: [&str; 4] = ["seed", "small-random", "churn", "fill"];
+
+/// The workloads the README's table shows: [`README_WORKLOADS`] if any of
+/// them ran, else every workload.
+fn readme_workloads(r: &CompareResults) -> Vec<&WorkloadResult> {
+    let headline: Vec<&WorkloadResult> = README_WORKLOADS
+        .iter()
+        .filter_map(|n| r.workloads.iter().find(|w| w.name == *n))
+        .collect();
+    if headline.is_empty() {
+        r.workloads.iter().collect()
+    } else {
+        headline
+    }
+}
+
 /// The compact results block: the machine, date and command, then a table
-/// with the allocators as rows and, for each workload, the net ns/op of its
-/// timed phases and its usage figure; then `extra` (links, a chart).
+/// with the allocators as rows and, for each headline workload
+/// ([`README_WORKLOADS`]), the net ns/op of its timed phases and its usage
+/// figure; then `extra` (links, a chart).
 pub fn readme_block(r: &CompareResults, extra: &str) -> String {
     let m = &r.machine;
     let mut s = format!(
@@ -118,8 +138,9 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
         r.method.repetitions,
         if r.method.repetitions == 1 { "" } else { "s" }
     );
+    let workloads = readme_workloads(r);
     let mut header = vec!["allocator".to_string()];
-    for w in &r.workloads {
+    for w in &workloads {
         let phases: Vec<&str> = w.empty_call_ns.iter().map(|(n, _)| n.as_str()).collect();
         if !phases.is_empty() {
             header.push(format!("`{}` {} ns", w.name, phases.join(" / ")));
@@ -138,7 +159,7 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
     }
     for name in names {
         let mut cells = vec![name.to_string()];
-        for w in &r.workloads {
+        for w in &workloads {
             let row = w.rows.iter().find(|row| row.subject == name);
             let phases: Vec<&str> = w.empty_call_ns.iter().map(|(n, _)| n.as_str()).collect();
             if !phases.is_empty() {
@@ -171,6 +192,14 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
         "\nns: median time per call over the repetitions, net of an empty call. Usage: the usage factor (`fill`: fill efficiency; traces: peak live bytes \
          / smallest arena that replays the trace); n/a: the allocator does not manage the arena.\n",
     );
+    if workloads.len() < r.workloads.len() {
+        let _ = writeln!(
+            s,
+            "\n{} of the {} workloads; every workload and trace, with the spread and latency percentiles, is in the full report.",
+            workloads.len(),
+            r.workloads.len()
+        );
+    }
     let a = analysis::analyse(r);
     let _ = writeln!(s, "\nLeads on {}.", a.leaders_line());
     if !extra.is_empty() {
