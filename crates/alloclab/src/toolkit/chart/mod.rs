@@ -11,11 +11,15 @@ use std::sync::OnceLock;
 
 use anyhow::{Result, anyhow, bail};
 use plotters::coord::Shift;
-use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+mod axis;
+
+pub(crate) use axis::Axis;
+use axis::{Keyed, tick_label};
+
+static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 // Font sizes are even: plotters' ab_glyph renderer truncates half a font
 // size when it places each glyph, which at odd sizes lifts short glyphs
@@ -185,161 +189,6 @@ fn draw_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing a chart: {e}")
 }
 
-/// The x axis: linear, or log10 of the value.
-pub(crate) struct Axis {
-    /// Log10 of the values (they span more than two decades).
-    pub(crate) log: bool,
-    /// Coordinate range (log10 of values when `log`).
-    lo: f64,
-    /// Top of the plot: room for the bar texts.
-    hi_ext: f64,
-    /// Labeled ticks and unlabeled ones, in coordinates.
-    ticks: Vec<f64>,
-    minor: Vec<f64>,
-}
-
-impl Axis {
-    /// The axis that shows `values` in `unit`.
-    pub(crate) fn new(values: &[f64], unit: Unit) -> Axis {
-        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-        let pos: Vec<f64> = finite.iter().copied().filter(|&v| v > 0.0).collect();
-        let max = finite.iter().copied().fold(f64::MIN, f64::max);
-        let min_pos = pos.iter().copied().fold(f64::MAX, f64::min);
-        let log = unit == Unit::Ns && !pos.is_empty() && max / min_pos > 100.0;
-        if log {
-            let lo = min_pos.max(1e-3).log10().floor();
-            let mut hi = max.log10().ceil();
-            if hi <= lo {
-                hi = lo + 1.0;
-            }
-            let ticks: Vec<f64> = (lo as i32..=hi as i32).map(f64::from).collect();
-            let minor = ticks
-                .iter()
-                .flat_map(|&d| (2..10).map(move |k| d + f64::from(k).log10()))
-                .filter(|&c| c < hi)
-                .collect();
-            return Axis {
-                log,
-                lo,
-                hi_ext: hi + 0.42 * (hi - lo),
-                ticks,
-                minor,
-            };
-        }
-        let lo = finite.iter().copied().fold(0.0, f64::min);
-        let mut hi = if finite.is_empty() { 1.0 } else { max.max(0.0) };
-        if unit == Unit::Percent {
-            hi = hi.max(1.0);
-        }
-        if hi - lo < 1e-12 {
-            hi = lo + 1.0;
-        }
-        let step = nice_step((hi - lo) / 6.0);
-        let first = (lo / step).ceil() as i64;
-        let last = (hi / step).floor() as i64;
-        let ticks = (first..=last).map(|k| k as f64 * step).collect();
-        Axis {
-            log,
-            lo,
-            hi_ext: hi + 0.42 * (hi - lo),
-            ticks,
-            minor: Vec::new(),
-        }
-    }
-
-    /// Value to coordinate (clamped into the plot).
-    fn map(&self, v: f64) -> f64 {
-        let c = if self.log {
-            v.max(10f64.powf(self.lo)).log10()
-        } else {
-            v
-        };
-        c.clamp(self.lo, self.hi_ext)
-    }
-
-    /// Coordinate to value.
-    fn unmap(&self, c: f64) -> f64 {
-        if self.log { 10f64.powf(c) } else { c }
-    }
-
-    /// Where bars start.
-    fn base(&self) -> f64 {
-        if self.log { self.lo } else { 0.0 }
-    }
-}
-
-/// A linear f64 coordinate whose ticks are given (plotters' `WithKeyPoints`
-/// over f64 has no label formatter).
-struct Keyed {
-    lo: f64,
-    hi: f64,
-    bold: Vec<f64>,
-    light: Vec<f64>,
-}
-
-impl Ranged for Keyed {
-    type FormatOption = DefaultFormatting;
-    type ValueType = f64;
-
-    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
-        let span = self.hi - self.lo;
-        let frac = if span > 0.0 && v.is_finite() {
-            (v - self.lo) / span
-        } else {
-            0.0
-        };
-        limit.0 + (f64::from(limit.1 - limit.0) * frac).round() as i32
-    }
-
-    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
-        if hint.weight().allow_light_points() {
-            self.light.clone()
-        } else {
-            self.bold.clone()
-        }
-    }
-
-    fn range(&self) -> std::ops::Range<f64> {
-        self.lo..self.hi
-    }
-}
-
-/// 1, 2 or 5 times a power of ten, at least `raw`.
-fn nice_step(raw: f64) -> f64 {
-    if !(raw.is_finite() && raw > 0.0) {
-        return 1.0;
-    }
-    let p = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * p)
-        .find(|&s| s >= raw)
-        .unwrap_or(10.0 * p)
-}
-
-/// An axis tick label: `0%`, `50%`; `1 ns`, `10 µs`.
-fn tick_label(v: f64, unit: Unit) -> String {
-    match unit {
-        Unit::Ratio => {
-            let s = format!("{v:.2}");
-            format!("{}×", s.trim_end_matches('0').trim_end_matches('.'))
-        }
-        Unit::Percent => format!("{:.0}%", 100.0 * v),
-        Unit::Ns => {
-            let (x, u) = if v.abs() >= 1e6 {
-                (v / 1e6, "ms")
-            } else if v.abs() >= 1e3 {
-                (v / 1e3, "µs")
-            } else {
-                (v, "ns")
-            };
-            let s = format!("{x:.2}");
-            let s = s.trim_end_matches('0').trim_end_matches('.');
-            format!("{s} {u}")
-        }
-    }
-}
-
 impl Panel {
     /// Every value the axis must show: bars, whiskers, reference lines.
     pub(crate) fn values(&self) -> Vec<f64> {
@@ -357,27 +206,80 @@ impl Panel {
     }
 }
 
+/// Where a panel's bars go, in slots from the top: each group's (top,
+/// bottom, bar centres), and each group's centre with its label.
+struct Slots {
+    total: f64,
+    centers: Vec<(f64, String)>,
+    groups: Vec<(f64, f64, Vec<f64>)>,
+}
+
+impl Slots {
+    fn of(p: &Panel) -> Slots {
+        let total = Figure::slots(p).max(1.0);
+        // Slot positions, top down; y grows upwards in plotters.
+        let mut at = 0.0;
+        let mut centers = Vec::new();
+        let mut groups = Vec::new();
+        for g in &p.groups {
+            let start = at;
+            let mut ys = Vec::new();
+            for _ in &g.bars {
+                ys.push(total - at - 0.5);
+                at += 1.0;
+            }
+            centers.push((total - (start + at) / 2.0, g.label.clone()));
+            groups.push((total - start, total - at, ys));
+            at += GAP_SLOTS;
+        }
+        Slots {
+            total,
+            centers,
+            groups,
+        }
+    }
+}
+
+/// A panel's plotting area.
+type Plot<'a, DB> = ChartContext<'a, DB, Cartesian2d<Keyed, Keyed>>;
+
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     p: &Panel,
     axis: &Axis,
 ) -> Result<()> {
-    let total = Figure::slots(p).max(1.0);
-    // Slot positions, top down; y grows upwards in plotters.
-    let mut at = 0.0;
-    let mut centers = Vec::new();
-    let mut layout = Vec::new();
-    for g in &p.groups {
-        let start = at;
-        let mut ys = Vec::new();
-        for _ in &g.bars {
-            ys.push(total - at - 0.5);
-            at += 1.0;
-        }
-        centers.push((total - (start + at) / 2.0, g.label.clone()));
-        layout.push((total - start, total - at, ys));
-        at += GAP_SLOTS;
+    let slots = Slots::of(p);
+    let mut chart = panel_frame(area, p, axis, &slots)?;
+    // Reference lines first, then bars and whiskers, then the texts on a
+    // white ground, so that a line crossing a text does not hide it.
+    draw_refs(&mut chart, p, axis, &slots)?;
+    let texts = draw_bars(&mut chart, p, axis, &slots)?;
+    let text_style = (FAMILY, 14)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    for (x, y, text) in texts {
+        let (w, _) = area
+            .estimate_text_size(text, &text_style)
+            .map_err(draw_err)?;
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((x, y))
+                    + Rectangle::new([(4, -8), (w as i32 + 9, 8)], WHITE.mix(0.8).filled())
+                    + Text::new(text.clone(), (6, 0), text_style.clone()),
+            ))
+            .map_err(draw_err)?;
     }
+    Ok(())
+}
+
+/// The panel's axes, grid, labels and caption.
+fn panel_frame<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    p: &Panel,
+    axis: &Axis,
+    slots: &Slots,
+) -> Result<Plot<'a, DB>> {
     let label_px = p
         .groups
         .iter()
@@ -394,8 +296,8 @@ fn draw_panel<DB: DrawingBackend>(
     };
     let y_spec = Keyed {
         lo: 0.0,
-        hi: total,
-        bold: centers.iter().map(|c| c.0).collect(),
+        hi: slots.total,
+        bold: slots.centers.iter().map(|c| c.0).collect(),
         light: Vec::new(),
     };
     let mut builder = ChartBuilder::on(area);
@@ -413,7 +315,8 @@ fn draw_panel<DB: DrawingBackend>(
     let unit = p.unit;
     let x_fmt = |c: &f64| tick_label(axis.unmap(*c), unit);
     let y_fmt = |y: &f64| {
-        centers
+        slots
+            .centers
             .iter()
             .min_by(|a, b| (a.0 - y).abs().total_cmp(&(b.0 - y).abs()))
             .map(|c| c.1.clone())
@@ -431,14 +334,17 @@ fn draw_panel<DB: DrawingBackend>(
         .light_line_style(RGBColor(236, 236, 236))
         .draw()
         .map_err(draw_err)?;
+    Ok(chart)
+}
 
-    let text_style = (FAMILY, 14)
-        .into_font()
-        .color(&BLACK)
-        .pos(Pos::new(HPos::Left, VPos::Center));
-    // Reference lines first, then bars and whiskers, then the texts on a
-    // white ground, so that a line crossing a text does not hide it.
-    for (g, (top, bottom, _)) in p.groups.iter().zip(&layout) {
+/// Each group's reference lines (dashed, across the group).
+fn draw_refs<DB: DrawingBackend>(
+    chart: &mut Plot<'_, DB>,
+    p: &Panel,
+    axis: &Axis,
+    slots: &Slots,
+) -> Result<()> {
+    for (g, (top, bottom, _)) in p.groups.iter().zip(&slots.groups) {
         for &(v, kind) in &g.refs {
             if !v.is_finite() {
                 continue;
@@ -458,8 +364,18 @@ fn draw_panel<DB: DrawingBackend>(
                 .map_err(draw_err)?;
         }
     }
+    Ok(())
+}
+
+/// The bars and their whiskers; returns where each bar's text goes.
+fn draw_bars<'p, DB: DrawingBackend>(
+    chart: &mut Plot<'_, DB>,
+    p: &'p Panel,
+    axis: &Axis,
+    slots: &Slots,
+) -> Result<Vec<(f64, f64, &'p String)>> {
     let mut texts = Vec::new();
-    for (g, (_, _, ys)) in p.groups.iter().zip(&layout) {
+    for (g, (_, _, ys)) in p.groups.iter().zip(&slots.groups) {
         for (b, &y) in g.bars.iter().zip(ys) {
             let mut text_x = axis.base();
             if b.value.is_finite() {
@@ -487,19 +403,7 @@ fn draw_panel<DB: DrawingBackend>(
             texts.push((text_x, y, &b.text));
         }
     }
-    for (x, y, text) in texts {
-        let (w, _) = area
-            .estimate_text_size(text, &text_style)
-            .map_err(draw_err)?;
-        chart
-            .draw_series(std::iter::once(
-                EmptyElement::at((x, y))
-                    + Rectangle::new([(4, -8), (w as i32 + 9, 8)], WHITE.mix(0.8).filled())
-                    + Text::new(text.clone(), (6, 0), text_style.clone()),
-            ))
-            .map_err(draw_err)?;
-    }
-    Ok(())
+    Ok(texts)
 }
 
 fn draw_legend<DB: DrawingBackend>(
@@ -650,30 +554,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_axis_only_past_two_decades() {
-        assert!(!Axis::new(&[1.0, 50.0], Unit::Ns).log);
-        let a = Axis::new(&[3.0, 9000.0], Unit::Ns);
-        assert!(a.log);
-        assert_eq!(a.lo, 0.0);
-        assert_eq!(a.ticks, [0.0, 1.0, 2.0, 3.0, 4.0]);
-        assert!(!Axis::new(&[0.001, 1.0], Unit::Percent).log);
-        // Odd values do not break the axis.
-        for v in [&[][..], &[f64::NAN], &[0.0, 0.0], &[-3.0, f64::INFINITY]] {
-            let a = Axis::new(v, Unit::Ns);
-            assert!(a.lo.is_finite() && a.hi_ext > a.lo, "{v:?}");
-            assert!(a.map(f64::NAN).is_nan() || a.map(f64::NAN).is_finite());
-        }
-    }
-
-    #[test]
-    fn tick_labels() {
-        assert_eq!(tick_label(0.5, Unit::Percent), "50%");
-        assert_eq!(tick_label(10.0, Unit::Ns), "10 ns");
-        assert_eq!(tick_label(2500.0, Unit::Ns), "2.5 µs");
-        assert_eq!(tick_label(1e6, Unit::Ns), "1 ms");
-        assert_eq!(tick_label(1.5, Unit::Ratio), "1.5×");
-        assert_eq!(tick_label(2.0, Unit::Ratio), "2×");
-        assert_eq!(nice_step(0.13), 0.2);
+    fn slugs() {
         assert_eq!(slug("trace:Foo bar"), "trace-foo-bar");
     }
 }
