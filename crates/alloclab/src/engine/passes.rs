@@ -228,13 +228,7 @@ pub fn checked_pass(
     };
     if let (Ok(_), Some(l)) = (&result, largest) {
         // SAFETY: `a` is live and everything was freed by the script.
-        out.largest_restored = Some(unsafe {
-            let p = (subject.api.alloc)(a, l);
-            if !p.is_null() {
-                (subject.api.free)(a, p);
-            }
-            !p.is_null()
-        });
+        out.largest_restored = Some(unsafe { serves(subject, a, l) });
     }
     // SAFETY: `a` is live and not used afterwards (the arena search below
     // creates allocators of its own over the same memory).
@@ -255,28 +249,64 @@ pub fn checked_pass(
         Err(e) => out.failure = Some(format!("wrong answer: {e}")),
         Ok((checked, stats_after_first)) => {
             out.address_bits |= checked.address_bits;
-            if subject.blocks_in_arena && script.usage == UsageKind::Trace {
-                out.usage = smallest_arena(subject, script, arena).map(|len| Usage {
-                    factor: script.peak_live as f64 / len as f64,
-                    vs_ideal_pow2: None,
-                    utilization: None,
-                    utilization_with_metadata: None,
-                });
-            } else if subject.blocks_in_arena && script.usage != UsageKind::None {
-                let factor = checked.requested_after_first as f64 / len as f64;
-                let req = checked.requested_after_first as f64;
-                out.usage = Some(Usage {
-                    factor,
-                    vs_ideal_pow2: bounds.map(|b| factor / b.pow2),
-                    utilization: stats_after_first.map(|s| req / s.bytes_reserved.max(1) as f64),
-                    utilization_with_metadata: stats_after_first
-                        .map(|s| req / (s.bytes_reserved + s.metadata_bytes).max(1) as f64),
-                });
+            if subject.blocks_in_arena {
+                let requested = checked.requested_after_first;
+                out.usage = usage(subject, script, arena, bounds, requested, stats_after_first);
             }
             out.signature = Some(signature_of(checked.signature));
         }
     }
     out
+}
+
+/// Whether the live allocator `a` serves (and takes back) one block of
+/// `size` bytes.
+///
+/// # Safety
+///
+/// `a` is a live allocator of `subject`.
+unsafe fn serves(subject: &Subject, a: *mut Allocator, size: usize) -> bool {
+    // SAFETY: forwarded contract; the block is freed at once.
+    unsafe {
+        let p = (subject.api.alloc)(a, size);
+        if !p.is_null() {
+            (subject.api.free)(a, p);
+        }
+        !p.is_null()
+    }
+}
+
+/// The usage figures of a subject whose blocks lie in the arena, from its
+/// checked pass (`requested` bytes live after the first phase, its stats
+/// then): for a trace, the smallest arena it replays in.
+fn usage(
+    subject: &Subject,
+    script: &Script,
+    arena: &Arena,
+    bounds: Option<workload::IdealBounds>,
+    requested: usize,
+    stats: Option<plugin_abi::AllocatorStats>,
+) -> Option<Usage> {
+    match script.usage {
+        UsageKind::None => None,
+        UsageKind::Trace => smallest_arena(subject, script, arena).map(|len| Usage {
+            factor: script.peak_live as f64 / len as f64,
+            vs_ideal_pow2: None,
+            utilization: None,
+            utilization_with_metadata: None,
+        }),
+        _ => {
+            let factor = requested as f64 / script.arena as f64;
+            let req = requested as f64;
+            Some(Usage {
+                factor,
+                vs_ideal_pow2: bounds.map(|b| factor / b.pow2),
+                utilization: stats.map(|s| req / s.bytes_reserved.max(1) as f64),
+                utilization_with_metadata: stats
+                    .map(|s| req / (s.bytes_reserved + s.metadata_bytes).max(1) as f64),
+            })
+        }
+    }
 }
 
 /// One timed repetition on a fresh allocator, after a scrub.

@@ -169,106 +169,11 @@ pub(super) fn usage_tradeoffs(r: &CompareResults) -> Vec<String> {
         .iter()
         .filter(|w| w.bounds.is_some_and(|b| (b.exact - b.pow2).abs() < 1e-9))
         .collect();
-    if let (Some(u), Some(p)) = (uniform.first(), exact_pow2.first())
-        && let (Some(bu), Some(bp)) = (u.bounds, p.bounds)
-    {
-        let mut s = format!(
-            "Power-of-two rounding: on `{}` an ideal power-of-two allocator reaches {} against {} \
-             with exact sizes (rounding alone costs {:.1} points); on `{}`, where every request is \
-             already a power of two, both bounds are {}.",
-            u.name,
-            pct(bu.pow2),
-            pct(bu.exact),
-            100.0 * (bu.exact - bu.pow2),
-            p.name,
-            pct(bp.pow2)
-        );
-        // Allocators that stay within the power-of-two bound on uniform
-        // sizes but reach it on exact powers of two: their loss is rounding.
-        let vs = |w: &WorkloadResult, name: &str| {
-            ok_rows(w)
-                .find(|row| row.subject == name)
-                .and_then(|row| row.usage?.vs_ideal_pow2)
-                .filter(|v| v.is_finite())
-        };
-        let mut rounders = Vec::new();
-        let mut beyond = Vec::new();
-        for name in subject_order(r) {
-            let on_uniform: Vec<f64> = uniform.iter().filter_map(|w| vs(w, &name)).collect();
-            let on_pow2: Vec<f64> = exact_pow2.iter().filter_map(|w| vs(w, &name)).collect();
-            if on_uniform.is_empty() {
-                continue;
-            }
-            let max_uniform = on_uniform.iter().copied().fold(f64::MIN, f64::max);
-            if max_uniform <= 1.0 + 1e-9
-                && !on_pow2.is_empty()
-                && on_pow2.iter().all(|&v| v >= 0.95)
-            {
-                rounders.push(format!("{name} ({} of the bound)", pct(max_uniform)));
-            } else if max_uniform > 1.0 + 1e-9 {
-                beyond.push(format!("{name} ({})", ratio(max_uniform)));
-            }
-        }
-        if !rounders.is_empty() {
-            let _ = write!(
-                s,
-                " {} {} within the power-of-two bound on uniform sizes yet {} at least 95% of it \
-                 on exact powers of two: what {} on uniform sizes is the rounding.",
-                and_list(&rounders),
-                agree(rounders.len(), "stays", "stay"),
-                agree(rounders.len(), "reaches", "reach"),
-                agree(rounders.len(), "it loses", "they lose")
-            );
-        }
-        if !beyond.is_empty() {
-            let _ = write!(
-                s,
-                " {} {} the power-of-two bound on uniform sizes, so {} not round every request \
-                 up to a power of two.",
-                and_list(&beyond),
-                agree(beyond.len(), "exceeds", "exceed"),
-                agree(beyond.len(), "it does", "they do")
-            );
-        }
-        points.push(s);
-    }
+    points.extend(rounding_point(r, &uniform, &exact_pow2));
     // On exact powers of two every request fits an ideal allocator: who
     // falls short, and what each block costs it.
     for w in &exact_pow2 {
-        let bound = w.bounds.map_or(0.0, |b| b.pow2);
-        for row in ok_rows(w) {
-            let Some(u) = row.usage else { continue };
-            let Some(v) = u.vs_ideal_pow2.filter(|v| v.is_finite() && *v < 0.9) else {
-                continue;
-            };
-            let refused: usize = row.phases.first().map_or(0, |p| p.refusals);
-            let calls: usize = row.phases.first().map_or(0, |p| p.calls);
-            let mut s = format!(
-                "On `{}` (exact powers of two, bound {}), {} reaches {} of the bound",
-                w.name,
-                pct(bound),
-                row.subject,
-                pct(v)
-            );
-            if refused > 0 {
-                let _ = write!(s, ", refusing {refused} of {calls} requests");
-            }
-            if let Some(util) = u.utilization.filter(|x| x.is_finite() && *x > 0.0) {
-                let _ = write!(s, "; it holds {} the requested bytes", ratio(1.0 / util));
-            }
-            if let Some(h) = facts_of(r, &row.subject)
-                .map(|f| f.adapter_header)
-                .filter(|&h| h > 0)
-            {
-                let _ = write!(
-                    s,
-                    " — the runner's adapter puts a {h}-byte size header in front of each of its \
-                     blocks (documented), which pushes a power-of-two request into the next size"
-                );
-            }
-            s.push('.');
-            points.push(s);
-        }
+        points.extend(ok_rows(w).filter_map(|row| short_of_pow2(r, w, row)));
     }
     let outside: Vec<String> = r
         .subjects
@@ -286,6 +191,118 @@ pub(super) fn usage_tradeoffs(r: &CompareResults) -> Vec<String> {
         ));
     }
     points
+}
+
+/// What power-of-two rounding costs (uniform sizes against exact powers of
+/// two), and who loses only that or rounds less.
+pub(super) fn rounding_point(
+    r: &CompareResults,
+    uniform: &[&WorkloadResult],
+    exact_pow2: &[&WorkloadResult],
+) -> Option<String> {
+    let (u, p) = (uniform.first()?, exact_pow2.first()?);
+    let (bu, bp) = (u.bounds?, p.bounds?);
+    let mut s = format!(
+        "Power-of-two rounding: on `{}` an ideal power-of-two allocator reaches {} against {} \
+         with exact sizes (rounding alone costs {:.1} points); on `{}`, where every request is \
+         already a power of two, both bounds are {}.",
+        u.name,
+        pct(bu.pow2),
+        pct(bu.exact),
+        100.0 * (bu.exact - bu.pow2),
+        p.name,
+        pct(bp.pow2)
+    );
+    let (rounders, beyond) = rounders(r, uniform, exact_pow2);
+    if !rounders.is_empty() {
+        let _ = write!(
+            s,
+            " {} {} within the power-of-two bound on uniform sizes yet {} at least 95% of it \
+             on exact powers of two: what {} on uniform sizes is the rounding.",
+            and_list(&rounders),
+            agree(rounders.len(), "stays", "stay"),
+            agree(rounders.len(), "reaches", "reach"),
+            agree(rounders.len(), "it loses", "they lose")
+        );
+    }
+    if !beyond.is_empty() {
+        let _ = write!(
+            s,
+            " {} {} the power-of-two bound on uniform sizes, so {} not round every request \
+             up to a power of two.",
+            and_list(&beyond),
+            agree(beyond.len(), "exceeds", "exceed"),
+            agree(beyond.len(), "it does", "they do")
+        );
+    }
+    Some(s)
+}
+
+/// Allocators that stay within the power-of-two bound on uniform sizes but
+/// reach it on exact powers of two (their loss is rounding), and those
+/// beyond the bound (they do not round to powers of two).
+pub(super) fn rounders(
+    r: &CompareResults,
+    uniform: &[&WorkloadResult],
+    exact_pow2: &[&WorkloadResult],
+) -> (Vec<String>, Vec<String>) {
+    let vs = |w: &WorkloadResult, name: &str| {
+        ok_rows(w)
+            .find(|row| row.subject == name)
+            .and_then(|row| row.usage?.vs_ideal_pow2)
+            .filter(|v| v.is_finite())
+    };
+    let mut rounders = Vec::new();
+    let mut beyond = Vec::new();
+    for name in subject_order(r) {
+        let on_uniform: Vec<f64> = uniform.iter().filter_map(|w| vs(w, &name)).collect();
+        let on_pow2: Vec<f64> = exact_pow2.iter().filter_map(|w| vs(w, &name)).collect();
+        if on_uniform.is_empty() {
+            continue;
+        }
+        let max_uniform = on_uniform.iter().copied().fold(f64::MIN, f64::max);
+        if max_uniform <= 1.0 + 1e-9 && !on_pow2.is_empty() && on_pow2.iter().all(|&v| v >= 0.95) {
+            rounders.push(format!("{name} ({} of the bound)", pct(max_uniform)));
+        } else if max_uniform > 1.0 + 1e-9 {
+            beyond.push(format!("{name} ({})", ratio(max_uniform)));
+        }
+    }
+    (rounders, beyond)
+}
+
+/// On a workload of exact powers of two, a row below 90% of the bound: how
+/// far, what it refused, and what its blocks cost it.
+pub(super) fn short_of_pow2(r: &CompareResults, w: &WorkloadResult, row: &Row) -> Option<String> {
+    let bound = w.bounds.map_or(0.0, |b| b.pow2);
+    let u = row.usage?;
+    let v = u.vs_ideal_pow2.filter(|v| v.is_finite() && *v < 0.9)?;
+    let refused: usize = row.phases.first().map_or(0, |p| p.refusals);
+    let calls: usize = row.phases.first().map_or(0, |p| p.calls);
+    let mut s = format!(
+        "On `{}` (exact powers of two, bound {}), {} reaches {} of the bound",
+        w.name,
+        pct(bound),
+        row.subject,
+        pct(v)
+    );
+    if refused > 0 {
+        let _ = write!(s, ", refusing {refused} of {calls} requests");
+    }
+    if let Some(util) = u.utilization.filter(|x| x.is_finite() && *x > 0.0) {
+        let _ = write!(s, "; it holds {} the requested bytes", ratio(1.0 / util));
+    }
+    if let Some(h) = facts_of(r, &row.subject)
+        .map(|f| f.adapter_header)
+        .filter(|&h| h > 0)
+    {
+        let _ = write!(
+            s,
+            " — the runner's adapter puts a {h}-byte size header in front of each of its \
+             blocks (documented), which pushes a power-of-two request into the next size"
+        );
+    }
+    s.push('.');
+    Some(s)
 }
 
 pub(super) fn facts_of<'a>(
