@@ -47,6 +47,14 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "the library crates are ready to publish (cargo package, docs without warnings)"
+# Packaging without the verifying build (the tests below build them): the
+# metadata, README and license files, versions on path dependencies; the
+# docs as docs.rs builds them, warnings as errors.
+library_crates=(-p plugin-abi -p alloc-trace -p buddy -p mckusick-karels)
+cargo package --offline --no-verify --allow-dirty "${library_crates[@]}" >/dev/null
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features "${library_crates[@]}"
+
 step "cargo test (workspace)"
 cargo test --workspace
 

@@ -15,7 +15,7 @@
 //!   boundary);
 //! - [`GlobalArena`] and [`global_arena!`]: any core as a Rust
 //!   `#[global_allocator]`;
-//! - with the `loader` feature, [`loader::Plugin`]: `dlopen` a plugin by path
+//! - with the `loader` feature, `loader::Plugin`: `dlopen` a plugin by path
 //!   and resolve its functions.
 #![deny(unsafe_op_in_unsafe_fn)]
 

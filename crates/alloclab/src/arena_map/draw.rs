@@ -17,7 +17,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::classify::{ArenaMap, ByteClass};
 use super::curve;
 use super::replay::Replay;
-use crate::compare::report::charts::register_font;
+use crate::toolkit::chart::register_font;
 
 /// Cells per side of a map (a power of two).
 const CELLS: u32 = 128;

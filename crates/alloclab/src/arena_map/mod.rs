@@ -6,12 +6,16 @@
 //! workload ([`replay`], never timed), drawn as a square along a Hilbert
 //! curve ([`curve`], [`draw`]), beside the fragmentation over time (live
 //! bytes asked, bytes held, the largest free block). `alloclab map`
-//! ([`command`]) draws them for any allocator; `compare --report` for the
-//! arena allocators it measured.
+//! (`map.rs`, through [`run`]) draws them for any allocator; `compare --report`
+//! for the arena allocators it measured ([`report`]).
+//!
+//! Layer: beside the measurement engine (it replays the engine's workloads
+//! on the allocators under test and draws with the report toolkit); below
+//! the commands.
 
 pub mod classify;
-pub mod command;
 pub mod curve;
 pub mod draw;
 pub mod replay;
 pub mod report;
+pub mod run;

@@ -11,9 +11,9 @@ use plugin_abi::{Allocator, AllocatorStats};
 use serde::{Deserialize, Serialize};
 
 use super::classify::{self, ArenaMap, Block, Known};
+use crate::allocators::subject::Subject;
 use crate::arena::Arena;
-use crate::compare::workload::{OpKind, Script};
-use crate::subject::Subject;
+use crate::engine::workload::{OpKind, Script};
 
 /// The moment a map shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

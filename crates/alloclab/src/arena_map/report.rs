@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::classify::ByteClass;
-use super::command::{self, MapArgs, WorkloadArg};
 use super::replay::Replay;
-use crate::subject::Spec;
+use super::run::{self, Request, Target, WorkloadArg};
 
 /// One workload to map: its name, and the trace file for a trace.
 pub struct ToMap {
@@ -67,7 +66,7 @@ fn row(name: &str, r: &Replay) -> String {
 /// into `dir`; returns the Markdown section. An allocator that cannot be
 /// mapped is left out with a line on stderr.
 pub fn section(
-    targets: &[(String, Spec, u32)],
+    targets: &[Target],
     workloads: &[ToMap],
     quick: bool,
     seed: u64,
@@ -83,22 +82,18 @@ pub fn section(
          any allocator.\n\n",
     );
     for w in workloads {
-        let args = MapArgs {
-            plugins: Vec::new(),
-            workload: w.name.clone(),
-            trace: w.trace.clone(),
+        let req = Request {
             at: if w.trace.is_some() { "peak" } else { "refusal" }.into(),
             samples: 200,
             quick,
             seed,
             arena_size: None,
-            out: dir.to_path_buf(),
         };
         let arg = match &w.trace {
             Some(p) => WorkloadArg::Trace(p.clone()),
             None => WorkloadArg::Named(w.name.clone()),
         };
-        let (stems, done) = command::write(targets, &args, &arg, dir)
+        let (stems, done) = run::write(targets, &req, &arg, dir)
             .with_context(|| format!("drawing the arena maps of {}", w.name))?;
         let _ = write!(
             md,

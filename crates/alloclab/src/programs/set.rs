@@ -94,9 +94,9 @@ impl Program {
                     let a = a.to_string_lossy();
                     match a.strip_prefix(dir.as_ref()) {
                         Some(rest) if !dir.is_empty() => {
-                            format!("$WORKDIR{}", crate::compare::shell_quote(rest))
+                            format!("$WORKDIR{}", crate::toolkit::machine::shell_quote(rest))
                         }
-                        _ => crate::compare::shell_quote(&a),
+                        _ => crate::toolkit::machine::shell_quote(&a),
                     }
                 }));
                 words.join(" ")
