@@ -171,6 +171,23 @@ int allocator_stats(const Allocator *allocator, AllocatorStats *out);
  */
 int allocator_check(const Allocator *allocator);
 
+/*
+ * Gives the allocator more memory after creation: [memory, memory + size),
+ * of any size and alignment, anywhere that does not overlap memory the
+ * allocator already manages (its arena and the regions added before).  As
+ * for the arena, the allocator keeps its bookkeeping for the region inside
+ * it, and the memory must stay readable and writable, and untouched by the
+ * caller except through blocks, until allocator_destroy() (after which the
+ * caller owns it again).  Later allocations may come from any region;
+ * AllocatorStats.arena_bytes grows by size.
+ * Returns 0 when the region was added; -1 when it was refused (too small
+ * for the bookkeeping and one block, overlapping) and nothing changed; -2
+ * for a NULL or dead allocator or NULL memory.  With ALLOCATOR_FLAG_LOCKED
+ * it takes the lock like every other call.
+ * Ours: O(size / page) (the region's tables are initialised) + O(regions).
+ */
+int allocator_add_region(Allocator *allocator, void *memory, size_t size);
+
 /* Properties, as bits of AllocatorInfo.properties. */
 #define ALLOCATOR_PROP_STATE_IN_ARENA   0x1u /* all state inside the arena */
 #define ALLOCATOR_PROP_NO_BLOCK_HEADER  0x2u /* a 2^k request costs exactly 2^k bytes */

@@ -66,15 +66,22 @@ impl Buddy {
     }
 
     /// Allocates a block of order `k` from the smallest free block of order
-    /// `>= from` (`from >= k`).
+    /// `>= from` (`from >= k`) of any region; a failure is counted.
     #[inline(always)]
     pub(crate) fn alloc_order(&mut self, k: u32, from: u32) -> Option<NonNull<u8>> {
-        let Some(j) = self.areas.smallest_at_least(from) else {
-            return self.failed();
-        };
-        let Some(g) = self.areas.pop(&self.frame, j) else {
-            return self.failed(); // unreachable: the mask says list j is not empty
-        };
+        match self.take_order(k, from) {
+            Some(p) => Some(p),
+            None => self.alloc_order_elsewhere(k, from),
+        }
+    }
+
+    /// Allocates a block of order `k` from the smallest free block of order
+    /// `>= from` (`from >= k`) of this region only; counts nothing.
+    #[inline(always)]
+    pub(crate) fn take_order(&mut self, k: u32, from: u32) -> Option<NonNull<u8>> {
+        let j = self.areas.smallest_at_least(from)?;
+        // `None` is unreachable: the mask says list j is not empty.
+        let g = self.areas.pop(&self.frame, j)?;
         // Split: keep the lower half, free the upper one, down to order k.
         let mut i = j;
         while i > k {

@@ -93,7 +93,7 @@
 //!
 //! As a plugin, the crate exports the C ABI of `include/allocator.h` (feature
 //! `plugin`, on by default); as a Rust global allocator, use
-//! `plugin_abi::global_arena!(#[global_allocator] static A: buddy::Buddy = N)`.
+//! `arena_api::global_arena!(#[global_allocator] static A: buddy::Buddy = N)`.
 //!
 //! # Numbers that depend on choices
 //!
@@ -130,6 +130,7 @@
 //!   --bench vs_peers` for medians of interleaved rounds on a busy machine.
 //! - `cargo run --release -p buddy --example fill`: usage at the first
 //!   failed allocation, against the zero-metadata bound.
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod alloc;
@@ -142,15 +143,16 @@ pub mod layout;
 pub mod order;
 pub mod quad;
 mod realloc;
+mod regions;
 mod stats;
 
 use core::ptr::NonNull;
 
-use plugin_abi::{
+use arena_api::{
     ALLOCATOR_ABI_VERSION, ALLOCATOR_ALIGNMENT, ALLOCATOR_PROP_NO_BLOCK_HEADER,
     ALLOCATOR_PROP_NO_SYSCALLS, ALLOCATOR_PROP_REALLOC_IN_PLACE, ALLOCATOR_PROP_REJECTS_BAD_FREE,
-    ALLOCATOR_PROP_STATE_IN_ARENA, AllocatorInfo, AllocatorStats, ArenaAllocator, BadPointer,
-    InvariantViolation, ReallocError,
+    ALLOCATOR_PROP_STATE_IN_ARENA, AddRegionError, AllocatorInfo, AllocatorStats, ArenaAllocator,
+    BadPointer, InvariantViolation, ReallocError,
 };
 
 use crate::bitmap::AllocMap;
@@ -160,7 +162,7 @@ use crate::order::{GRANULE, GRANULE_SHIFT, block_bytes, covering};
 pub use crate::invariants::Corruption;
 pub use crate::order::{MAX_ORDER, MIN_ORDER};
 pub use crate::stats::{FreeBlock, FreeBlocks};
-pub use plugin_abi;
+pub use arena_api;
 
 /// The buddy allocator's state. It lives at the start of the arena it
 /// manages; get one with [`Buddy::new_in`] or
@@ -190,6 +192,10 @@ pub struct Buddy {
     live_blocks: usize,
     failed_allocs: usize,
     rejected_frees: usize,
+    /// The address of the region given to create (or to `add_region`).
+    region_addr: usize,
+    /// The regions added after creation, newest first (`regions.rs`).
+    more: Option<NonNull<Buddy>>,
 }
 
 /// `allocator_info().min_arena`: the handle of the C layer (with its
@@ -197,7 +203,7 @@ pub struct Buddy {
 /// for the worst case (the base may lie up to 255 granules before the one
 /// managed granule: four A words and one Q word), padding, one block.
 const MIN_ARENA: usize = (64 - ALLOCATOR_ALIGNMENT)
-    + size_of::<plugin_abi::ffi::Handle<Buddy>>()
+    + arena_api::C_HANDLE_BYTES
     + size_of::<Buddy>()
     + 5 * 8
     + (GRANULE - 1)
@@ -286,6 +292,8 @@ impl Buddy {
             live_blocks: 0,
             failed_allocs: 0,
             rejected_frees: 0,
+            region_addr: region.addr(),
+            more: None,
         };
         for (g, k) in covering(l.start_g, l.end_g) {
             // SAFETY: a top block of the fresh range: managed, in no list.
@@ -376,7 +384,9 @@ impl ArenaAllocator for Buddy {
     fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
         Buddy::discardable(self, page, min_len, f)
     }
-}
 
-#[cfg(feature = "plugin")]
-plugin_abi::export_plugin!(Buddy);
+    unsafe fn add_region(&mut self, region: *mut u8, len: usize) -> Result<(), AddRegionError> {
+        // SAFETY: the trait's contract is `add_region`'s.
+        unsafe { Buddy::add_region(self, region, len) }
+    }
+}

@@ -77,7 +77,7 @@ impl core::fmt::Display for CreateError {
     }
 }
 
-impl std::error::Error for CreateError {}
+impl core::error::Error for CreateError {}
 
 /// A McKusick-Karels allocator. The value lives at the start of the region it
 /// manages; get one with [`McKusickKarels::create`] (raw) or use the safe
@@ -115,6 +115,10 @@ pub struct McKusickKarels {
     pub(crate) rejected_frees: usize,
     /// `len` given at creation.
     pub(crate) region_len: usize,
+    /// The address of the region given at creation.
+    pub(crate) region_addr: usize,
+    /// The regions added after creation, newest first (`regions.rs`).
+    pub(crate) more: Option<NonNull<McKusickKarels>>,
 }
 
 impl McKusickKarels {
@@ -191,6 +195,8 @@ impl McKusickKarels {
                 failed_allocs: 0,
                 rejected_frees: 0,
                 region_len: len,
+                region_addr: region.addr(),
+                more: None,
             });
             Ok(NonNull::new_unchecked(this))
         }
@@ -209,7 +215,7 @@ impl McKusickKarels {
         1 << self.page_shift
     }
 
-    /// Pages in the arena.
+    /// Pages in the arena (the first region: see [`McKusickKarels::add_region`]).
     pub fn npages(&self) -> usize {
         self.pages.npages as usize
     }

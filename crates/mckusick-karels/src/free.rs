@@ -14,7 +14,7 @@
 
 use core::ptr::NonNull;
 
-use plugin_abi::BadPointer;
+use arena_api::BadPointer;
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::{objects_per_run, pages_per_run, reserved_slots, slots_per_run};
@@ -87,6 +87,15 @@ impl McKusickKarels {
     /// objects, O(objects per page). A large run: O(1) (boundary-tag merge).
     #[inline(always)]
     pub fn free(&mut self, p: NonNull<u8>) -> Result<(), BadPointer> {
+        match self.free_here(p) {
+            Ok(()) => Ok(()),
+            Err(BadPointer) => self.free_elsewhere(p),
+        }
+    }
+
+    /// `free` in this region only, counting nothing.
+    #[inline(always)]
+    pub(crate) fn free_here(&mut self, p: NonNull<u8>) -> Result<(), BadPointer> {
         let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
         if off < self.pages_len {
             let page = self.page_of(off);
@@ -116,7 +125,6 @@ impl McKusickKarels {
                 return Ok(());
             }
         }
-        self.rejected_frees += 1;
         Err(BadPointer)
     }
 
@@ -209,7 +217,7 @@ impl McKusickKarels {
     ///
     /// O(1).
     pub fn usable_size(&self, p: NonNull<u8>) -> Option<usize> {
-        Some(match self.lookup(p)? {
+        Some(match self.lookup_anywhere(p)?.1 {
             Block::Object { indx, .. } => 1 << indx,
             Block::Large { pagecnt, .. } => (pagecnt as usize) << self.page_shift,
         })

@@ -133,7 +133,7 @@
 //!   over a raw region.
 //! - C: the crate is also a `cdylib` exporting `include/allocator.h`
 //!   (feature `plugin`, on by default).
-//! - As a Rust global allocator: `plugin_abi::global_arena!(#[global_allocator]
+//! - As a Rust global allocator: `arena_api::global_arena!(#[global_allocator]
 //!   static A: mckusick_karels::McKusickKarels = 64 << 20);`.
 //!
 //! # Drawbacks
@@ -145,6 +145,7 @@
 //!   larger bucket still has a free object.
 //! - Alignments above the page size cost a longer page-run search and may
 //!   fail while an aligned run exists.
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod allocator;
@@ -158,12 +159,10 @@ mod malloc;
 pub mod page_alloc;
 mod plugin;
 mod realloc;
+mod regions;
 mod stats;
 
 pub use allocator::{Config, CreateError, McKusickKarels};
+pub use arena_api::{AddRegionError, AllocatorStats, BadPointer, InvariantViolation, ReallocError};
 pub use heap::Heap;
 pub use plugin::MIN_ARENA;
-pub use plugin_abi::{AllocatorStats, BadPointer, InvariantViolation, ReallocError};
-
-#[cfg(feature = "plugin")]
-plugin_abi::export_plugin!(McKusickKarels);

@@ -1,7 +1,7 @@
 //! `stats`: the accounting, from the counters the buckets and the page
 //! allocator keep (nothing is walked but the longest free-run class).
 
-use plugin_abi::{ALLOCATOR_STAT_UNKNOWN, AllocatorStats};
+use arena_api::{ALLOCATOR_STAT_UNKNOWN, AllocatorStats};
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::MINBUCKET;
@@ -23,9 +23,20 @@ impl McKusickKarels {
     ///
     /// # Time complexity
     ///
-    /// O(buckets + free-run classes), plus the runs of the highest non-empty
+    /// O(regions × (buckets + free-run classes)), plus the runs of the highest non-empty
     /// power-of-two class (see [`crate::page_alloc::PageAlloc::largest_run`]).
     pub fn stats(&self) -> AllocatorStats {
+        let mut s = self.region_stats();
+        for r in self.more() {
+            // SAFETY: a live added region's state, only read.
+            s.add_region(&unsafe { r.as_ref() }.region_stats());
+        }
+        s
+    }
+
+    /// The accounting of this region alone (with the failure counters,
+    /// which only the first region keeps).
+    fn region_stats(&self) -> AllocatorStats {
         let mut free = self.pages.free_pages << self.page_shift;
         let mut live = self.large_live;
         let mut largest_object = 0;

@@ -72,6 +72,7 @@ fn scenarios_do_real_work() {
                     total.rejected += r.rejected;
                     total.in_place += r.in_place;
                     total.failed += r.failed;
+                    total.regions_added += r.regions_added;
                 }
                 Outcome::NotCreated => {}
             }
@@ -84,5 +85,7 @@ fn scenarios_do_real_work() {
             total.rejected > 0 && total.in_place > 0 && total.failed > 0,
             "{total:?}"
         );
+        // Memory added to live allocators (`Action::AddRegion`).
+        assert!(total.regions_added > 0, "{total:?}");
     }
 }

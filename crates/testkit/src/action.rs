@@ -77,6 +77,18 @@ pub enum Action {
     AllocBadAlign(Size, u8),
     /// Overwrite the whole block with new bytes, as a caller may.
     Scribble(u16),
+    /// `add_region` of a fresh region: `len` resolved against the arena
+    /// length (from 0 to about twice it), starting `misalign` bytes past a
+    /// 4096-byte boundary. A region large enough must be taken.
+    AddRegion {
+        /// Length selector.
+        len: u32,
+        /// Bytes past a 4096-byte boundary where the region starts.
+        misalign: u16,
+    },
+    /// `add_region` of memory the allocator already manages (part of the
+    /// arena, from this offset): must be refused, changing nothing.
+    AddOverlapping(u16),
 }
 
 /// A whole test case: an arena and what is done with it.
@@ -133,6 +145,8 @@ pub fn action_strategy() -> impl Strategy<Value = Action> {
         3 => any::<u16>().prop_map(Action::FreeAgain),
         1 => (size_strategy(), any::<u8>()).prop_map(|(s, a)| Action::AllocBadAlign(s, a)),
         2 => any::<u16>().prop_map(Action::Scribble),
+        1 => (any::<u32>(), any::<u16>()).prop_map(|(len, misalign)| Action::AddRegion { len, misalign }),
+        1 => any::<u16>().prop_map(Action::AddOverlapping),
     ]
 }
 
