@@ -25,6 +25,14 @@
 //! ([`ArenaAllocator::add_region`]), and the request is tried again; when it
 //! has none, allocation fails and Rust's `handle_alloc_error` ends the
 //! program, as for any out-of-memory.
+//!
+//! With the `std` feature, a panic inside the core (a bug) would allocate
+//! its payload through this same allocator while its non-reentrant lock is
+//! held, and spin forever. Instead the adapter notices the re-entry (a
+//! thread-local flag, set while the thread holds the lock) and a panic that
+//! unwinds out of the core (`catch_unwind`), and aborts the process with a
+//! message on stderr. Without `std` (no thread-locals, no unwinding: a
+//! kernel's `panic = "abort"`), the panic handler is the program's own.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -77,6 +85,45 @@ unsafe impl OomHandler for NoMoreMemory {
     fn handle_oom(&mut self, _layout: Layout) -> Option<Region> {
         None
     }
+}
+
+/// Runs `f` (which takes the lock) as the only call of this thread inside
+/// any `GlobalArena`; aborts with a message on re-entry or if `f` panics.
+#[cfg(feature = "std")]
+fn guarded<R>(f: impl FnOnce() -> R) -> R {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    std::thread_local! {
+        /// True while this thread is inside a `GlobalArena` (holds a lock).
+        static INSIDE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+    if INSIDE.with(|inside| inside.replace(true)) {
+        abort_with("re-entered while it held its lock (a panic inside the allocator?)");
+    }
+    // The lock taken inside `f` is released before the flag is cleared
+    // (also when `f` unwinds: its guard drops first).
+    let r = catch_unwind(AssertUnwindSafe(f));
+    INSIDE.with(|inside| inside.set(false));
+    r.unwrap_or_else(|_| abort_with("the allocator panicked"))
+}
+
+/// Without `std`: `f` as it is.
+#[cfg(not(feature = "std"))]
+#[inline(always)]
+fn guarded<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Writes `GlobalArena: why` to stderr (unbuffered, no allocation) and
+/// aborts.
+#[cfg(feature = "std")]
+#[cold]
+fn abort_with(why: &str) -> ! {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(b"GlobalArena: ");
+    let _ = err.write_all(why.as_bytes());
+    let _ = err.write_all(b": aborting\n");
+    std::process::abort()
 }
 
 /// How many regions one failed request may add before it fails for good.
@@ -153,14 +200,20 @@ impl<A: ArenaAllocator, H: OomHandler> GlobalArena<A, H> {
     /// # Time complexity
     ///
     /// That of `f`, plus the allocator's creation on the first call.
+    ///
+    /// With `std`, a call made while this thread is already inside (a panic
+    /// in the core allocating its payload) or a panic unwinding out of `f`
+    /// aborts the process with a message: it never deadlocks on the lock.
     pub fn with<R>(&self, f: impl FnOnce(&mut A) -> R) -> Option<R> {
-        let _guard = self.lock.lock();
-        // SAFETY: we hold the lock, so no other reference to `inner` exists.
-        let inner = unsafe { &mut *self.inner.get() };
-        let core = self.core(inner)?;
-        // SAFETY: the allocator lives in its region for the rest of the
-        // program and is only reached under the lock we hold.
-        Some(f(unsafe { &mut *core.as_ptr() }))
+        guarded(|| {
+            let _guard = self.lock.lock();
+            // SAFETY: we hold the lock, so no other reference to `inner` exists.
+            let inner = unsafe { &mut *self.inner.get() };
+            let core = self.core(inner)?;
+            // SAFETY: the allocator lives in its region for the rest of the
+            // program and is only reached under the lock we hold.
+            Some(f(unsafe { &mut *core.as_ptr() }))
+        })
     }
 
     /// The allocator, created in the static region on first use.
@@ -184,11 +237,13 @@ impl<A: ArenaAllocator, H: OomHandler> GlobalArena<A, H> {
     ///
     /// That of [`ArenaAllocator::add_region`] (or of creation).
     pub unsafe fn add_region(&self, region: *mut u8, len: usize) -> Result<(), AddRegionError> {
-        let _guard = self.lock.lock();
-        // SAFETY: we hold the lock, so no other reference to `inner` exists.
-        let inner = unsafe { &mut *self.inner.get() };
-        // SAFETY: the caller's contract.
-        unsafe { self.take_region(inner, region, len) }
+        guarded(|| {
+            let _guard = self.lock.lock();
+            // SAFETY: we hold the lock, so no other reference to `inner` exists.
+            let inner = unsafe { &mut *self.inner.get() };
+            // SAFETY: the caller's contract.
+            unsafe { self.take_region(inner, region, len) }
+        })
     }
 
     /// # Safety
@@ -219,9 +274,11 @@ impl<A: ArenaAllocator, H: OomHandler> GlobalArena<A, H> {
     ///
     /// That of `f`.
     pub fn oom_handler<R>(&self, f: impl FnOnce(&mut H) -> R) -> R {
-        let _guard = self.lock.lock();
-        // SAFETY: we hold the lock, so no other reference to `inner` exists.
-        f(&mut unsafe { &mut *self.inner.get() }.oom)
+        guarded(|| {
+            let _guard = self.lock.lock();
+            // SAFETY: we hold the lock, so no other reference to `inner` exists.
+            f(&mut unsafe { &mut *self.inner.get() }.oom)
+        })
     }
 
     /// The allocator's accounting (after creating it, if it was not yet).
@@ -232,6 +289,10 @@ impl<A: ArenaAllocator, H: OomHandler> GlobalArena<A, H> {
     /// Allocates for `layout` under the lock, asking the handler for more
     /// memory while the allocator cannot serve it.
     fn allocate(&self, layout: Layout) -> *mut u8 {
+        guarded(|| self.allocate_locked(layout))
+    }
+
+    fn allocate_locked(&self, layout: Layout) -> *mut u8 {
         let _guard = self.lock.lock();
         // SAFETY: we hold the lock, so no other reference to `inner` exists.
         let inner = unsafe { &mut *self.inner.get() };

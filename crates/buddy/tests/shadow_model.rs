@@ -64,6 +64,7 @@ fn scenarios_exercise_everything() {
                 total.in_place += r.in_place;
                 total.peak_live = total.peak_live.max(r.peak_live);
                 total.regions_added += r.regions_added;
+                total.scribbled_freed += r.scribbled_freed;
             }
             Ok(Outcome::NotCreated) => {}
             Err(e) => panic!("{e}\n{s:?}"),
@@ -78,5 +79,6 @@ fn scenarios_exercise_everything() {
         assert!(total.peak_live >= 20, "{total:?}");
         // Memory added to live allocators (`Action::AddRegion`).
         assert!(total.regions_added > 0, "{total:?}");
+        assert!(total.scribbled_freed > 10, "{total:?}");
     }
 }
