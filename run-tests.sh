@@ -68,6 +68,9 @@ step "a #![no_std] #![no_main] Linux program on the cores alone (examples/no-std
 step "cargo test (workspace)"
 cargo test --workspace
 
+step "core::alloc::Allocator for both cores (nightly, feature allocator-api)"
+cargo +nightly test -p buddy -p mckusick-karels --features allocator-api --test allocator_api
+
 # The README's first command on a fresh clone (a full release build from
 # scratch, then `compare --quick`): a few minutes of mostly one core, so it
 # runs in the background while Miri and libFuzzer keep the other busy.

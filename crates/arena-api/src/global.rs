@@ -367,6 +367,97 @@ unsafe impl<A: ArenaAllocator, H: OomHandler> GlobalAlloc for GlobalArena<A, H> 
     }
 }
 
+/// `core::alloc::Allocator` (nightly, feature `allocator-api`): any core,
+/// through its `GlobalArena`, for `Vec::new_in`, `Box::new_in` and the other
+/// collections' `_in` constructors. The block handed out is as long as the
+/// core's usable size (a power of two for the buddy allocator, a bucket or
+/// whole pages for McKusick-Karels); `grow` and `shrink` use the core's
+/// `realloc` (in place where it can) when the alignment does not change.
+#[cfg(feature = "allocator-api")]
+mod allocator_api {
+    use core::alloc::{AllocError, Allocator, GlobalAlloc, Layout};
+    use core::ptr::NonNull;
+
+    use super::{GlobalArena, OomHandler};
+    use crate::arena_allocator::ArenaAllocator;
+
+    impl<A: ArenaAllocator, H: OomHandler> GlobalArena<A, H> {
+        /// The block at `p` as a slice of its usable size (at least `size`).
+        fn as_block(&self, p: *mut u8, size: usize) -> Result<NonNull<[u8]>, AllocError> {
+            let p = NonNull::new(p).ok_or(AllocError)?;
+            let usable = self.with(|a| a.usable_size(p)).flatten().unwrap_or(size);
+            Ok(NonNull::slice_from_raw_parts(p, usable.max(size)))
+        }
+    }
+
+    // SAFETY: blocks come from the core (as for `GlobalAlloc`), stay valid
+    // until deallocated, and are as long as the slice says (the core's
+    // usable size, which `free` accepts whatever the layout's size).
+    unsafe impl<A: ArenaAllocator, H: OomHandler> Allocator for GlobalArena<A, H> {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            self.as_block(self.allocate(layout), layout.size())
+        }
+
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            // SAFETY: the caller's contract is `dealloc`'s.
+            unsafe { GlobalAlloc::dealloc(self, ptr.as_ptr(), layout) }
+        }
+
+        unsafe fn grow(
+            &self,
+            ptr: NonNull<u8>,
+            old: Layout,
+            new: Layout,
+        ) -> Result<NonNull<[u8]>, AllocError> {
+            // SAFETY: the caller's contract is `resize`'s.
+            unsafe { self.resize(ptr, old, new) }
+        }
+
+        unsafe fn shrink(
+            &self,
+            ptr: NonNull<u8>,
+            old: Layout,
+            new: Layout,
+        ) -> Result<NonNull<[u8]>, AllocError> {
+            // SAFETY: the caller's contract is `resize`'s.
+            unsafe { self.resize(ptr, old, new) }
+        }
+    }
+
+    impl<A: ArenaAllocator, H: OomHandler> GlobalArena<A, H> {
+        /// `grow`/`shrink`: the core's realloc for the same alignment, else a
+        /// new block, a copy and a free.
+        ///
+        /// # Safety
+        ///
+        /// `ptr` is a live block of this allocator allocated for `old`.
+        unsafe fn resize(
+            &self,
+            ptr: NonNull<u8>,
+            old: Layout,
+            new: Layout,
+        ) -> Result<NonNull<[u8]>, AllocError> {
+            if new.align() == old.align() {
+                // SAFETY: the caller's contract; the layout's alignment is kept.
+                let q = unsafe { GlobalAlloc::realloc(self, ptr.as_ptr(), old, new.size()) };
+                return self.as_block(q, new.size());
+            }
+            let q = Allocator::allocate(self, new)?;
+            // SAFETY: both blocks are live and distinct; each holds at least
+            // the bytes copied.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    ptr.as_ptr(),
+                    q.cast::<u8>().as_ptr(),
+                    old.size().min(new.size()),
+                );
+                self.deallocate(ptr, old);
+            }
+            Ok(q)
+        }
+    }
+}
+
 /// Declares a static arena of `$bytes` bytes and a [`GlobalArena`] over it.
 ///
 /// Attributes go through to the static, so it can be the global allocator:

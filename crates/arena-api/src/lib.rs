@@ -18,8 +18,11 @@
 //! of this one.
 //!
 //! Feature `std` (off by default): the spin lock yields the CPU under
-//! contention instead of only spinning.
+//! contention instead of only spinning, and `GlobalArena` aborts with a
+//! message when the core panics or is re-entered. Feature `allocator-api`
+//! (nightly): `core::alloc::Allocator` for `GlobalArena`.
 #![no_std]
+#![cfg_attr(feature = "allocator-api", feature(allocator_api))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "std")]
