@@ -31,7 +31,7 @@
 //!   naturally aligned (so 16-byte aligned, and `alloc_aligned` costs only
 //!   the block it returns).
 //! - **All state inside the arena** ([`layout`]): the [`Buddy`] struct
-//!   (248 bytes), then two bitmaps holding a 5-bit [quad code](crate::quad)
+//!   (under 300 bytes), then two bitmaps holding a 5-bit [quad code](crate::quad)
 //!   per 64 bytes (0.98 % of the arena), then the managed range. No system
 //!   call, ever.
 //! - **Any arena size and alignment**: the managed range is covered by the
@@ -100,9 +100,15 @@
 //! heap.check_invariants().unwrap();
 //! ```
 //!
-//! As a plugin, the crate exports the C ABI of `include/allocator.h` (feature
-//! `plugin`, on by default); as a Rust global allocator, use
-//! `arena_api::global_arena!(#[global_allocator] static A: buddy::Buddy = N)`.
+//! The crate is `#![no_std]` and uses no `alloc`: it depends on `arena-api`
+//! alone and builds for bare targets (`x86_64-unknown-none`,
+//! `thumbv7em-none-eabihf`). The C plugin `libbuddy.so` (the ABI of
+//! `include/allocator.h`) is the `buddy-plugin` crate; as a Rust global
+//! allocator, use `arena_api::global_arena!(#[global_allocator] static A:
+//! buddy::Buddy = N)`, or `arena_api::GlobalArena::empty(handler)` to start
+//! with no memory and take regions at run time ([`Buddy::add_region`], an
+//! `OomHandler`). With the `allocator-api` feature (nightly),
+//! `GlobalArena<Buddy>` is a `core::alloc::Allocator`.
 //!
 //! # Numbers that depend on choices
 //!

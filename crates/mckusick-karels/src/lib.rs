@@ -155,8 +155,13 @@
 //!
 //! - Rust: [`Heap`] over a `&mut [u8]` (safe), or [`McKusickKarels::create`]
 //!   over a raw region.
-//! - C: the crate is also a `cdylib` exporting `include/allocator.h`
-//!   (feature `plugin`, on by default).
+//! - C: the `mckusick-karels-plugin` crate builds `libmckusick_karels.so`,
+//!   exporting `include/allocator.h`; this crate is `#![no_std]`, uses no
+//!   `alloc`, depends on `arena-api` alone and builds for bare targets.
+//! - More memory at run time: [`McKusickKarels::add_region`],
+//!   [`Heap::add_region`], or an `arena_api::OomHandler` for `GlobalArena`;
+//!   with the `allocator-api` feature (nightly), `GlobalArena<McKusickKarels>`
+//!   is a `core::alloc::Allocator`.
 //! - As a Rust global allocator: `arena_api::global_arena!(#[global_allocator]
 //!   static A: mckusick_karels::McKusickKarels = 64 << 20);`.
 //!
