@@ -33,9 +33,18 @@ use mckusick_karels::McKusickKarels;
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 static MAPS: AtomicUsize = AtomicUsize::new(0);
 
-/// The out-of-memory hook: maps fresh pages, at least 256 KiB and twice the
-/// request plus room for the allocator's bookkeeping.
-struct Mmap;
+/// The out-of-memory hook: maps fresh pages, at least twice the request
+/// plus room for the allocator's bookkeeping, and at least `next` bytes,
+/// which doubles (up to 16 MiB) so that a growing heap needs few regions.
+struct Mmap {
+    next: usize,
+}
+
+impl Mmap {
+    const fn new() -> Self {
+        Mmap { next: 256 << 10 }
+    }
+}
 
 // SAFETY: every region is a fresh private anonymous mapping, never unmapped,
 // used by nothing else.
@@ -44,8 +53,9 @@ unsafe impl OomHandler for Mmap {
         let want = layout.size().checked_add(layout.align())?.checked_mul(2)?;
         let len = want
             .checked_add(64 << 10)?
-            .max(256 << 10)
+            .max(self.next)
             .next_multiple_of(4096);
+        self.next = (self.next * 2).min(16 << 20);
         let start = sys::mmap(len)?;
         MAPPED.fetch_add(len, Ordering::Relaxed);
         MAPS.fetch_add(1, Ordering::Relaxed);
@@ -55,10 +65,10 @@ unsafe impl OomHandler for Mmap {
 
 /// The program's only global allocator: no memory until the first request.
 #[global_allocator]
-static HEAP: GlobalArena<Buddy, Mmap> = GlobalArena::empty(Mmap);
+static HEAP: GlobalArena<Buddy, Mmap> = GlobalArena::empty(Mmap::new());
 
 /// A second allocator, driven through `GlobalAlloc` by hand.
-static MK: GlobalArena<McKusickKarels, Mmap> = GlobalArena::empty(Mmap);
+static MK: GlobalArena<McKusickKarels, Mmap> = GlobalArena::empty(Mmap::new());
 
 /// The entry point, called by `_start` (sys.rs) with the stack aligned.
 #[unsafe(no_mangle)]
