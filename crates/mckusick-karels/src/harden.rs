@@ -147,6 +147,12 @@ impl McKusickKarels {
         // SAFETY: `obj` is a free object: its two links are the allocator's.
         let (next, prev) = unsafe { (next_of(obj), prev_of(obj)) };
         let kbp = &self.buckets[indx as usize];
+        // A link to itself (a scribble can write one that passes the checks
+        // below) would leave the object on the list; so would a back link
+        // on the head.
+        if next == obj || prev == obj || (!prev.is_null() && kbp.kb_next == obj) {
+            return false;
+        }
         let prev = if prev.is_null() {
             if kbp.kb_next != obj {
                 return false;
