@@ -146,6 +146,21 @@
 //!   the page) is selected without a branch, and `malloc` prefetches the new
 //!   list head, whose link the next `malloc` of that bucket reads.
 //!
+//! # Cost per call (4 KiB pages, default or faithful mode)
+//!
+//! | path | loads | stores | branches | cache lines |
+//! |------|-------|--------|----------|-------------|
+//! | `malloc`, bucket not empty | 4 state fields, `kb_next` + `kb_totalfree`, the object's link, its descriptor and bitmap word, the next object's descriptor and bitmap word (the same lines but across a page boundary) | bitmap word, `ku_freecnt`, `kb_next`, `kb_totalfree` | size class, empty list, then the link check: null/count, range + alignment, kind + bucket, reserved slots, bit (all predicted taken) | state, bucket, object, descriptor (+ the page's first line for the in-page bitmaps of 16/32-byte objects): 4–5 |
+//! | `malloc`, empty bucket | + a page-run search (O(1) typical) and the carving of the page (O(objects)) | the page's links | | the new page |
+//! | `free`, object | 4 state fields, the descriptor (kind, bucket), the bitmap word, `kb_next` | bitmap word, the object's link, `ku_freecnt`, `kb_next`, `kb_totalfree` | range, kind, alignment, bit | state, descriptor (+ in-page bitmap), object, bucket: 4–5 |
+//! | `free`, large run | descriptor, the neighbours' boundary tags | tags, free-run list links | range, kind, merges | 3–4 |
+//!
+//! With `ALLOCATOR_FLAG_RETURN_PAGES` each list operation also writes a back
+//! link in the neighbouring free object (one more line, usually hot), and
+//! the free that empties a page unlinks its objects (O(objects per page)).
+//! The hardening (see 8. above) adds the five checks of the `malloc` row and
+//! nothing to `free`.
+//!
 //! Measured figures and the commands that produce them are in the crate's
 //! README (`benches/alloc.rs`, `examples/usage.rs`).
 //!
