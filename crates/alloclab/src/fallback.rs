@@ -360,6 +360,7 @@ pub fn api() -> PluginApi {
         stats: Some(stats),
         check: None,
         info: Some(info),
+        add_region: None,
     }
 }
 

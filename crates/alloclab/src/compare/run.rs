@@ -218,6 +218,7 @@ mod empty {
             stats: None,
             check: None,
             info: None,
+            add_region: None,
         }
     }
 }

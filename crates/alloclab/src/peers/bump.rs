@@ -199,6 +199,7 @@ pub fn api() -> PluginApi {
         stats: Some(stats),
         check: None,
         info: None,
+        add_region: None,
     }
 }
 

@@ -128,6 +128,7 @@ pub fn api() -> PluginApi {
         stats: None,
         check: None,
         info: None,
+        add_region: None,
     }
 }
 
