@@ -118,6 +118,18 @@
 //! - At most `2^32 - 64` granules (64 GiB less 1 KiB) are managed: a larger
 //!   arena's tail is counted as metadata. The largest block is 32 GiB.
 //!
+//! # Cost per call
+//!
+//! | path | loads | stores | cache lines |
+//! |------|-------|--------|-------------|
+//! | `alloc`, a free block of the order | mask, list head, the block's header, its bitmap word (the check), the block's A/Q words | header magic, list head, A/Q words, three counters | state, header, bitmap (1–2): 3–4 |
+//! | `alloc`, per split | the old head of the smaller list (header + bitmap word: the check) | the half's header, the old head's back link | +2 per split (the old head's line is usually the one split last time) |
+//! | `free`, no merge | A/Q words of the block, of its buddy's region (one word up to 4 KiB), the list head's header and bitmap word | A/Q words, the header, the old head's back link, counters | state, bitmap, block, old head: 4 |
+//! | `free`, per merge | the buddy's header and its two neighbours' headers (safe unlink) + their bitmap words | their links | +2–3 per merge |
+//!
+//! Branches: the size class, the non-empty mask, then per checked link five
+//! predictable ones (range, alignment, bitmap, magic, order).
+//!
 //! # Drawbacks
 //!
 //! - Power-of-two rounding: a request just above a power of two wastes
