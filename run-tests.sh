@@ -65,6 +65,14 @@ done
 step "a #![no_std] #![no_main] Linux program on the cores alone (examples/no-std-linux)"
 (cd examples/no-std-linux && cargo clippy --release -- -D warnings && cargo run --release)
 
+step "the library crates are ready to publish (cargo package, docs without warnings)"
+# Packaging without the verifying build (the tests below build them): the
+# metadata, README and license files, versions on path dependencies; the
+# docs as docs.rs builds them, warnings as errors.
+library_crates=(-p arena-api -p plugin-abi -p alloc-trace -p buddy -p mckusick-karels)
+cargo package --offline --no-verify --allow-dirty "${library_crates[@]}" >/dev/null
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features plugin-abi/loader "${library_crates[@]}"
+
 step "cargo test (workspace)"
 cargo test --workspace
 

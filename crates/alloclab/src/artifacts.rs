@@ -133,7 +133,7 @@ pub fn report_path(path: &Path) -> String {
             |f| f.to_string_lossy().into_owned(),
         ),
     };
-    crate::plugin_data::shown(&shown)
+    crate::output::shown(&shown)
 }
 
 /// A command-line argument as reports show it: an absolute path (alone or
@@ -144,7 +144,7 @@ pub fn report_arg(arg: &str) -> String {
             format!("{option}={}", report_path(Path::new(value)))
         }
         _ if arg.starts_with('/') => report_path(Path::new(arg)),
-        _ => crate::plugin_data::shown(arg),
+        _ => crate::output::shown(arg),
     }
 }
 

@@ -12,31 +12,25 @@
 //!   mimalloc and jemalloc (`programs.rs`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod allocators;
 mod arena;
 mod artifacts;
-mod brief;
 mod compare;
-mod facts;
-mod fallback;
+mod engine;
 mod output;
-mod peers;
-mod plugin_data;
 mod postmortem;
 mod programs;
 mod record;
 mod signals;
-mod subject;
+mod toolkit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use std::sync::atomic::Ordering;
-
-use crate::brief::{BriefConfig, BriefResult, Shown};
-use crate::compare::worker::{StartError, Worker};
-use crate::subject::Subject;
+use crate::engine::lab::{self, BriefConfig, BriefResult, Shown};
+use crate::engine::worker::{StartError, Worker};
 
 /// Parses a byte count with an optional K/M/G suffix (powers of 1024; `K`,
 /// `KB`, `KiB` all mean 1024).
@@ -98,10 +92,10 @@ enum Command {
     Programs(programs::ProgramsArgs),
     /// (internal) One ease-of-use probe, run by `compare` in a child process.
     #[command(name = "__probe", hide = true)]
-    Probe(compare::observe::ProbeArgs),
+    Probe(engine::observe::ProbeArgs),
     /// (internal) A third-party plugin's measurements, run by `compare` in a child process.
     #[command(name = "__worker", hide = true)]
-    Worker(compare::worker::WorkerArgs),
+    Worker(engine::worker::WorkerArgs),
     /// (internal) Runs and measures one process for `programs`.
     #[command(name = "__spawn", hide = true)]
     Spawn(programs::spawn::SpawnArgs),
@@ -124,7 +118,7 @@ struct BriefArgs {
     /// Number of allocation requests (at most 100,000,000: the runner keeps
     /// 24 bytes per request).
     #[arg(long, default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=brief::MAX_COUNT as u64))]
+          value_parser = clap::value_parser!(u64).range(1..=lab::MAX_COUNT as u64))]
     count: u64,
 
     /// Largest request (at least 1); sizes are uniform in 1..=MAX_SIZE.
@@ -142,7 +136,7 @@ struct BriefArgs {
 
     /// Timed runs (the median is reported; 1 to 10,000).
     #[arg(long, default_value_t = 21,
-          value_parser = clap::value_parser!(u64).range(1..=brief::MAX_REPEAT as u64))]
+          value_parser = clap::value_parser!(u64).range(1..=lab::MAX_REPEAT as u64))]
     repeat: u64,
 }
 
@@ -154,8 +148,8 @@ fn main() -> ExitCode {
         Some(Command::Record(args)) => record::main(args),
         Some(Command::Programs(args)) => done(programs::main(args)),
         Some(Command::Spawn(args)) => done(programs::spawn::child_main(args)),
-        Some(Command::Probe(args)) => done(compare::observe::child_main(args)),
-        Some(Command::Worker(args)) => done(compare::worker::child_main(args)),
+        Some(Command::Probe(args)) => done(engine::observe::child_main(args)),
+        Some(Command::Worker(args)) => done(engine::worker::child_main(args)),
         None => done(run_brief(&cli.brief)),
     };
     match result {
@@ -180,11 +174,14 @@ fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
         repeat: args.repeat as usize,
     };
     cfg.check()?;
-    compare::worker::DEADLINE_SECS.store(args.deadline.max(1), Ordering::Relaxed);
+    let settings = engine::settings::Settings {
+        deadline_secs: args.deadline.max(1),
+        ..Default::default()
+    };
     let fallback = |why: &str| -> anyhow::Result<(Shown, BriefResult)> {
         eprintln!("alloclab: {why}; using the built-in mmap/munmap fallback");
-        let subject = Subject::fallback();
-        let result = brief::run(&subject, &cfg)?;
+        let subject = crate::allocators::fallback();
+        let result = lab::run(&subject, &cfg)?;
         let shown = Shown {
             name: subject.name,
             origin: subject.origin,
@@ -195,8 +192,8 @@ fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
     let (shown, result) = match &args.plugin {
         None => fallback("no plugin path given")?,
         Some(path) => {
-            let origin = plugin_data::shown(&path.display().to_string());
-            match Worker::start(path, 0) {
+            let origin = crate::output::shown(&path.display().to_string());
+            match Worker::start(path, 0, &settings) {
                 Ok((mut worker, hello)) => {
                     let result = worker.brief(&cfg).map_err(|e| {
                         let more = if e.starts_with("hung") {
@@ -218,7 +215,7 @@ fn run_brief(args: &BriefArgs) -> anyhow::Result<()> {
             }
         }
     };
-    brief::print(&shown, &cfg, &result);
+    lab::print(&shown, &cfg, &result);
     Ok(())
 }
 

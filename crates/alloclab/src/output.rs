@@ -50,3 +50,17 @@ fn end_as_by_sigpipe() -> ! {
     }
     std::process::exit(128 + libc::SIGPIPE);
 }
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`): safe to print on
+/// one line of a table or a terminal.
+pub fn shown(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}

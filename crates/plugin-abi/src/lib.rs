@@ -12,7 +12,7 @@
 //! - [`ffi`] and [`export_plugin!`]: the thin generic `extern "C"` layer every
 //!   plugin exports (NULL rules, `malloc` rules, locking, no panic across the
 //!   boundary: `catch_unwind`);
-//! - with the `loader` feature, [`loader::Plugin`]: `dlopen` a plugin by path
+//! - with the `loader` feature, `loader::Plugin`: `dlopen` a plugin by path
 //!   and resolve its functions.
 //!
 //! Why two crates: a kernel or firmware links an allocator core and

@@ -23,8 +23,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::report::main_op;
-use super::results::Latency;
-use super::results::{CompareResults, PhaseResult, Row, WorkloadResult};
+use crate::engine::results::Latency;
+use crate::engine::results::{CompareResults, PhaseResult, Row, WorkloadResult};
 
 /// The header: the fields of [`Line`], in order (written by hand so that a
 /// run with no lines still has it).

@@ -3,16 +3,8 @@
 //! workloads, `results.rs` for what is reported.
 
 pub mod csv;
-pub mod exec;
-pub mod measure;
-pub mod observe;
 pub mod report;
-pub mod results;
-pub mod run;
 pub mod table;
-pub mod trace;
-pub mod worker;
-pub mod workload;
 
 use std::path::{Path, PathBuf};
 
@@ -20,14 +12,17 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use plugin_abi::{ALLOCATOR_FLAG_FAITHFUL, ALLOCATOR_FLAG_RETURN_PAGES};
 
+use crate::allocators::subject::{Spec, Subject};
 use crate::arena::Arena;
 use crate::artifacts::{self, Artifact};
+use crate::engine::entry::{Entry, Exec};
+use crate::engine::results::{CompareResults, Method, Observed, SubjectInfo, WorkloadResult};
+use crate::engine::scripts::WorkloadSpec;
+use crate::engine::settings::Settings;
+use crate::engine::{measure, observe, run, trace, workload};
 use crate::output::outln;
-use crate::plugin_data;
-use crate::subject::{Spec, Subject};
-use results::{CompareResults, Machine, Method, Observed, SubjectInfo};
-use run::{Entry, Plan};
-use worker::WorkloadSpec;
+use crate::toolkit::machine::{machine, output_dir};
+use run::Plan;
 use workload::Scale;
 
 /// Options of `alloclab compare`.
@@ -121,7 +116,7 @@ const OWN_PLUGINS: [(Artifact, u32, &str); 4] = [
 /// (each in a worker child process), the fallback and the peers. This
 /// project's plugins must load (they are what the comparison is for): an
 /// error says which file is missing and how to build it.
-fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
+fn entries(args: &CompareArgs, settings: Settings) -> Result<Vec<Entry>> {
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let mut out = Vec::new();
     if OWN_PLUGINS.iter().any(|(_, _, name)| wanted(name)) {
@@ -136,19 +131,19 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
             Subject::load(&path).with_context(|| format!("{} cannot be used", artifact.what))?;
         s.flags = flags;
         s.name = name.into();
-        out.push(Entry::local(s));
+        out.push(Entry::local(s, settings));
     }
     let own_count = out.len();
     let mut third_party = Vec::new();
     for path in &args.plugins {
-        let entry = Entry::isolated(path).map_err(anyhow::Error::msg)?;
+        let entry = Entry::isolated(path, settings).map_err(anyhow::Error::msg)?;
         third_party.push((path, entry));
     }
-    out.push(Entry::local(Subject::fallback()));
+    out.push(Entry::local(crate::allocators::fallback(), settings));
     out.extend(
-        crate::peers::all()
+        crate::allocators::peer_subjects()
             .into_iter()
-            .map(|p| Entry::local(p.subject())),
+            .map(|s| Entry::local(s, settings)),
     );
     // A third-party plugin called like another allocator (a `libbump.so`
     // beside the built-in bump) gets the file's name in its rows.
@@ -159,7 +154,7 @@ fn entries(args: &CompareArgs) -> Result<Vec<Entry>> {
             let renamed = distinct_name(&entry.name, path, &names);
             eprintln!(
                 "alloclab: plugin {} calls itself `{}`, as another allocator here does: its rows are `{renamed}`",
-                plugin_data::shown(&path.display().to_string()),
+                crate::output::shown(&path.display().to_string()),
                 entry.name
             );
             entry.name = renamed;
@@ -195,21 +190,10 @@ fn distinct_name(name: &str, path: &Path, taken: &[String]) -> String {
     let full = path.display().to_string();
     [file, full.clone()]
         .into_iter()
-        .map(|which| format!("{name} ({})", plugin_data::shown(&which)))
-        .chain((2..).map(|k| format!("{name} ({} #{k})", plugin_data::shown(&full))))
+        .map(|which| format!("{name} ({})", crate::output::shown(&which)))
+        .chain((2..).map(|k| format!("{name} ({} #{k})", crate::output::shown(&full))))
         .find(|candidate| !taken.contains(candidate))
         .unwrap_or_else(|| name.to_string())
-}
-
-/// Creates the folder an output file goes into, before anything is measured
-/// (a results file that cannot be written should not cost a run).
-pub(crate) fn output_dir(path: &Path) -> Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && path.as_os_str() != "-" => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// A trace's workload name: `trace:` and the file's stem.
@@ -257,69 +241,6 @@ fn trace_files(args: &CompareArgs) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// `a` as a POSIX shell word: unchanged when it is plain, in single quotes otherwise.
-pub(crate) fn shell_quote(a: &str) -> String {
-    let plain = !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
-    }
-}
-
-/// Where and when a measurement runs (also used by `alloclab programs`).
-pub(crate) fn machine() -> Machine {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .and_then(|r| r.split(':').nth(1))
-        })
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown CPU".into());
-    let uname = rustix::system::uname();
-    Machine {
-        cpu,
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        kernel: format!(
-            "{} {}",
-            uname.sysname().to_string_lossy(),
-            uname.release().to_string_lossy()
-        ),
-        date: utc_now(),
-        // Without the machine's folders (`artifacts::report_arg`).
-        command: std::env::args()
-            .map(|a| shell_quote(&artifacts::report_arg(&a)))
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
-}
-
-/// `YYYY-MM-DD HH:MM UTC` without a date crate (civil-from-days, H. Hinnant).
-fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
 /// Runs `alloclab compare`.
 pub fn main(args: &CompareArgs) -> Result<()> {
     if let Some(path) = &args.readme {
@@ -328,18 +249,41 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     for path in [&args.json, &args.csv].into_iter().flatten() {
         output_dir(path)?;
     }
-    run::COLD.store(args.cold, std::sync::atomic::Ordering::Relaxed);
-    worker::DEADLINE_SECS.store(args.deadline.max(1), std::sync::atomic::Ordering::Relaxed);
-    let mut entries = entries(args)?;
+    let scripts = scripts(args)?;
+    // Before pinning: afterwards this thread sees one CPU.
+    let machine = machine();
+    let settings = Settings {
+        cold: args.cold,
+        deadline_secs: args.deadline.max(1),
+        cpu: (!args.no_pin).then(measure::pin_to_last_cpu).flatten(),
+    };
+    // After pinning, so every worker is told the run's CPU.
+    let mut entries = entries(args, settings)?;
     let plan = Plan {
         reps: args.reps.unwrap_or(if args.quick { 5 } else { 21 }).max(1),
         quick: args.quick,
         seed: args.seed,
-        pin: !args.no_pin,
         budget_s: if args.quick { 1.0 } else { 8.0 },
         min_reps: if args.quick { 3 } else { 5 },
         slow_s: if args.quick { 0.25 } else { 1.0 },
+        settings,
     };
+    let method = method(&plan);
+    let observed: Vec<Observed> = entries.iter().map(probe).collect();
+    let workloads = measure_all(&scripts, &mut entries, &plan, &method)?;
+    let results = CompareResults {
+        machine,
+        method,
+        subjects: subjects(&entries, observed, &workloads),
+        workloads,
+    };
+    outln!("── ease of use ──\n{}", table::ease_table(&results));
+    write_outputs(args, &results)
+}
+
+/// Every workload to run, with what makes it again in a worker: the
+/// built-in ones named (all by default), then the traces.
+fn scripts(args: &CompareArgs) -> Result<Vec<(workload::Script, WorkloadSpec)>> {
     let scale = Scale {
         divisor: if args.quick { 4 } else { 1 },
         seed: args.seed,
@@ -349,7 +293,6 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     } else {
         args.workloads.clone()
     };
-    let traces = trace_files(args)?;
     let mut scripts = Vec::new();
     for name in names.iter().filter(|n| !n.starts_with("trace:")) {
         let script = workload::generate(name, scale).with_context(|| {
@@ -365,14 +308,15 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         };
         scripts.push((script, spec));
     }
+    for path in trace_files(args)? {
+        let script = trace::load(&path).map_err(anyhow::Error::msg)?;
+        scripts.push((script, WorkloadSpec::Trace { path }));
+    }
+    Ok(scripts)
+}
 
-    // Before pinning: afterwards this thread sees one CPU.
-    let machine = machine();
-    let pinned_cpu = if plan.pin {
-        measure::pin_to_last_cpu()
-    } else {
-        None
-    };
+/// How the figures are taken (on the pinned thread: the clocks' costs).
+fn method(plan: &Plan) -> Method {
     #[cfg(target_arch = "x86_64")]
     let (tsc_hz, tsc_overhead) = match measure::tsc_hz() {
         Some(hz) => (Some(hz), Some(measure::tsc_overhead_cycles())),
@@ -380,32 +324,38 @@ pub fn main(args: &CompareArgs) -> Result<()> {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let (tsc_hz, tsc_overhead) = (None, None);
-    let method = Method {
+    Method {
         repetitions: plan.reps,
         quick: plan.quick,
         seed: plan.seed,
-        pinned_cpu,
-        cold: args.cold,
+        pinned_cpu: plan.settings.cpu,
+        cold: plan.settings.cold,
         instant_ns: measure::instant_cost_ns(),
         tsc_hz,
         tsc_overhead_cycles: tsc_overhead,
-    };
-
-    for path in traces {
-        let script = trace::load(&path).map_err(anyhow::Error::msg)?;
-        scripts.push((script, WorkloadSpec::Trace { path }));
     }
-    let observed: Vec<Observed> = entries
-        .iter()
-        .map(|e| {
-            if let run::Exec::Failed(why) = &e.exec {
-                eprintln!("alloclab: plugin {} {why}; its rows say so", e.name);
-                return Observed::default();
-            }
-            eprintln!("alloclab: probing {} (bad pointers, exhaustion, smallest arena) in child processes", e.name);
-            observe::observe(e)
-        })
-        .collect();
+}
+
+/// What the probes observe of one allocator (in child processes).
+fn probe(e: &Entry) -> Observed {
+    if let Exec::Failed(why) = &e.exec {
+        eprintln!("alloclab: plugin {} {why}; its rows say so", e.name);
+        return Observed::default();
+    }
+    eprintln!(
+        "alloclab: probing {} (bad pointers, exhaustion, smallest arena) in child processes",
+        e.name
+    );
+    observe::observe(e)
+}
+
+/// Every workload on every entry, each workload's table printed as it ends.
+fn measure_all(
+    scripts: &[(workload::Script, WorkloadSpec)],
+    entries: &mut [Entry],
+    plan: &Plan,
+    method: &Method,
+) -> Result<Vec<WorkloadResult>> {
     let max_arena = scripts
         .iter()
         .map(|(s, _)| s.arena)
@@ -413,17 +363,17 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         .unwrap_or(1 << 20);
     // Aligned to its size: the same figures on every run (see `map_aligned`).
     let arena = Arena::map_aligned(max_arena, max_arena.next_power_of_two())?;
-    let bar = run::progress(run::steps(entries.len(), &plan) * scripts.len() as u64);
+    let bar = run::progress(run::steps(entries.len(), plan) * scripts.len() as u64);
     let mut workloads = Vec::new();
-    for (script, spec) in &scripts {
+    for (script, spec) in scripts {
         let warmup = spec.scripts().map_err(anyhow::Error::msg)?.1;
         let bench = run::Bench {
             arena: &arena,
-            plan: &plan,
-            method: &method,
+            plan,
+            method,
             bar: &bar,
         };
-        let w = run::run_workload(script, &warmup, spec, &mut entries, &bench);
+        let w = run::run_workload(script, &warmup, spec, entries, &bench);
         bar.suspend(|| {
             outln!("{}", table::workload_legend(&w));
             outln!("{}\n", table::workload_table(&w));
@@ -431,37 +381,45 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         workloads.push(w);
     }
     bar.finish_and_clear();
+    Ok(workloads)
+}
 
-    let results = CompareResults {
-        machine,
-        method,
-        subjects: entries
-            .iter()
-            .zip(observed)
-            .map(|(s, mut observed)| {
-                observed.alignment = workloads
-                    .iter()
-                    .flat_map(|w| w.rows.iter().filter(|r| r.subject == s.name))
-                    .filter_map(|r| r.alignment)
-                    .min();
-                SubjectInfo {
-                    name: s.name.clone(),
-                    origin: match &s.spec {
-                        Spec::Plugin(p) => artifacts::report_path(p),
-                        Spec::Builtin(_) => "built into alloclab".into(),
-                    },
-                    isolated: matches!(s.exec, run::Exec::Worker(_)),
-                    facts: s.facts,
-                    description: s.description.clone(),
-                    observed,
-                }
-            })
-            .collect(),
-        workloads,
-    };
-    outln!("── ease of use ──\n{}", table::ease_table(&results));
+/// Each entry as the results describe it.
+fn subjects(
+    entries: &[Entry],
+    observed: Vec<Observed>,
+    workloads: &[WorkloadResult],
+) -> Vec<SubjectInfo> {
+    entries
+        .iter()
+        .zip(observed)
+        .map(|(s, mut observed)| {
+            observed.alignment = workloads
+                .iter()
+                .flat_map(|w| w.rows.iter().filter(|r| r.subject == s.name))
+                .filter_map(|r| r.alignment)
+                .min();
+            let isolated = matches!(s.exec, Exec::Worker(_));
+            SubjectInfo {
+                name: s.name.clone(),
+                origin: match &s.spec {
+                    Spec::Plugin(p) => artifacts::report_path(p),
+                    Spec::Builtin(_) => "built into alloclab".into(),
+                },
+                isolated,
+                worker_settings: isolated.then_some(s.settings),
+                facts: s.facts,
+                description: s.description.clone(),
+                observed,
+            }
+        })
+        .collect()
+}
+
+/// The JSON, CSV, report and README block the options ask for.
+fn write_outputs(args: &CompareArgs, results: &CompareResults) -> Result<()> {
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&results)?;
+        let text = serde_json::to_string_pretty(results)?;
         if path.as_os_str() == "-" {
             outln!("{text}");
         } else {
@@ -469,14 +427,14 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         }
     }
     if let Some(path) = &args.csv {
-        csv::write_file(&results, path)?;
+        csv::write_file(results, path)?;
     }
     let charts = match &args.report {
-        Some(dir) => Some((dir.as_path(), report::write(&results, dir)?)),
+        Some(dir) => Some((dir.as_path(), report::write(results, dir)?)),
         None => None,
     };
     if let Some(path) = &args.readme {
-        report::update_readme(path, &results, charts.as_ref().map(|(d, c)| (*d, &c[..])))?;
+        report::update_readme(path, results, charts.as_ref().map(|(d, c)| (*d, &c[..])))?;
     }
     Ok(())
 }
@@ -500,23 +458,5 @@ mod tests {
             distinct_name("bump", path, &more),
             "bump (/x/libbump.so #2)"
         );
-    }
-
-    #[test]
-    fn commands_are_quoted_for_a_shell() {
-        assert_eq!(shell_quote("--only"), "--only");
-        assert_eq!(shell_quote("mmap fallback"), "'mmap fallback'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
-
-    #[test]
-    fn dates_are_civil() {
-        let d = utc_now();
-        assert!(
-            d.ends_with(" UTC") && d.len() == "2026-11-26 12:00 UTC".len(),
-            "{d}"
-        );
-        assert!(d.starts_with("20"), "{d}");
     }
 }

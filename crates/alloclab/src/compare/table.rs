@@ -3,8 +3,8 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
-use super::results::*;
-use super::workload::UsageKind;
+use crate::engine::results::*;
+use crate::engine::workload::UsageKind;
 
 /// `12.3 ±4%`: median and interquartile range relative to it.
 pub fn ns_cell(s: &Summary) -> String {
@@ -152,21 +152,21 @@ pub fn ease_table(r: &CompareResults) -> Table {
             None => (
                 "allocator_create, allocator_alloc, allocator_free, allocator_destroy".into(),
                 "no".into(),
-                if o.has_realloc {
+                if o.caps.has_realloc {
                     "native"
                 } else {
                     "none (alloclab emulates it: alloc + copy + free)"
                 }
                 .into(),
-                if o.lockable {
+                if o.caps.lockable {
                     "one instance per thread, or created ALLOCATOR_FLAG_LOCKED"
                 } else {
                     "not documented (assume one instance per thread)"
                 }
                 .into(),
                 [
-                    o.has_stats.then_some("allocator_stats"),
-                    o.has_check.then_some("allocator_check"),
+                    o.caps.has_stats.then_some("allocator_stats"),
+                    o.caps.has_check.then_some("allocator_check"),
                 ]
                 .into_iter()
                 .flatten()

@@ -1,19 +1,18 @@
 //! The views of `alloclab programs`: the terminal table, and with
 //! `--report DIR`, `programs.md` with a chart (`programs.svg`/`.png`, drawn
-//! by the report's chart code).
+//! by the report toolkit's chart engine).
 
 use std::fmt::Write as _;
 use std::path::Path;
-
-use crate::compare::report::{absolute, relative, replace_between};
 
 use anyhow::{Context, Result};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
 use super::{ProgramsResults, Row};
-use crate::compare::report::charts::{RatioBar, RatioGroup, render_ratio_chart};
-use crate::compare::report::markdown::table_markdown;
+use crate::toolkit::chart::{RatioBar, RatioGroup, render_ratio_chart};
+use crate::toolkit::markdown::table_markdown;
+use crate::toolkit::readme::{absolute, relative, replace_between};
 
 fn ratio(x: Option<f64>) -> String {
     x.map_or_else(|| "–".into(), |x| format!("{x:.2}×"))
@@ -22,7 +21,7 @@ fn ratio(x: Option<f64>) -> String {
 /// `0.84 s (0.80–0.91)`.
 fn time_cell(r: &Row) -> String {
     let ok: Vec<f64> = r.wall_s.clone();
-    match (r.wall_median_s, super::range(&ok)) {
+    match (r.wall_median_s, super::results::range(&ok)) {
         (Some(m), Some((lo, hi))) => format!("{m:.3} s ({lo:.3}–{hi:.3})"),
         (Some(m), None) => format!("{m:.3} s"),
         _ => "–".into(),

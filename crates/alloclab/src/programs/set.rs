@@ -94,9 +94,9 @@ impl Program {
                     let a = a.to_string_lossy();
                     match a.strip_prefix(dir.as_ref()) {
                         Some(rest) if !dir.is_empty() => {
-                            format!("$WORKDIR{}", crate::compare::shell_quote(rest))
+                            format!("$WORKDIR{}", crate::toolkit::machine::shell_quote(rest))
                         }
-                        _ => crate::compare::shell_quote(&a),
+                        _ => crate::toolkit::machine::shell_quote(&a),
                     }
                 }));
                 words.join(" ")
@@ -156,8 +156,9 @@ const GIT_ENV: [(&str, &str); 9] = [
 /// Programs not run, each with the reason.
 pub type Skipped = Vec<(String, String)>;
 
-/// The programs whose executables exist, with their inputs written into
-/// `dir`, and the names of those that were skipped (and why).
+/// The general programs (Python, sort, git, xz) whose executables exist,
+/// with their inputs written into `dir`, and the names of those that were
+/// skipped (and why); `alloc_bound::programs` adds the allocation-bound ones.
 pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
     let quick = scale == Scale::Quick;
     let mut out = Vec::new();
@@ -330,7 +331,6 @@ pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
         }
         None => missing("xz", "xz"),
     }
-    super::alloc_bound::programs(scale, dir, &mut out, &mut skipped)?;
     Ok((out, skipped))
 }
 

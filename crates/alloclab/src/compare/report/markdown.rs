@@ -4,58 +4,13 @@
 
 use std::fmt::Write as _;
 
-use comfy_table::Table;
-
-use super::analysis::{self, ns, pct};
-use super::charts::Chart;
-use crate::compare::results::{CompareResults, Method, WorkloadResult};
+use super::analysis;
 use crate::compare::table;
-use crate::compare::workload::UsageKind;
-
-/// `1 MiB`, `64 KiB`, `1000 B`.
-pub fn bytes(n: usize) -> String {
-    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
-        format!("{} MiB", n >> 20)
-    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
-        format!("{} KiB", n >> 10)
-    } else {
-        format!("{n} B")
-    }
-}
-
-/// Text for a Markdown table cell: `|` escaped, line breaks as `<br>`.
-fn cell(s: &str) -> String {
-    s.trim().replace('|', "\\|").replace('\n', "<br>")
-}
-
-/// A comfy-table as a Markdown table, cell for cell (so the report shows
-/// exactly what the terminal does).
-pub fn table_markdown(t: &Table) -> String {
-    let header: Vec<String> = t
-        .header()
-        .map(|h| h.cell_iter().map(|c| cell(&c.content())).collect())
-        .unwrap_or_default();
-    let width = t
-        .row_iter()
-        .map(|r| r.cell_count())
-        .chain([header.len()])
-        .max()
-        .unwrap_or(0);
-    if width == 0 {
-        return String::new();
-    }
-    let line = |cells: Vec<String>| {
-        let mut cells = cells;
-        cells.resize(width, String::new());
-        format!("| {} |\n", cells.join(" | "))
-    };
-    let mut s = line(header);
-    s.push_str(&format!("|{}\n", "---|".repeat(width)));
-    for r in t.row_iter() {
-        s.push_str(&line(r.cell_iter().map(|c| cell(&c.content())).collect()));
-    }
-    s
-}
+use crate::engine::results::{CompareResults, Method, WorkloadResult};
+use crate::engine::workload::UsageKind;
+use crate::toolkit::chart::Chart;
+use crate::toolkit::format::{bytes, ns, pct};
+use crate::toolkit::markdown::{cell, table_markdown};
 
 /// The method, as a paragraph generated from [`Method`] and the workloads'
 /// empty-call costs.
@@ -308,6 +263,7 @@ pub fn render(r: &CompareResults, charts: &[Chart]) -> String {
 mod tests {
     use super::*;
     use crate::compare::report::sample;
+    use comfy_table::Table;
 
     #[test]
     fn tables_become_markdown() {

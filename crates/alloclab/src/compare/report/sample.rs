@@ -3,9 +3,10 @@
 //! mixed, realloc, trace), an allocator that is not an arena allocator, and a
 //! failed row.
 
-use crate::compare::results::*;
-use crate::compare::workload::{IdealBounds, UsageKind};
-use crate::facts::{ReallocKind, TypedFacts};
+use crate::allocators::facts::{ReallocKind, TypedFacts};
+use crate::engine::results::*;
+use crate::engine::workload::{IdealBounds, UsageKind};
+use crate::toolkit::machine::Machine;
 
 /// One allocator of the sample, by its headline numbers.
 #[derive(Clone, Debug)]
@@ -135,6 +136,7 @@ fn subject(s: &Spec) -> SubjectInfo {
     SubjectInfo {
         name: s.name.into(),
         origin: "built into the test".into(),
+        worker_settings: None,
         isolated: false,
         facts: Some(TypedFacts {
             calls: "allocator_create, allocator_alloc, allocator_free, allocator_destroy",
@@ -157,10 +159,12 @@ fn subject(s: &Spec) -> SubjectInfo {
                 "never refuses (served 64 MiB from a 1 MiB arena: memory from the OS)".into()
             }),
             smallest_arena: s.smallest_arena,
-            has_stats: s.safe,
-            has_check: s.safe,
-            has_realloc: s.realloc,
-            lockable: s.safe,
+            caps: crate::allocators::subject::Capabilities {
+                has_stats: s.safe,
+                has_check: s.safe,
+                has_realloc: s.realloc,
+                lockable: s.safe,
+            },
         },
     }
 }
