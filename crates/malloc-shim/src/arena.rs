@@ -87,6 +87,34 @@ pub struct SlotHead {
     pub owner: usize,
 }
 
+/// The side byte of `p`, a 16-aligned address inside one of this shim's
+/// arenas, found from `p` alone: the side table sits at a fixed offset from
+/// the arena's base, which is `p` rounded down to [`ARENA`]. No load of the
+/// arena's header (the fast paths touch only the block's side byte).
+///
+/// # Safety
+///
+/// `p` points into an arena's core region (a block the shim handed out, or
+/// one a registered arena's lookup vouched for), with the provenance of the
+/// arena's mapping (every block pointer is derived from it); the arena is
+/// never unmapped.
+///
+/// # Time complexity
+///
+/// O(1): address arithmetic.
+#[inline(always)]
+pub unsafe fn block_side<'a>(p: *mut u8) -> &'a AtomicU8 {
+    let off = (p as usize) & (ARENA - 1);
+    // SAFETY: `p - off` is the arena's base, and `SIDE_OFFSET + off / GRANULE`
+    // lies in its side table (caller's contract); side bytes are only
+    // accessed atomically.
+    unsafe {
+        &*p.wrapping_sub(off)
+            .wrapping_add(SIDE_OFFSET.wrapping_add(off / GRANULE))
+            .cast::<AtomicU8>()
+    }
+}
+
 /// The header at the start of an arena.
 #[repr(C, align(64))]
 pub struct ArenaHeader<A> {

@@ -27,11 +27,11 @@
 //!   ([`crate::lock`]) and the call served elsewhere or deferred.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU8, Ordering, compiler_fence};
 
 use plugin_abi::ArenaAllocator;
 
-use crate::arena::{ArenaError, ArenaGuard, ArenaHeader};
+use crate::arena::{ArenaError, ArenaGuard, ArenaHeader, block_side};
 use crate::class::{self, NCLASSES};
 use crate::registry;
 use crate::shim::Shim;
@@ -109,18 +109,17 @@ impl<A: ArenaAllocator> Shim<A> {
             count.set(n);
             let p = tc.slots.get(c)?.get(usize::from(n))?.get();
             // SAFETY: cached blocks are blocks of this shim's arenas.
-            let h = unsafe { arena_of::<A>(p) };
-            h.side(p as usize).store(class::live(c), Ordering::Relaxed);
+            unsafe { block_side(p) }.store(class::live(c), Ordering::Relaxed);
             ThreadCache::bump(&tc.hits, 1);
             NonNull::new(p)
         })
     }
 
-    /// Puts `p` (a live block of class `c` of arena `h`) in the thread's
-    /// cache; false if the thread has no usable cache (the caller frees it
-    /// under the lock).
+    /// Puts `p` (a live block of class `c`, whose side byte is `side`) in
+    /// the thread's cache; false if the thread has no usable cache (the
+    /// caller frees it under the lock).
     #[inline(always)]
-    pub(crate) fn cached_free(&self, h: &ArenaHeader<A>, p: NonNull<u8>, c: usize) -> bool {
+    pub(crate) fn cached_free(&self, side: &AtomicU8, p: NonNull<u8>, c: usize) -> bool {
         let Some(tc) = self.my_cache() else {
             return false;
         };
@@ -138,8 +137,7 @@ impl<A: ArenaAllocator> Shim<A> {
             };
             slot.set(p.as_ptr());
             count.set(n.wrapping_add(1) as u8);
-            h.side(p.as_ptr() as usize)
-                .store(class::cached(c), Ordering::Relaxed);
+            side.store(class::cached(c), Ordering::Relaxed);
             ThreadCache::bump(&tc.frees, 1);
             true
         })
@@ -178,8 +176,7 @@ impl<A: ArenaAllocator> Shim<A> {
         tc.counts.get(c)?.set(n as u8);
         let p = slots.get(n)?.get();
         // SAFETY: just carved from one of this shim's arenas.
-        let h = unsafe { arena_of::<A>(p) };
-        h.side(p as usize).store(class::live(c), Ordering::Relaxed);
+        unsafe { block_side(p) }.store(class::live(c), Ordering::Relaxed);
         ThreadCache::bump(&tc.hits, 1);
         NonNull::new(p)
     }
