@@ -190,7 +190,6 @@ impl<A: ArenaAllocator> Shim<A> {
         };
         let n = usize::from(held_n.get());
         let k = k.min(n);
-        let bytes = class::class_size(c);
         let mut held: Option<ArenaGuard<'_, A>> = None;
         for s in slots.iter().take(k) {
             let Some(p) = NonNull::new(s.get()) else {
@@ -216,7 +215,9 @@ impl<A: ArenaAllocator> Shim<A> {
                 }
             }
             if let Some(g) = held.as_mut() {
-                match g.free(p, Some(bytes), true) {
+                // SAFETY: a block of class `c` of this arena that sat in the
+                // cache (unused).
+                match unsafe { g.stash(p, c) } {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => self.bad_pointer(b"free(): invalid pointer\n"),
                     Err(_) => held = None, // the core panicked: retired

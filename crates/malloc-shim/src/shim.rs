@@ -282,13 +282,22 @@ impl<A: ArenaAllocator> Shim<A> {
                 Err(ArenaError::Poisoned) => return false,
             };
             let mut got = false;
-            loop {
+            let mut more = true;
+            if side != 0 {
+                // A refill: blocks other threads' caches flushed here first.
+                while let Some(p) = g.unstash(class::class_of(size)) {
+                    got = true;
+                    more = out(p);
+                    if !more {
+                        break;
+                    }
+                }
+            }
+            while more {
                 match g.alloc(size, align, side) {
                     Ok(Some(p)) => {
                         got = true;
-                        if !out(p) {
-                            break;
-                        }
+                        more = out(p);
                     }
                     Ok(None) => break,
                     Err(_) => {
