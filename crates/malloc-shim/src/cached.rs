@@ -10,9 +10,10 @@
 //! - **free(p)**: the registry and the arena's side byte give `p`'s class
 //!   ([`crate::class`]); the block is pushed on the class's stack and its
 //!   side byte marked cached. A full class is *flushed*: its older half goes
-//!   back to the cores, each block to its own arena under that arena's lock
-//!   (taken once per run of blocks of the same arena), where the core
-//!   validates it again.
+//!   back, each block to its own arena under that arena's lock (taken once
+//!   per run of blocks of the same arena): into the arena's depot for its
+//!   class, where the next refill finds it ([`crate::arena`]), or, when the
+//!   depot is full, to the core, which validates it again.
 //! - **Cross-thread frees** land in the *freeing* thread's cache (as in
 //!   glibc's tcache): the owner of the block's arena is never disturbed,
 //!   and the block returns to its arena in a batch when that cache flushes.
