@@ -579,6 +579,7 @@ impl<A: ArenaAllocator> Shim<A> {
 
     /// `free` under the arena lock (the core validates `p`). `bytes` is the
     /// block's size when its class is known.
+    #[inline(never)]
     pub(crate) fn locked_free(&self, h: &ArenaHeader<A>, p: NonNull<u8>, bytes: Option<usize>) {
         match h.lock() {
             Ok(mut g) => match g.free(p, bytes, false) {
@@ -599,6 +600,7 @@ impl<A: ArenaAllocator> Shim<A> {
         }
     }
 
+    #[inline(never)]
     fn large_free(&self, h: &LargeHeader, p: NonNull<u8>) {
         if h.block() != p.as_ptr() as usize {
             self.bad_pointer(b"free(): invalid pointer\n");
