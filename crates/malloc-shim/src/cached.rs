@@ -191,6 +191,7 @@ impl<A: ArenaAllocator> Shim<A> {
         };
         let n = usize::from(held_n.get());
         let k = k.min(n);
+        let home = tc.home.get() as *const ArenaHeader<A>;
         let mut held: Option<ArenaGuard<'_, A>> = None;
         for s in slots.iter().take(k) {
             let Some(p) = NonNull::new(s.get()) else {
@@ -216,9 +217,18 @@ impl<A: ArenaAllocator> Shim<A> {
                 }
             }
             if let Some(g) = held.as_mut() {
-                // SAFETY: a block of class `c` of this arena that sat in the
-                // cache (unused).
-                match unsafe { g.stash(p, c) } {
+                // A block of the arena this thread refills from goes back to
+                // the core (its own refills find it there, and the core can
+                // coalesce it); one of another arena (another thread made
+                // it) waits in that arena's depot for its maker's refills.
+                let r = if core::ptr::eq(h, home) {
+                    g.free(p, Some(class::class_size(c)), true)
+                } else {
+                    // SAFETY: a block of class `c` of this arena that sat in
+                    // the cache (unused).
+                    unsafe { g.stash(p, c) }
+                };
+                match r {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => self.bad_pointer(b"free(): invalid pointer\n"),
                     Err(_) => held = None, // the core panicked: retired
