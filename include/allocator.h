@@ -111,8 +111,11 @@ void *allocator_realloc(Allocator *allocator, void *memory, size_t size);
 /* Creation flags. */
 #define ALLOCATOR_FLAG_LOCKED       0x1u /* every call takes a spin lock: thread-safe */
 #define ALLOCATOR_FLAG_RETURN_PAGES 0x2u /* McKusick-Karels: give a bucket's page back
-                                            to the page pool once all its objects are
-                                            free (4.4BSD never does) */
+                                            to the page pool as soon as all its objects
+                                            are free (by default: past a high-water
+                                            mark of free objects) */
+#define ALLOCATOR_FLAG_FAITHFUL     0x4u /* McKusick-Karels: never give a bucket's page
+                                            back, as 4.4BSD */
 
 /*
  * allocator_create() with flags.  Returns NULL if flags has a bit the plugin
@@ -166,10 +169,14 @@ int allocator_stats(const Allocator *allocator, AllocatorStats *out);
 /*
  * Walks the allocator's whole state and checks every invariant it keeps.
  * Returns 0 if all hold, a negative number otherwise (and then the state is
- * corrupt: most likely the caller wrote outside a block or after free).
+ * corrupt: most likely the caller wrote outside a block or after free), or
+ * ALLOCATOR_CHECK_REPAIRED if all hold but the allocator found a corrupt
+ * free-list link earlier (a write into a freed block: the link was not
+ * followed, the list was rebuilt from the allocator's own bitmaps).
  * O(arena / minimum block): for tests, not for production paths.
  */
 int allocator_check(const Allocator *allocator);
+#define ALLOCATOR_CHECK_REPAIRED (-3)
 
 /* Properties, as bits of AllocatorInfo.properties. */
 #define ALLOCATOR_PROP_STATE_IN_ARENA   0x1u /* all state inside the arena */

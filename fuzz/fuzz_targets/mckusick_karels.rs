@@ -1,22 +1,23 @@
-//! The McKusick-Karels allocator against the shadow model, in its faithful
-//! mode and with page return (chosen by the top bit of `misalign`, which the
-//! arena placement does not use): random arenas up to 1 MiB and random
-//! actions, the same `Action` type as the property tests.
+//! The McKusick-Karels allocator against the shadow model, in its three
+//! modes (chosen by the top two bits of `misalign`, which the arena
+//! placement does not use): the default (pages returned past the high-water
+//! mark), the faithful one and `ALLOCATOR_FLAG_RETURN_PAGES`; random arenas
+//! up to 1 MiB and random actions (writes into freed blocks included), the
+//! same `Action` type as the property tests.
 #![no_main]
 
 use alloc_testkit::{Expectations, Scenario, check_core};
 use libfuzzer_sys::fuzz_target;
-use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
+use plugin_abi::{ALLOCATOR_FLAG_FAITHFUL, ALLOCATOR_FLAG_RETURN_PAGES};
 
 fuzz_target!(|scenario: Scenario| {
-    let return_pages = scenario.misalign & 0x8000 != 0;
-    let flags = if return_pages {
-        ALLOCATOR_FLAG_RETURN_PAGES
-    } else {
-        0
+    let flags = match scenario.misalign >> 14 {
+        1 => ALLOCATOR_FLAG_RETURN_PAGES,
+        2 => ALLOCATOR_FLAG_FAITHFUL,
+        _ => 0,
     };
     let exp = Expectations {
-        restores_largest_after_free_all: return_pages,
+        restores_largest_after_free_all: flags == ALLOCATOR_FLAG_RETURN_PAGES,
         largest_free_is_monotone: false,
         check_every_action: true,
     };

@@ -45,6 +45,19 @@ fn both_plugins_keep_the_contract_from_c() {
     }
 }
 
+/// `tests/c/scribble.c`: writes into freed blocks never make either plugin
+/// hand out memory outside the arena, misaligned or overlapping a live
+/// block; McKusick-Karels gets a quarter of an emptied arena back.
+#[test]
+fn both_plugins_survive_writes_into_freed_blocks_from_c() {
+    let exe = compile("crates/alloclab/tests/c/scribble.c", "scribble");
+    for package in ["buddy", "mckusick-karels"] {
+        let stdout = run(Command::new(&exe).arg(built_plugin(package)));
+        assert!(stdout.contains("scribble checks passed"), "{stdout}");
+        assert!(!stdout.contains("FAIL"), "{stdout}");
+    }
+}
+
 #[test]
 fn the_contract_and_the_example_are_clean_under_valgrind() {
     let vg = "valgrind";

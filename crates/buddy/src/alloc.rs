@@ -12,6 +12,7 @@
 use core::ptr::NonNull;
 
 use crate::Buddy;
+use crate::free_area::Corrupt;
 use crate::order::{MAX_ORDER, MIN_ORDER, block_bytes, granules, order_of_size};
 
 impl Buddy {
@@ -66,28 +67,54 @@ impl Buddy {
     }
 
     /// Allocates a block of order `k` from the smallest free block of order
-    /// `>= from` (`from >= k`).
+    /// `>= from` (`from >= k`). A corrupt free-area link (a write into a
+    /// freed block) is not followed: the free areas are rebuilt from the
+    /// bitmaps and the allocation is tried once more.
     #[inline(always)]
     pub(crate) fn alloc_order(&mut self, k: u32, from: u32) -> Option<NonNull<u8>> {
+        match self.try_alloc_order(k, from) {
+            Ok(p) => p,
+            Err(Corrupt) => self.alloc_after_repair(k, from),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_after_repair(&mut self, k: u32, from: u32) -> Option<NonNull<u8>> {
+        self.rebuild_free_areas();
+        match self.try_alloc_order(k, from) {
+            Ok(p) => p,
+            Err(Corrupt) => {
+                debug_assert!(false, "rebuilt free areas are corrupt");
+                self.failed()
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn try_alloc_order(&mut self, k: u32, from: u32) -> Result<Option<NonNull<u8>>, Corrupt> {
         let Some(j) = self.areas.smallest_at_least(from) else {
-            return self.failed();
+            return Ok(self.failed());
         };
-        let Some(g) = self.areas.pop(&self.frame, j) else {
-            return self.failed(); // unreachable: the mask says list j is not empty
-        };
+        let g = self.areas.pop(&self.frame, &self.map, j)?;
         // Split: keep the lower half, free the upper one, down to order k.
+        // (Should a push find a corrupt head, the block is still free in the
+        // bitmaps: the rebuild puts it back.)
         let mut i = j;
         while i > k {
             i -= 1;
             // SAFETY: the upper half of order i of the block just taken off
             // its list: managed, and in no list.
-            unsafe { self.areas.push(&self.frame, g + granules(i), i) };
+            unsafe {
+                self.areas
+                    .push(&self.frame, &self.map, g + granules(i), i)?
+            };
         }
         self.map.mark_allocated(g, k);
         let bytes = block_bytes(k);
         self.free_bytes = self.free_bytes.wrapping_sub(bytes);
         self.reserved_bytes = self.reserved_bytes.wrapping_add(bytes);
         self.live_blocks = self.live_blocks.wrapping_add(1);
-        Some(self.frame.block_ptr(g))
+        Ok(Some(self.frame.block_ptr(g)))
     }
 }

@@ -134,7 +134,11 @@ impl Buddy {
             }
             // SAFETY: `b` lies in the range (its parent does) and starts a
             // free block of order k (just checked).
-            unsafe { self.areas.unlink(&self.frame, b, k) };
+            if unsafe { self.areas.unlink(&self.frame, &self.map, b, k) }.is_err() {
+                // A write into a freed block: the bitmaps already show the
+                // block at `g` free, the rebuild merges it.
+                return self.rebuild_free_areas();
+            }
             g = p;
             k += 1;
             size <<= 1;
@@ -142,6 +146,8 @@ impl Buddy {
         debug_assert!(self.frame.fits(g, k));
         // SAFETY: `(g, k)` is the freed block or a parent of it made of free
         // buddies just taken off their lists: managed, in no list.
-        unsafe { self.areas.push(&self.frame, g, k) };
+        if unsafe { self.areas.push(&self.frame, &self.map, g, k) }.is_err() {
+            self.rebuild_free_areas();
+        }
     }
 }

@@ -26,7 +26,14 @@
 
 use core::ptr::NonNull;
 
-use crate::order::{GRANULE_SHIFT, MIN_ORDER, NUM_ORDERS, granules};
+use crate::bitmap::{AllocMap, WORD_ORDER};
+use crate::order::{GRANULE_SHIFT, MIN_ORDER, NUM_ORDERS, granules, is_aligned};
+
+/// A free-area link or header that a write into a freed block changed: the
+/// list was not followed (nothing was written), and the caller rebuilds the
+/// free areas from the bitmaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Corrupt;
 
 /// "No block" in a link.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -221,8 +228,48 @@ impl FreeAreas {
         self.heads[slot(k)]
     }
 
+    /// True when the bitmaps and the header at `g` agree that a free block of
+    /// order `k` starts there: `g` managed, aligned to the order, the block
+    /// inside the range, no allocated block starting inside it (one word
+    /// test up to 4 KiB; at its start above), and a header with the magic
+    /// and order `k`.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    pub(crate) fn is_free_block(f: &Frame, map: &AllocMap, g: usize, k: u32) -> bool {
+        if !(is_aligned(g, k) && f.fits(g, k)) {
+            return false;
+        }
+        let no_start = if k <= WORD_ORDER {
+            // SAFETY: the region lies in the managed range (just checked).
+            unsafe { map.no_start_in(g, k) }
+        } else {
+            !map.has_start(g)
+        };
+        let h = f.header(g);
+        // SAFETY: a managed granule: its 16 bytes are in the arena, and no
+        // live block starts there, so they are the allocator's.
+        no_start && unsafe { (*h).magic == MAGIC && u32::from((*h).order) == k }
+    }
+
+    /// The managed free block of order `k` a link points to, checked
+    /// ([`FreeAreas::is_free_block`]); `Ok(None)` for NIL.
+    #[inline(always)]
+    fn checked(f: &Frame, map: &AllocMap, r: u32, k: u32) -> Result<Option<usize>, Corrupt> {
+        if r == NIL {
+            return Ok(None);
+        }
+        match f.link(r) {
+            Some(g) if Self::is_free_block(f, map, g, k) => Ok(Some(g)),
+            _ => Err(Corrupt),
+        }
+    }
+
     /// Makes the block of order `k` at `g` a free block at the head of its
-    /// list (its `prev` is left NIL; it is not kept for the head).
+    /// list (its `prev` is left NIL; it is not kept for the head). The old
+    /// head, whose back link is written, is checked first.
     ///
     /// # Safety
     ///
@@ -233,10 +280,16 @@ impl FreeAreas {
     ///
     /// O(1).
     #[inline(always)]
-    pub(crate) unsafe fn push(&mut self, f: &Frame, g: usize, k: u32) {
+    pub(crate) unsafe fn push(
+        &mut self,
+        f: &Frame,
+        map: &AllocMap,
+        g: usize,
+        k: u32,
+    ) -> Result<(), Corrupt> {
         debug_assert!(f.fits(g, k), "push {g:#x} of order {k}");
-        let head = &mut self.heads[slot(k)];
-        let old = *head;
+        let old = self.heads[slot(k)];
+        let old_g = Self::checked(f, map, old, k)?;
         let r = f.rel(g);
         // SAFETY: `g` is managed (caller): its header lies in the arena, and
         // the block is the allocator's.
@@ -249,82 +302,102 @@ impl FreeAreas {
                 _pad: [0; 2],
             })
         };
-        match f.link(old) {
-            // SAFETY: `link` returns managed granules only; `o` is a free
-            // block (the head of list k).
+        match old_g {
+            // SAFETY: a checked free block (the head of list k).
             Some(o) => unsafe { (*f.header(o)).prev = r },
             None => self.nonempty |= 1 << k,
         }
-        *head = r;
+        self.heads[slot(k)] = r;
+        Ok(())
     }
 
-    /// Takes the first free block of order `k` off its list.
+    /// Takes the first free block of order `k` off its list, after checking
+    /// it (its link was read from the block before it, or is the list head).
     ///
     /// # Time complexity
     ///
     /// O(1).
     #[inline(always)]
-    pub(crate) fn pop(&mut self, f: &Frame, k: u32) -> Option<usize> {
-        let g = f.link(self.heads[slot(k)])?;
+    pub(crate) fn pop(&mut self, f: &Frame, map: &AllocMap, k: u32) -> Result<usize, Corrupt> {
+        let Some(g) = Self::checked(f, map, self.heads[slot(k)], k)? else {
+            return Err(Corrupt); // the mask said the list is not empty
+        };
         let h = f.header(g);
-        // SAFETY: `link` returns managed granules only; `g` is the head of
-        // list k, a free block, whose header is the allocator's.
+        // SAFETY: a checked free block: its header is the allocator's.
         let next = unsafe {
-            debug_assert!(
-                (*h).order as u32 == k && (*h).magic == MAGIC,
-                "bad head {g:#x}"
-            );
             (*h).magic = 0;
             (*h).next
         };
-        // The new head's `prev` is not kept: nothing to write there.
+        // The new head's `prev` is not kept: nothing to write there (it is
+        // checked when it is taken or written).
         self.heads[slot(k)] = next;
         if next == NIL {
             self.nonempty &= !(1 << k);
         }
-        Some(g)
+        Ok(g)
     }
 
-    /// Takes the free block of order `k` at `g` off its list.
+    /// Takes the free block of order `k` at `g` off its list, after checking
+    /// that its neighbours point back at it (`prev.next == g`,
+    /// `next.prev == g`, both free blocks of order `k`).
     ///
     /// # Safety
     ///
-    /// `g` is a managed granule that starts a free block of order `k`.
+    /// `g` is a managed granule that the bitmaps show starts a free block.
     ///
     /// # Time complexity
     ///
     /// O(1).
     #[inline(always)]
-    pub(crate) unsafe fn unlink(&mut self, f: &Frame, g: usize, k: u32) {
+    pub(crate) unsafe fn unlink(
+        &mut self,
+        f: &Frame,
+        map: &AllocMap,
+        g: usize,
+        k: u32,
+    ) -> Result<(), Corrupt> {
+        if !Self::is_free_block(f, map, g, k) {
+            return Err(Corrupt);
+        }
         let h = f.header(g);
-        // SAFETY: `g` is a managed free block (caller): its header is the
-        // allocator's.
-        let (next, prev) = unsafe {
-            debug_assert!(
-                (*h).order as u32 == k && (*h).magic == MAGIC,
-                "unlink {g:#x}"
-            );
-            (*h).magic = 0;
-            ((*h).next, (*h).prev)
-        };
-        let head = &mut self.heads[slot(k)];
-        if *head == f.rel(g) {
-            // The head: its `prev` is not kept, nor is the next one's.
-            *head = next;
-            if next == NIL {
-                self.nonempty &= !(1 << k);
-            }
+        let r = f.rel(g);
+        // SAFETY: a checked free block: its header is the allocator's.
+        let (next, prev) = unsafe { ((*h).next, (*h).prev) };
+        let head = self.heads[slot(k)] == r;
+        let p = if head {
+            None
         } else {
-            // SAFETY: `link` returns managed granules only; they are the
-            // free blocks before and after `g` in list k.
-            unsafe {
-                if let Some(p) = f.link(prev) {
-                    (*f.header(p)).next = next;
+            let p = Self::checked(f, map, prev, k)?.ok_or(Corrupt)?;
+            // SAFETY: a checked free block.
+            if unsafe { (*f.header(p)).next } != r {
+                return Err(Corrupt);
+            }
+            Some(p)
+        };
+        let n = Self::checked(f, map, next, k)?;
+        // SAFETY: a checked free block.
+        if n.is_some_and(|n| unsafe { (*f.header(n)).prev } != r) {
+            return Err(Corrupt);
+        }
+        // SAFETY: `g`, `p` and `n` are checked free blocks of order k.
+        unsafe {
+            (*h).magic = 0;
+            match p {
+                None => {
+                    // The head: its `prev` is not kept, nor is the next one's.
+                    self.heads[slot(k)] = next;
+                    if next == NIL {
+                        self.nonempty &= !(1 << k);
+                    }
                 }
-                if let Some(n) = f.link(next) {
-                    (*f.header(n)).prev = prev;
+                Some(p) => {
+                    (*f.header(p)).next = next;
+                    if let Some(n) = n {
+                        (*f.header(n)).prev = prev;
+                    }
                 }
             }
         }
+        Ok(())
     }
 }

@@ -43,6 +43,15 @@
 //!   memory a caller may have written (`bitmap.rs`). A free block's in-block
 //!   header is read only where the bitmaps prove a free block starts
 //!   (`free.rs`).
+//! - **Hardened free areas** (`harden.rs`): a list head is taken or written,
+//!   and a block unlinked from a list, only once the bitmaps confirm a free
+//!   block of that order starts there and its header has the magic and the
+//!   order (plus `prev.next == self && next.prev == self` for an unlink). A
+//!   link that fails (a write into a freed block) is not followed: the free
+//!   areas are rebuilt from the bitmaps, nothing is lost, the repair is
+//!   counted ([`Buddy::free_list_repairs`]) and `allocator_check` answers
+//!   `ALLOCATOR_CHECK_REPAIRED`. In release builds too: `alloc` pays one
+//!   bitmap word and a few compares, `free` the same for the list head.
 //! - **O(log) worst case, O(1) per step**: the order of a block, its
 //!   buddy, "is the buddy free and whole" (up to 4 KiB: one bitmap word)
 //!   and removal from a free area (doubly linked) are O(1); `alloc` does
@@ -118,9 +127,9 @@
 //!   arena loses its largest block: 1 MiB gives blocks of at most 512 KiB.
 //! - Not thread-safe by itself: the C layer's `ALLOCATOR_FLAG_LOCKED` and
 //!   the `GlobalArena` adapter add a spin lock.
-//! - A write into a *free* block (use after free) can corrupt the free
-//!   lists; [`Buddy::check`] finds it, the allocator does not defend
-//!   against it beyond keeping every list link inside the managed range.
+//! - A write into a *free* block (use after free) changes a free-block
+//!   header; it is never followed (see the hardening below), but each one
+//!   found costs a rebuild of the free areas from the bitmaps.
 //!
 //! # Measuring
 //!
@@ -137,6 +146,7 @@ mod bitmap;
 mod discard;
 mod free;
 mod free_area;
+mod harden;
 mod invariants;
 pub mod layout;
 pub mod order;
@@ -190,6 +200,9 @@ pub struct Buddy {
     live_blocks: usize,
     failed_allocs: usize,
     rejected_frees: usize,
+    /// Corrupt free-area links or headers found (writes into freed
+    /// blocks), each time the free areas were rebuilt from the bitmaps.
+    list_repairs: usize,
 }
 
 /// `allocator_info().min_arena`: the handle of the C layer (with its
@@ -286,10 +299,14 @@ impl Buddy {
             live_blocks: 0,
             failed_allocs: 0,
             rejected_frees: 0,
+            list_repairs: 0,
         };
         for (g, k) in covering(l.start_g, l.end_g) {
-            // SAFETY: a top block of the fresh range: managed, in no list.
-            unsafe { buddy.areas.push(&frame, g, k) };
+            // SAFETY: a top block of the fresh range: managed, in no list;
+            // the lists hold only such blocks, whose headers were just
+            // written.
+            let pushed = unsafe { buddy.areas.push(&frame, &buddy.map, g, k) };
+            debug_assert!(pushed.is_ok());
             buddy.free_bytes += block_bytes(k);
         }
         // SAFETY: the state's place is inside the region, aligned, and not
@@ -371,6 +388,10 @@ impl ArenaAllocator for Buddy {
 
     fn check_invariants(&self) -> Result<(), InvariantViolation> {
         Buddy::check_invariants(self)
+    }
+
+    fn free_list_repairs(&self) -> usize {
+        Buddy::free_list_repairs(self)
     }
 
     fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {

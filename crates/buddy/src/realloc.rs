@@ -89,7 +89,11 @@ impl Buddy {
         for i in new..k {
             // SAFETY: an upper half of the live block, which no longer
             // holds it: managed, in no list.
-            unsafe { self.areas.push(&self.frame, g + granules(i), i) };
+            if unsafe { self.areas.push(&self.frame, &self.map, g + granules(i), i) }.is_err() {
+                // The halves are free in the bitmaps: the rebuild lists them.
+                self.rebuild_free_areas();
+                break;
+            }
         }
         let bytes = block_bytes(k) - block_bytes(new);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
@@ -115,7 +119,25 @@ impl Buddy {
         for i in k..new {
             // SAFETY: `can_grow_in_place` found a free block of order i
             // there, inside the range.
-            unsafe { self.areas.unlink(&self.frame, g + granules(i), i) };
+            if unsafe {
+                self.areas
+                    .unlink(&self.frame, &self.map, g + granules(i), i)
+            }
+            .is_err()
+            {
+                // Rebuilt from the bitmaps, the blocks above `(g, k)` are
+                // exactly the free blocks of orders k..new: take them again.
+                self.rebuild_free_areas();
+                for j in k..new {
+                    // SAFETY: as above, on rebuilt lists.
+                    let ok = unsafe {
+                        self.areas
+                            .unlink(&self.frame, &self.map, g + granules(j), j)
+                    };
+                    debug_assert!(ok.is_ok());
+                }
+                break;
+            }
         }
         self.map.clear_allocated(g, k);
         self.map.mark_allocated(g, new);

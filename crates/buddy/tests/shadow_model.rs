@@ -63,6 +63,7 @@ fn scenarios_exercise_everything() {
                 total.rejected += r.rejected;
                 total.in_place += r.in_place;
                 total.peak_live = total.peak_live.max(r.peak_live);
+                total.scribbled_freed += r.scribbled_freed;
             }
             Ok(Outcome::NotCreated) => {}
             Err(e) => panic!("{e}\n{s:?}"),
@@ -75,5 +76,6 @@ fn scenarios_exercise_everything() {
         // Enough failures, reallocs and live blocks only in the full run.
         assert!(total.failed > 0 && total.in_place > 0, "{total:?}");
         assert!(total.peak_live >= 20, "{total:?}");
+        assert!(total.scribbled_freed > 10, "{total:?}");
     }
 }

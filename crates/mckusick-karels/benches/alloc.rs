@@ -81,9 +81,10 @@ trait Allocator {
 struct Mk(NonNull<McKusickKarels>);
 impl Mk {
     fn new(region: *mut u8, return_pages: bool) -> Mk {
-        let config = Config {
-            return_pages,
-            ..Config::default()
+        let config = if return_pages {
+            Config::RETURN_PAGES
+        } else {
+            Config::FAITHFUL
         };
         // SAFETY: the region is ours for the whole run; a previous allocator
         // on it is dropped (forgotten) before this one is made.

@@ -16,38 +16,60 @@ use crate::bucket::{
 use crate::kmemusage::KmemUsage;
 use crate::page_alloc::PageAlloc;
 
+/// When a bucket's page goes back to the page allocator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PageReturn {
+    /// Never: 4.4BSD's behaviour (`ALLOCATOR_FLAG_FAITHFUL`). Bucket lists
+    /// are singly linked; memory freed in one size class cannot serve
+    /// another.
+    Never,
+    /// The default: 4.4BSD's `kb_highwat` made real. A page whose objects
+    /// are all free goes back once its bucket holds more than its high-water
+    /// mark of free objects (five pages' worth, as in 4.4BSD), and every
+    /// fully free bucket page goes back before a request for pages fails.
+    #[default]
+    Hysteresis,
+    /// At once: a page goes back as soon as all its objects are free
+    /// (`ALLOCATOR_FLAG_RETURN_PAGES`).
+    Eager,
+}
+
 /// How an allocator is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Bytes per page: a power of two from 256 to 65536 (4096 by default, and
     /// always through the C ABI). `MAXALLOCSAVE` is two pages.
     pub page_size: usize,
-    /// Give a bucket's page back to the page allocator once all its objects
-    /// are free (`ALLOCATOR_FLAG_RETURN_PAGES`). 4.4BSD never does; off by
-    /// default.
-    pub return_pages: bool,
+    /// When bucket pages go back to the page allocator (with hysteresis by
+    /// default; see [`PageReturn`]).
+    pub page_return: PageReturn,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            page_size: 4096,
-            return_pages: false,
-        }
+        Config::DEFAULT
     }
 }
 
 impl Config {
-    /// The faithful 4.4BSD behaviour with 4 KiB pages.
-    pub const FAITHFUL: Config = Config {
+    /// 4 KiB pages, bucket pages returned with hysteresis (the default).
+    pub const DEFAULT: Config = Config {
         page_size: 4096,
-        return_pages: false,
+        page_return: PageReturn::Hysteresis,
     };
 
-    /// 4 KiB pages, and bucket pages go back to the page pool when empty.
+    /// The strictly faithful 4.4BSD behaviour with 4 KiB pages: bucket pages
+    /// are never returned (`ALLOCATOR_FLAG_FAITHFUL`).
+    pub const FAITHFUL: Config = Config {
+        page_size: 4096,
+        page_return: PageReturn::Never,
+    };
+
+    /// 4 KiB pages, and bucket pages go back to the page pool as soon as they
+    /// are empty (`ALLOCATOR_FLAG_RETURN_PAGES`).
     pub const RETURN_PAGES: Config = Config {
         page_size: 4096,
-        return_pages: true,
+        page_return: PageReturn::Eager,
     };
 
     /// log2 of the page size, if the page size is acceptable.
@@ -99,8 +121,12 @@ pub struct McKusickKarels {
     pub(crate) page_mask: usize,
     /// log2 of the page size.
     pub(crate) page_shift: u32,
-    /// Bucket lists are doubly linked and empty runs go back to the pages.
+    /// Bucket lists are doubly linked and empty runs go back to the pages
+    /// (every mode but [`PageReturn::Never`]).
     pub(crate) return_pages: bool,
+    /// Empty runs go back at once ([`PageReturn::Eager`]), not past the
+    /// high-water mark.
+    pub(crate) eager: bool,
     /// Requests above this get whole pages.
     pub(crate) maxallocsave: usize,
     /// Runs, boundary tags, free-run lists; owns the `kmemusage` table.
@@ -115,6 +141,9 @@ pub struct McKusickKarels {
     pub(crate) rejected_frees: usize,
     /// `len` given at creation.
     pub(crate) region_len: usize,
+    /// Corrupt free-list links detected (and the list rebuilt from the
+    /// bitmaps): each one a write into a freed block.
+    pub(crate) list_repairs: usize,
 }
 
 impl McKusickKarels {
@@ -183,7 +212,8 @@ impl McKusickKarels {
                 pages_len: n << shift,
                 page_mask: page - 1,
                 page_shift: shift,
-                return_pages: config.return_pages,
+                return_pages: config.page_return != PageReturn::Never,
+                eager: config.page_return == PageReturn::Eager,
                 maxallocsave: maxallocsave(shift),
                 pages,
                 large_live: 0,
@@ -191,6 +221,7 @@ impl McKusickKarels {
                 failed_allocs: 0,
                 rejected_frees: 0,
                 region_len: len,
+                list_repairs: 0,
             });
             Ok(NonNull::new_unchecked(this))
         }
@@ -200,7 +231,11 @@ impl McKusickKarels {
     pub fn config(&self) -> Config {
         Config {
             page_size: 1 << self.page_shift,
-            return_pages: self.return_pages,
+            page_return: match (self.return_pages, self.eager) {
+                (false, _) => PageReturn::Never,
+                (true, false) => PageReturn::Hysteresis,
+                (true, true) => PageReturn::Eager,
+            },
         }
     }
 
@@ -280,7 +315,7 @@ mod tests {
         ) {
             let mut mem = vec![0u8; len + misalign];
             let region = mem.as_mut_ptr().wrapping_add(misalign);
-            let config = Config { page_size: 1 << shift, return_pages: false };
+            let config = Config { page_size: 1 << shift, page_return: PageReturn::Never };
             // SAFETY: `[region, region + len)` lies inside `mem`.
             match unsafe { McKusickKarels::create(region, len, config) } {
                 Err(e) => {

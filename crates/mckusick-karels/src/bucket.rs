@@ -132,6 +132,20 @@ pub const fn objects_per_run(page_shift: u32, indx: u32) -> usize {
     slots_per_run(page_shift, indx) - reserved_slots(page_shift, indx)
 }
 
+/// The high-water mark of bucket `indx` (`kb_highwat` of 4.4BSD: five
+/// runs' worth of objects). In the default mode a run whose objects are all
+/// free goes back to the page allocator only while the bucket holds more
+/// free objects than this, so a loop that allocates and frees at a page
+/// boundary does not re-carve a page per call.
+///
+/// # Time complexity
+///
+/// O(1).
+#[inline]
+pub const fn highwat(page_shift: u32, indx: u32) -> usize {
+    5 * objects_per_run(page_shift, indx)
+}
+
 /// A bucket (`struct kmembuckets`).
 ///
 /// Invariants (checked by [`crate::McKusickKarels::check_invariants`]):
@@ -212,7 +226,7 @@ pub unsafe fn set_prev(obj: *mut u8, prev: *mut u8) {
 /// random workload consecutive objects are far apart and the read would
 /// otherwise miss. A hint only (no fault on any address, null included).
 #[inline(always)]
-fn prefetch(p: *mut u8) {
+pub(crate) fn prefetch(p: *mut u8) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     // SAFETY: `_mm_prefetch` is a hint that never faults, SSE is part of the
     // x86_64 baseline.

@@ -17,7 +17,7 @@ use core::ptr::NonNull;
 use plugin_abi::BadPointer;
 
 use crate::allocator::McKusickKarels;
-use crate::bucket::{objects_per_run, pages_per_run, reserved_slots, slots_per_run};
+use crate::bucket::{highwat, objects_per_run, pages_per_run, reserved_slots, slots_per_run};
 use crate::kmemusage::{BUCKET, LARGE};
 
 /// A live block, as its page descriptor describes it.
@@ -158,36 +158,49 @@ impl McKusickKarels {
                 .push(va, via, self.return_pages);
         }
         if self.return_pages && freecnt == objects_per_run(self.page_shift, indx) {
-            self.return_run(page, indx);
+            // SAFETY: `indx < NBUCKETS`.
+            let totalfree = unsafe { self.buckets.get_unchecked(indx as usize) }.kb_totalfree;
+            if self.eager || totalfree > highwat(self.page_shift, indx) {
+                self.return_run(page, indx);
+            }
         }
     }
 
-    /// Return-pages mode: unlinks every object of the (all free) bucket run
-    /// at `page` from the doubly linked bucket list and gives the run back to
-    /// the page allocator.
+    /// Doubly linked lists: unlinks every object of the (all free) bucket run
+    /// at `page` from bucket `indx`'s list and gives the run back to the page
+    /// allocator. A neighbour link that does not point back (a write into a
+    /// freed object) stops the unlinking: the run goes back and the list is
+    /// rebuilt from the bitmaps.
     ///
     /// # Time complexity
     ///
     /// O(objects per page).
     #[cold]
     #[inline(never)]
-    fn return_run(&mut self, page: u32, indx: u32) {
+    pub(crate) fn return_run(&mut self, page: u32, indx: u32) {
         let shift = self.page_shift;
         let size = 1usize << indx;
         let reserved = reserved_slots(shift, indx);
         let slots = slots_per_run(shift, indx);
+        let mut intact = true;
         // SAFETY: the run is inside the arena; every slot from `reserved` on
-        // is a free object on the (doubly linked) list of bucket `indx`.
+        // is a free object of bucket `indx` (its `ku_freecnt` says so).
         unsafe {
             let va = self.base.add((page as usize) << shift);
-            let kbp = self.buckets.get_unchecked_mut(indx as usize);
             for i in reserved..slots {
-                kbp.unlink(va.add(i * size));
+                if !self.safe_unlink(va.add(i * size), indx) {
+                    intact = false;
+                    break;
+                }
             }
-            kbp.kb_total -= slots - reserved;
         }
         self.inpage_bitmap_bytes -= reserved << indx;
         self.pages.free_run(page, pages_per_run(shift, indx) as u32);
+        if intact {
+            self.buckets[indx as usize].kb_total -= slots - reserved;
+        } else {
+            self.rebuild_bucket(indx);
+        }
     }
 
     /// Gives the large run at `page` back to the page allocator.

@@ -84,15 +84,23 @@
 //!    last object down to its first, so its objects are handed out in
 //!    descending address order. Kept for faithfulness; it costs one pass
 //!    over the page per refill, as in 4.4BSD.
-//! 6. **Page return (opt-in).** 4.4BSD never gives a bucket's page back (it
-//!    only counted `kb_couldfree`). With [`Config::return_pages`]
-//!    (`ALLOCATOR_FLAG_RETURN_PAGES`) a bucket run goes back to the page
-//!    allocator as soon as `ku_freecnt` says all its objects are free. To
-//!    take its objects off the bucket list without scanning the list, the
-//!    lists are **doubly linked in that mode** (the second word of a free
-//!    object is the back link): the run's objects are unlinked in
-//!    O(objects per page). The hot paths then write one or two more links.
-//!    The faithful mode keeps 4.4BSD's singly linked list. The other option,
+//! 6. **Page return, by default with hysteresis.** 4.4BSD never gives a
+//!    bucket's page back: it counted `kb_couldfree` once `kb_totalfree >
+//!    kb_highwat` and stopped there, so filling an arena with small blocks
+//!    and freeing them left it unable to serve a large request. Here
+//!    ([`PageReturn`]): by default a bucket run whose objects are all free
+//!    goes back to the page allocator when its bucket holds more than
+//!    `kb_highwat` (five runs' worth, 4.4BSD's value) free objects, and a
+//!    request for pages that would fail first takes back every empty bucket
+//!    run ([`Config::DEFAULT`]). A loop that allocates and frees at a page
+//!    boundary does not re-carve a page per call. `ALLOCATOR_FLAG_RETURN_PAGES`
+//!    returns a run as soon as it is empty ([`Config::RETURN_PAGES`]);
+//!    `ALLOCATOR_FLAG_FAITHFUL` never does ([`Config::FAITHFUL`]). To take a
+//!    run's objects off the bucket list without scanning it, the lists are
+//!    **doubly linked** unless faithful (the second word of a free object is
+//!    the back link): O(objects per page) to return a run; the hot paths
+//!    write one more link. The faithful mode keeps 4.4BSD's singly linked
+//!    list. The other option,
 //!    per-page free lists (a slab allocator), would need a page list per
 //!    bucket and a free-list head per page, which do not fit a 16-byte
 //!    descriptor next to the bitmap.
@@ -100,7 +108,23 @@
 //!    4.4BSD (`roundup(size, CLBYTES)`), and no bucket index is stored for
 //!    them: the descriptor kind says "large". `realloc` (which 4.4BSD's
 //!    kernel lacked until later BSDs) works in place where it can.
-//! 8. **No `kmemstats`/types, no sleeping**: an arena allocator answers
+//! 8. **Hardened free lists**:
+//!    4.4BSD followed `kb_next` blindly, so a write into a freed object
+//!    (use after free) made `malloc` return any address. Here the link read
+//!    from a popped object becomes the list head only if the descriptor
+//!    table and the allocated bitmap confirm it is a free object of the same
+//!    bucket (inside the pages, aligned, outside the bitmap slots, bit
+//!    clear) and the list ends exactly when `kb_totalfree` says; unlinking
+//!    from a doubly linked list checks `prev.next == obj && next.prev ==
+//!    obj`. A link that fails is never followed: the bucket's list is
+//!    rebuilt from the bitmaps (nothing is lost), counted
+//!    ([`McKusickKarels::free_list_repairs`]), and `allocator_check` answers
+//!    `ALLOCATOR_CHECK_REPAIRED`. In release builds: `malloc` pays about six
+//!    instructions and three predictable branches on lines it already reads
+//!    (the next object's descriptor and bitmap word are usually those of the
+//!    object it returns); `free` checks nothing more, the head it writes
+//!    having been checked.
+//! 9. **No `kmemstats`/types, no sleeping**: an arena allocator answers
 //!    `None` when full; thread safety is the caller's (or the C layer's
 //!    `ALLOCATOR_FLAG_LOCKED` spin lock), where 4.4BSD raised the spl.
 //!
@@ -140,7 +164,9 @@
 //!
 //! - Power-of-two rounding: a request of `2^k + 1` bytes costs `2^(k+1)`.
 //! - In the faithful mode, pages given to a bucket stay there: memory freed
-//!   in one size class cannot serve another.
+//!   in one size class cannot serve another. In the default mode up to
+//!   five runs' worth of free objects per bucket stay until a request for
+//!   pages would fail.
 //! - `largest_free_block` is not monotone: a small request can fail while a
 //!   larger bucket still has a free object.
 //! - Alignments above the page size cost a longer page-run search and may
@@ -151,6 +177,7 @@ mod allocator;
 pub mod bucket;
 mod discard;
 mod free;
+mod harden;
 mod heap;
 mod invariants;
 pub mod kmemusage;
@@ -160,7 +187,7 @@ mod plugin;
 mod realloc;
 mod stats;
 
-pub use allocator::{Config, CreateError, McKusickKarels};
+pub use allocator::{Config, CreateError, McKusickKarels, PageReturn};
 pub use heap::Heap;
 pub use plugin::MIN_ARENA;
 pub use plugin_abi::{AllocatorStats, BadPointer, InvariantViolation, ReallocError};

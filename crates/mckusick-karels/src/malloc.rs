@@ -5,7 +5,8 @@ use core::ptr::{self, NonNull};
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::{
-    bucket_index, objects_per_run, pages_per_run, reserved_slots, set_next, set_prev, slots_per_run,
+    bucket_index, next_of, objects_per_run, pages_per_run, prefetch, reserved_slots, set_next,
+    set_prev, slots_per_run,
 };
 use crate::kmemusage::{BUCKET, BUCKET_TAIL, KmemUsage, LARGE, LARGE_TAIL};
 
@@ -41,15 +42,39 @@ impl McKusickKarels {
         debug_assert!((indx as usize) < self.buckets.len());
         // SAFETY: `size <= MAXALLOCSAVE <= 2^17`, so `indx <= 17 < NBUCKETS`.
         let kbp = unsafe { self.buckets.get_unchecked_mut(indx as usize) };
-        if kbp.kb_next.is_null() {
+        let va = kbp.kb_next;
+        if va.is_null() {
             return self.refill(indx);
         }
-        // SAFETY: the list is non-empty and well formed.
-        let va = unsafe { kbp.pop(self.return_pages) };
-        // SAFETY: `va` was a free object of bucket `indx`.
+        let totalfree = kbp.kb_totalfree;
+        // SAFETY: the head is always a checked free object of bucket `indx`:
+        // its first word is its link (possibly overwritten by a caller).
+        let next = unsafe { next_of(va) };
+        // SAFETY: `va` is a free object of bucket `indx`, leaving the list.
         unsafe { self.mark_allocated(va, indx) };
+        let Some(next) = self.checked_link(next, indx, totalfree) else {
+            return self.repair_after_pop(va, indx);
+        };
+        // SAFETY: as above.
+        let kbp = unsafe { self.buckets.get_unchecked_mut(indx as usize) };
+        kbp.kb_next = next;
+        kbp.kb_totalfree = totalfree - 1;
+        prefetch(next);
+        if self.return_pages && !next.is_null() {
+            // SAFETY: `next` was just checked: a free object of this bucket.
+            unsafe { set_prev(next, ptr::null_mut()) };
+        }
         // SAFETY: objects lie inside the arena, so `va` is non-null.
         Some(unsafe { NonNull::new_unchecked(va) })
+    }
+
+    /// The link read from `va` (just marked allocated) is corrupt: rebuild
+    /// the list from the bitmaps and hand `va` out.
+    #[cold]
+    #[inline(never)]
+    fn repair_after_pop(&mut self, va: *mut u8, indx: u32) -> Option<NonNull<u8>> {
+        self.rebuild_bucket(indx);
+        NonNull::new(va)
     }
 
     /// Sets the allocated bit of object `va` of bucket `indx`, one fewer free
@@ -81,7 +106,7 @@ impl McKusickKarels {
     fn refill(&mut self, indx: u32) -> Option<NonNull<u8>> {
         let shift = self.page_shift;
         let npg = pages_per_run(shift, indx) as u32;
-        let page = self.pages.alloc_run(npg)?;
+        let page = self.alloc_pages(npg)?;
         let slots = slots_per_run(shift, indx);
         let reserved = reserved_slots(shift, indx);
         let nobj = objects_per_run(shift, indx);
@@ -149,7 +174,7 @@ impl McKusickKarels {
         if npg > self.pages.npages as usize {
             return None;
         }
-        let page = self.pages.alloc_run(npg as u32)?;
+        let page = self.alloc_pages(npg as u32)?;
         self.pages
             .set_tags(page, npg as u32, KmemUsage::head(LARGE, 0), LARGE_TAIL);
         self.large_live += 1;
@@ -194,7 +219,7 @@ impl McKusickKarels {
         if total > self.pages.npages as usize {
             return None;
         }
-        let start = self.pages.alloc_run(total as u32)?;
+        let start = self.alloc_pages(total as u32)?;
         let addr = self.base.addr() + ((start as usize) << shift);
         let lead = ((addr.next_multiple_of(align) - addr) >> shift) as u32;
         let (npg, total) = (npg as u32, total as u32);

@@ -5,13 +5,14 @@
 use core::ptr::NonNull;
 
 use plugin_abi::{
-    ALLOCATOR_ABI_VERSION, ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_RETURN_PAGES,
-    ALLOCATOR_PROP_NO_BLOCK_HEADER, ALLOCATOR_PROP_NO_SYSCALLS, ALLOCATOR_PROP_REALLOC_IN_PLACE,
-    ALLOCATOR_PROP_REJECTS_BAD_FREE, ALLOCATOR_PROP_STATE_IN_ARENA, AllocatorInfo, AllocatorStats,
-    ArenaAllocator, BadPointer, InvariantViolation, ReallocError,
+    ALLOCATOR_ABI_VERSION, ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_FAITHFUL,
+    ALLOCATOR_FLAG_RETURN_PAGES, ALLOCATOR_PROP_NO_BLOCK_HEADER, ALLOCATOR_PROP_NO_SYSCALLS,
+    ALLOCATOR_PROP_REALLOC_IN_PLACE, ALLOCATOR_PROP_REJECTS_BAD_FREE,
+    ALLOCATOR_PROP_STATE_IN_ARENA, AllocatorInfo, AllocatorStats, ArenaAllocator, BadPointer,
+    InvariantViolation, ReallocError,
 };
 
-use crate::allocator::{Config, McKusickKarels};
+use crate::allocator::{Config, McKusickKarels, PageReturn};
 use crate::bucket::MINALLOCSIZE;
 
 /// The C layer puts a 64-byte handle, 64-aligned, before the core's region:
@@ -26,7 +27,7 @@ pub const MIN_ARENA: usize = C_HANDLE_WORST + McKusickKarels::min_region(4096);
 impl ArenaAllocator for McKusickKarels {
     const INFO: AllocatorInfo = AllocatorInfo {
         abi_version: ALLOCATOR_ABI_VERSION,
-        supported_flags: ALLOCATOR_FLAG_RETURN_PAGES,
+        supported_flags: ALLOCATOR_FLAG_RETURN_PAGES | ALLOCATOR_FLAG_FAITHFUL,
         properties: ALLOCATOR_PROP_STATE_IN_ARENA
             | ALLOCATOR_PROP_NO_BLOCK_HEADER
             | ALLOCATOR_PROP_REJECTS_BAD_FREE
@@ -42,11 +43,14 @@ impl ArenaAllocator for McKusickKarels {
     };
 
     unsafe fn create_in(region: *mut u8, len: usize, flags: u32) -> Option<NonNull<Self>> {
-        if flags & !ALLOCATOR_FLAG_RETURN_PAGES != 0 {
-            return None;
-        }
+        let page_return = match flags {
+            0 => PageReturn::Hysteresis,
+            ALLOCATOR_FLAG_RETURN_PAGES => PageReturn::Eager,
+            ALLOCATOR_FLAG_FAITHFUL => PageReturn::Never,
+            _ => return None,
+        };
         let config = Config {
-            return_pages: flags & ALLOCATOR_FLAG_RETURN_PAGES != 0,
+            page_return,
             ..Config::default()
         };
         // SAFETY: the caller's contract is `create`'s.
@@ -84,6 +88,10 @@ impl ArenaAllocator for McKusickKarels {
 
     fn check_invariants(&self) -> Result<(), InvariantViolation> {
         McKusickKarels::check_invariants(self)
+    }
+
+    fn free_list_repairs(&self) -> usize {
+        McKusickKarels::free_list_repairs(self)
     }
 
     fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {

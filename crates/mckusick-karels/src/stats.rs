@@ -17,14 +17,17 @@ impl McKusickKarels {
     /// - `bytes_reserved`: the rest (live objects at their bucket size, live
     ///   large runs at whole pages); `metadata + reserved + free == arena`;
     /// - `largest_free_block`: the largest request that would succeed now,
-    ///   the larger of the longest free run and the largest bucket holding a
-    ///   free object;
+    ///   the larger of the longest free run (counting, in the default mode,
+    ///   the empty bucket runs a failing request would take back) and the
+    ///   largest bucket holding a free object;
     /// - `bytes_requested`: [`ALLOCATOR_STAT_UNKNOWN`] (no header records it).
     ///
     /// # Time complexity
     ///
     /// O(buckets + free-run classes), plus the runs of the highest non-empty
-    /// power-of-two class (see [`crate::page_alloc::PageAlloc::largest_run`]).
+    /// power-of-two class (see [`crate::page_alloc::PageAlloc::largest_run`]);
+    /// in the default mode, O(runs) while some bucket holds a page's worth of
+    /// free objects.
     pub fn stats(&self) -> AllocatorStats {
         let mut free = self.pages.free_pages << self.page_shift;
         let mut live = self.large_live;
@@ -36,8 +39,13 @@ impl McKusickKarels {
                 largest_object = 1 << indx;
             }
         }
-        let metadata = self.region_len - self.pages_len + self.inpage_bitmap_bytes;
-        let largest_run = (self.pages.largest_run() as usize) << self.page_shift;
+        // Empty bucket runs kept by the hysteresis go back before a request
+        // fails: their in-page bitmaps count as free, not metadata.
+        let (run, reclaimable_bitmaps) = self.largest_run_reclaimable();
+        let metadata =
+            self.region_len - self.pages_len + self.inpage_bitmap_bytes - reclaimable_bitmaps;
+        let largest_run = (run as usize) << self.page_shift;
+        free += reclaimable_bitmaps;
         AllocatorStats {
             arena_bytes: self.region_len,
             metadata_bytes: metadata,

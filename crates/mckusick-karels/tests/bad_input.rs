@@ -4,7 +4,7 @@
 
 use core::ptr::{self, NonNull};
 
-use mckusick_karels::{Config, Heap, McKusickKarels, ReallocError};
+use mckusick_karels::{Config, Heap, McKusickKarels, PageReturn, ReallocError};
 
 const PAGE: usize = 4096;
 
@@ -237,7 +237,7 @@ fn config_and_region_errors() {
             &mut mem,
             Config {
                 page_size,
-                return_pages: false,
+                page_return: PageReturn::Never,
             },
         )
         .unwrap_err();
@@ -257,7 +257,7 @@ fn config_and_region_errors() {
         &mut tiny,
         Config {
             page_size: 256,
-            return_pages: true,
+            page_return: PageReturn::Eager,
         },
     )
     .unwrap();
@@ -273,7 +273,8 @@ mod c_abi {
         allocator_realloc, allocator_stats, allocator_usable_size,
     };
     use plugin_abi::{
-        ALLOCATOR_FLAG_LOCKED, ALLOCATOR_FLAG_RETURN_PAGES, ALLOCATOR_STAT_UNKNOWN, AllocatorStats,
+        ALLOCATOR_FLAG_FAITHFUL, ALLOCATOR_FLAG_LOCKED, ALLOCATOR_FLAG_RETURN_PAGES,
+        ALLOCATOR_STAT_UNKNOWN, AllocatorStats,
     };
 
     fn stats(a: *mut plugin_abi::Allocator) -> AllocatorStats {
@@ -294,6 +295,15 @@ mod c_abi {
             assert!(allocator_create(ptr::null_mut(), len).is_null());
             assert!(allocator_create(base, 100).is_null());
             assert!(allocator_create_with_flags(base, len, 0x80).is_null());
+            // The two page-return modes exclude each other.
+            assert!(
+                allocator_create_with_flags(
+                    base,
+                    len,
+                    ALLOCATOR_FLAG_RETURN_PAGES | ALLOCATOR_FLAG_FAITHFUL
+                )
+                .is_null()
+            );
             let a = allocator_create_with_flags(
                 base,
                 len,
@@ -369,7 +379,7 @@ mod c_abi {
         assert_eq!(info.alignment, 16);
         assert_eq!(
             info.supported_flags,
-            ALLOCATOR_FLAG_RETURN_PAGES | ALLOCATOR_FLAG_LOCKED
+            ALLOCATOR_FLAG_RETURN_PAGES | ALLOCATOR_FLAG_FAITHFUL | ALLOCATOR_FLAG_LOCKED
         );
         // SAFETY: static NUL-terminated strings.
         let name = unsafe { core::ffi::CStr::from_ptr(info.name) };

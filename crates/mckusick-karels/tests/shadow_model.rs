@@ -1,11 +1,12 @@
 //! The shared shadow model (alloc-testkit) over many random scenarios:
 //! arena sizes from 0 to about 1 MiB (odd ones, powers of two), misaligned
-//! arenas, every action of the kit, in the faithful mode and with
+//! arenas, every action of the kit (freed blocks scribbled included), in the
+//! default mode, the faithful one (`ALLOCATOR_FLAG_FAITHFUL`) and with
 //! `ALLOCATOR_FLAG_RETURN_PAGES`.
 
 use alloc_testkit::{Expectations, Outcome, action::scenario_strategy, check_core};
 use mckusick_karels::McKusickKarels;
-use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
+use plugin_abi::{ALLOCATOR_FLAG_FAITHFUL, ALLOCATOR_FLAG_RETURN_PAGES};
 use proptest::prelude::*;
 
 #[cfg(not(miri))]
@@ -41,8 +42,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn faithful_mode_passes_the_shadow_model(s in scenario_strategy(MAX_ARENA, ACTIONS)) {
+    fn default_mode_passes_the_shadow_model(s in scenario_strategy(MAX_ARENA, ACTIONS)) {
         run(&s, 0)?;
+    }
+
+    #[test]
+    fn faithful_mode_passes_the_shadow_model(s in scenario_strategy(MAX_ARENA, ACTIONS)) {
+        run(&s, ALLOCATOR_FLAG_FAITHFUL)?;
     }
 
     #[test]
@@ -62,8 +68,8 @@ fn scenarios_do_real_work() {
     let mut created = 0;
     for _ in 0..if cfg!(miri) { 1 } else { 60 } {
         let s = strategy.new_tree(&mut runner).unwrap().current();
-        for flags in [0, ALLOCATOR_FLAG_RETURN_PAGES] {
-            let exp = expectations(flags != 0);
+        for flags in [0, ALLOCATOR_FLAG_FAITHFUL, ALLOCATOR_FLAG_RETURN_PAGES] {
+            let exp = expectations(flags == ALLOCATOR_FLAG_RETURN_PAGES);
             match check_core::<McKusickKarels>(&s, MAX_ARENA, flags, &exp).unwrap() {
                 Outcome::Passed(r) => {
                     created += 1;
@@ -72,6 +78,7 @@ fn scenarios_do_real_work() {
                     total.rejected += r.rejected;
                     total.in_place += r.in_place;
                     total.failed += r.failed;
+                    total.scribbled_freed += r.scribbled_freed;
                 }
                 Outcome::NotCreated => {}
             }
@@ -84,5 +91,6 @@ fn scenarios_do_real_work() {
             total.rejected > 0 && total.in_place > 0 && total.failed > 0,
             "{total:?}"
         );
+        assert!(total.scribbled_freed > 10, "{total:?}");
     }
 }

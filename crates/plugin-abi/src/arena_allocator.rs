@@ -121,6 +121,13 @@ pub trait ArenaAllocator: Sized {
     /// Walks the whole state and checks every invariant.
     fn check_invariants(&self) -> Result<(), InvariantViolation>;
 
+    /// Corrupt free-list links found (writes into freed blocks) and
+    /// repaired since creation; `allocator_check` reports them as
+    /// `ALLOCATOR_CHECK_REPAIRED`. 0 for an allocator that keeps no count.
+    fn free_list_repairs(&self) -> usize {
+        0
+    }
+
     /// Free memory that may be given back to the operating system: calls
     /// `f(start, len)` for ranges of whole pages (`page`, a power of two, is
     /// the caller's page size: `start` and `len` are multiples of it) that

@@ -288,6 +288,7 @@ pub unsafe fn check<A: ArenaAllocator>(a: *const Allocator) -> c_int {
         return -2;
     };
     h.with(-1, |core| match core.check_invariants() {
+        Ok(()) if core.free_list_repairs() > 0 => crate::ALLOCATOR_CHECK_REPAIRED,
         Ok(()) => 0,
         Err(_) => -1,
     })

@@ -8,10 +8,18 @@
 //! The allocator is created on first use. The arena never grows: when it is
 //! full, allocation fails and Rust's `handle_alloc_error` aborts, as for any
 //! out-of-memory.
+//!
+//! A panic inside the core (a bug) would allocate its payload through this
+//! same allocator while its non-reentrant lock is held, and spin forever.
+//! Instead the adapter notices the re-entry (a thread-local flag, set while
+//! the thread holds the lock) and a panic that unwinds out of the core
+//! (`catch_unwind`), and aborts the process with a message on stderr.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::UnsafeCell;
+use core::cell::{Cell, UnsafeCell};
 use core::ptr::{self, NonNull};
+use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::arena_allocator::ArenaAllocator;
 use crate::spin::SpinLock;
@@ -56,23 +64,51 @@ impl<A: ArenaAllocator> GlobalArena<A> {
     /// # Time complexity
     ///
     /// That of `f`, plus the allocator's creation on the first call.
+    ///
+    /// A call made while this thread is already inside (a panic in the core
+    /// allocating its payload) or a panic unwinding out of `f` aborts the
+    /// process with a message: it never deadlocks on the lock.
     pub fn with<R>(&self, f: impl FnOnce(&mut A) -> R) -> Option<R> {
-        let _guard = self.lock.lock();
-        // SAFETY: we hold the lock, so no other reference to `state` exists.
-        let state = unsafe { &mut *self.state.get() };
-        if state.is_none() {
-            // SAFETY: the region is valid and ours alone (contract of `new`).
-            *state = unsafe { A::create_in(self.region, self.len, 0) };
+        if INSIDE.with(|inside| inside.replace(true)) {
+            abort_with("re-entered while it held its lock (a panic inside the allocator?)");
         }
-        // SAFETY: the allocator lives in the region for the rest of the
-        // program and is only reached under the lock we hold.
-        state.map(|core| f(unsafe { &mut *core.as_ptr() }))
+        let guard = self.lock.lock();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: we hold the lock, so no other reference to `state` exists.
+            let state = unsafe { &mut *self.state.get() };
+            if state.is_none() {
+                // SAFETY: the region is valid and ours alone (contract of `new`).
+                *state = unsafe { A::create_in(self.region, self.len, 0) };
+            }
+            // SAFETY: the allocator lives in the region for the rest of the
+            // program and is only reached under the lock we hold.
+            state.map(|core| f(unsafe { &mut *core.as_ptr() }))
+        }));
+        drop(guard);
+        INSIDE.with(|inside| inside.set(false));
+        r.unwrap_or_else(|_| abort_with("the allocator panicked"))
     }
 
     /// The allocator's accounting (after creating it, if it was not yet).
     pub fn stats(&self) -> Option<AllocatorStats> {
         self.with(|a| a.stats())
     }
+}
+
+std::thread_local! {
+    /// True while this thread is inside [`GlobalArena::with`] (holds a lock).
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Writes `GlobalArena: why` to stderr (unbuffered, no allocation) and
+/// aborts.
+#[cold]
+fn abort_with(why: &str) -> ! {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(b"GlobalArena: ");
+    let _ = err.write_all(why.as_bytes());
+    let _ = err.write_all(b": aborting\n");
+    std::process::abort()
 }
 
 // SAFETY: blocks come from the allocator, which hands out each byte of its

@@ -14,8 +14,16 @@ pub const ALLOCATOR_ALIGNMENT: usize = 16;
 /// Creation flag: every call takes an internal spin lock (thread-safe instance).
 pub const ALLOCATOR_FLAG_LOCKED: u32 = 0x1;
 /// Creation flag (McKusick-Karels): give a bucket's page back to the page pool
-/// once all its objects are free.
+/// as soon as all its objects are free (the default returns them past a
+/// high-water mark).
 pub const ALLOCATOR_FLAG_RETURN_PAGES: u32 = 0x2;
+/// Creation flag (McKusick-Karels): the strictly faithful 4.4BSD behaviour,
+/// bucket pages are never given back.
+pub const ALLOCATOR_FLAG_FAITHFUL: u32 = 0x4;
+
+/// `allocator_check`: every invariant holds, but a corrupt free-list link
+/// was found earlier (a write into a freed block) and the list rebuilt.
+pub const ALLOCATOR_CHECK_REPAIRED: i32 = -3;
 
 /// `AllocatorStats::bytes_requested` of an allocator that keeps no per-block
 /// record of the size asked for.

@@ -49,6 +49,26 @@ pub enum BadPointer {
     ArenaStart(u16),
 }
 
+/// What a use-after-free write puts into the first 16 bytes of a freed
+/// block (where both cores keep their free-list links).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Arbitrary)]
+pub enum Scribble {
+    /// Every byte this value (0x41, 0xff, 0 ...).
+    Bytes(u8),
+    /// The address of a live block (this index), or a spot 16 bytes into it.
+    LiveBlock(u16, bool),
+    /// The address of a neighbour: the block's own address plus `16 * k`
+    /// (`k` may be negative, never 0).
+    Neighbour(i8),
+    /// The address of another recently freed block (maybe of another size
+    /// class, maybe handed out again).
+    OtherFreed(u16),
+    /// An address outside the arena: before it (`false`) or after it.
+    OutOfArena(u16, bool),
+    /// Any two words.
+    Words(u64, u64),
+}
+
 /// One call (or a short sequence of calls) on an allocator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Arbitrary)]
 pub enum Action {
@@ -77,6 +97,9 @@ pub enum Action {
     AllocBadAlign(Size, u8),
     /// Overwrite the whole block with new bytes, as a caller may.
     Scribble(u16),
+    /// Overwrite the first 16 bytes of the block freed last (if nothing was
+    /// allocated since), as a use-after-free bug does.
+    ScribbleFreed(Scribble),
 }
 
 /// A whole test case: an arena and what is done with it.
@@ -107,6 +130,17 @@ fn size_strategy() -> impl Strategy<Value = Size> {
     (any::<u8>(), any::<u32>()).prop_map(|(class, raw)| Size { class, raw })
 }
 
+fn scribble_strategy() -> impl Strategy<Value = Scribble> {
+    prop_oneof![
+        prop_oneof![Just(0x41u8), Just(0), Just(0xff), any::<u8>()].prop_map(Scribble::Bytes),
+        (any::<u16>(), any::<bool>()).prop_map(|(i, b)| Scribble::LiveBlock(i, b)),
+        any::<i8>().prop_map(Scribble::Neighbour),
+        any::<u16>().prop_map(Scribble::OtherFreed),
+        (any::<u16>(), any::<bool>()).prop_map(|(k, b)| Scribble::OutOfArena(k, b)),
+        (any::<u64>(), any::<u64>()).prop_map(|(a, b)| Scribble::Words(a, b)),
+    ]
+}
+
 fn bad_pointer_strategy() -> impl Strategy<Value = BadPointer> {
     prop_oneof![
         any::<u16>().prop_map(BadPointer::Interior),
@@ -133,6 +167,7 @@ pub fn action_strategy() -> impl Strategy<Value = Action> {
         3 => any::<u16>().prop_map(Action::FreeAgain),
         1 => (size_strategy(), any::<u8>()).prop_map(|(s, a)| Action::AllocBadAlign(s, a)),
         2 => any::<u16>().prop_map(Action::Scribble),
+        3 => scribble_strategy().prop_map(Action::ScribbleFreed),
     ]
 }
 

@@ -25,9 +25,10 @@ pub mod arena;
 pub mod model;
 #[cfg(feature = "plugin")]
 pub mod plugins;
+pub mod scribble;
 pub mod target;
 
-pub use action::{Action, BadPointer, Scenario, Size};
+pub use action::{Action, BadPointer, Scenario, Scribble, Size};
 pub use arena::TestArena;
 pub use model::{Expectations, Report, run};
 pub use target::{CoreTarget, Target};

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::action::{Action, BadPointer, Size};
+use crate::action::{Action, BadPointer, Scribble, Size};
 use crate::arena::{TestArena, fill_pattern, find_pattern_damage};
 use crate::target::{MIN_ALIGN, Target};
 use plugin_abi::AllocatorStats;
@@ -61,6 +61,8 @@ pub struct Report {
     pub in_place: usize,
     /// Largest number of blocks live at once.
     pub peak_live: usize,
+    /// Freed blocks scribbled (`ScribbleFreed` that wrote).
+    pub scribbled_freed: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +89,12 @@ struct ShadowModel {
     expected_rejected: usize,
     expected_failed: usize,
     reserved: usize,
+    /// The block freed last and its usable size, while nothing has been
+    /// allocated since (so its memory is still a free block's).
+    last_freed: Option<(usize, usize)>,
+    /// A freed block was scribbled: the allocator may have lost it (its
+    /// invariant check may then fail), but nothing else may change.
+    scribbled: bool,
 }
 
 impl ShadowModel {
@@ -102,6 +110,8 @@ impl ShadowModel {
             expected_rejected: 0,
             expected_failed: 0,
             reserved: 0,
+            last_freed: None,
+            scribbled: false,
         }
     }
 
@@ -168,6 +178,7 @@ impl ShadowModel {
         self.ranges.insert(addr, end);
         self.freed.retain(|&f| f != addr);
         self.reserved += usable;
+        self.last_freed = None;
         Ok(block)
     }
 
@@ -198,7 +209,42 @@ impl ShadowModel {
             self.freed.remove(0);
         }
         self.reserved -= block.usable;
+        self.last_freed = Some((addr, block.usable));
         block
+    }
+
+    /// True when `[addr, addr + len)` overlaps a live block.
+    fn overlaps_live(&self, addr: usize, len: usize) -> bool {
+        self.ranges
+            .range(..addr + len)
+            .next_back()
+            .is_some_and(|(_, &e)| e > addr)
+    }
+
+    /// The two words a scribble writes into the freed block at `addr`.
+    fn scribble_words(&self, addr: usize, how: Scribble) -> [u64; 2] {
+        let one = |w: usize| [w as u64; 2];
+        match how {
+            Scribble::Bytes(b) => [u64::from_ne_bytes([b; 8]); 2],
+            Scribble::LiveBlock(i, inside) => match self.pick(i) {
+                Some(b) => one(b.addr + if inside { 16 } else { 0 }),
+                None => one(self.lo),
+            },
+            Scribble::Neighbour(k) => {
+                let k = if k == 0 { 1 } else { k as isize };
+                one(addr.wrapping_add_signed(16 * k))
+            }
+            Scribble::OtherFreed(i) => match self.freed.len() {
+                0 => one(addr),
+                n => one(self.freed[i as usize % n]),
+            },
+            Scribble::OutOfArena(k, after) => one(if after {
+                self.hi + 16 * (k as usize % 4096)
+            } else {
+                self.lo.wrapping_sub(16 * (1 + k as usize % 4096))
+            }),
+            Scribble::Words(a, b) => [a, b],
+        }
     }
 
     /// A pointer that is not the start of a live block, per `kind` (relative
@@ -253,7 +299,7 @@ pub fn run<T: Target>(
         arena
             .margins_intact()
             .map_err(|e| format!("step {step} ({action:?}): {e}"))?;
-        if exp.check_every_action || step % 64 == 63 {
+        if (exp.check_every_action || step % 64 == 63) && !model.scribbled {
             target
                 .check()
                 .map_err(|e| format!("step {step} ({action:?}): invariants: {e}"))?;
@@ -285,13 +331,18 @@ pub fn run<T: Target>(
     }
     let end = target.stats();
     check_stats(&end, &model, &initial).map_err(|e| format!("after freeing everything: {e}"))?;
-    target
-        .check()
-        .map_err(|e| format!("after freeing everything: {e}"))?;
+    if !model.scribbled {
+        target
+            .check()
+            .map_err(|e| format!("after freeing everything: {e}"))?;
+    }
     arena.margins_intact()?;
     // Every byte is free again, or held as metadata (bucket pages an
     // allocator keeps may hold bitmaps); an allocator that restores its
     // initial state must be back to its initial split exactly.
+    if model.scribbled {
+        return Ok(report); // a scribbled block may be lost: the totals may differ
+    }
     if end.bytes_free + end.metadata_bytes != initial.bytes_free + initial.metadata_bytes
         || (exp.restores_largest_after_free_all
             && (end.bytes_free != initial.bytes_free
@@ -534,6 +585,23 @@ fn do_action<T: Target>(
             // write all of them.
             unsafe { fill_pattern(arena.ptr_at(b.addr), b.usable, seed) };
             model.blocks[slot].seed = seed;
+        }
+        Action::ScribbleFreed(how) => {
+            let Some((addr, usable)) = model.last_freed else {
+                return Ok(());
+            };
+            let len = usable.min(16);
+            if len < 16 || model.overlaps_live(addr, len) {
+                return Ok(());
+            }
+            let words = model.scribble_words(addr, how);
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            // SAFETY: 16 bytes of a block freed since the last allocation:
+            // inside the arena, part of no live block (checked); only the
+            // allocator's free-list links are there, which it must not trust.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), arena.ptr_at(addr), len) };
+            model.scribbled = true;
+            report.scribbled_freed += 1;
         }
     }
     if target.usable_size(std::ptr::null_mut()) != 0 {

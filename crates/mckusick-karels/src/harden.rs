@@ -1,0 +1,298 @@
+//! Hardened free lists: a bucket's list link lives in a free object, where a
+//! use-after-free write can change it. No link is followed before the page
+//! descriptors and the allocated bitmaps (which no caller can reach through a
+//! block) confirm that it points at a free object of the same bucket:
+//!
+//! - inside the pages, aligned to the object size (to the page for the
+//!   two-page bucket), not in the reserved bitmap slots;
+//! - on a page whose descriptor says `BUCKET` of this bucket;
+//! - with its allocated bit clear;
+//! - and the list ends exactly when `kb_totalfree` says it does (a link
+//!   that skips objects is found at the end of the list).
+//!
+//! Doubly linked lists (every mode but the faithful one) also check both
+//! neighbours before unlinking an object from the middle of a list
+//! (`prev.next == obj && next.prev == obj`, the "safe unlink" of glibc).
+//!
+//! A link that fails is never followed: the bucket's list is rebuilt from
+//! the bitmaps (every object whose bit is clear, O(pages + objects), once per
+//! detected corruption), counted in [`McKusickKarels::free_list_repairs`],
+//! and `allocator_check` reports it. Nothing is lost and nothing else
+//! changes: the scribbled block is free memory the allocator still owns.
+//!
+//! # What it costs
+//!
+//! `malloc` checks the *next* object before it becomes the list head: a
+//! subtraction and two compares (inside the pages, aligned), one descriptor
+//! load (kind and bucket in one 16-bit compare; the descriptor of the next
+//! object is usually the one `malloc` just read for the object it returns,
+//! so the same cache line), and one bitmap-word load (the same word, or the
+//! descriptor line again). About six more instructions and three
+//! well-predicted branches; no new cache line in the common case. `free`
+//! checks nothing more: the list head it writes is always one that was
+//! checked.
+
+use crate::allocator::McKusickKarels;
+use crate::bucket::{
+    KmemBuckets, next_of, objects_per_run, prev_of, reserved_slots, set_next, set_prev,
+    slots_per_run,
+};
+use crate::kmemusage::BUCKET;
+
+impl McKusickKarels {
+    /// `p` as a pointer derived from the arena, if it is a free object of
+    /// bucket `indx`: inside the pages, aligned, on a `BUCKET` page of that
+    /// bucket, outside the reserved bitmap slots, allocated bit clear. Reads
+    /// only the descriptor table and the bitmaps, never `p` (whose value may
+    /// come from a caller's write: the pointer returned carries the arena's
+    /// provenance, not the link's).
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    pub(crate) fn checked_free_object(&self, p: *mut u8, indx: u32) -> Option<*mut u8> {
+        let off = p.addr().wrapping_sub(self.base.addr());
+        let align = ((1usize << indx) - 1) & self.page_mask;
+        if off >= self.pages_len || off & align != 0 {
+            return None;
+        }
+        let page = self.page_of(off);
+        // SAFETY: `page < npages` since `off < pages_len`.
+        let d = unsafe { *self.pages.kmemusage.add(page as usize) };
+        let in_page = off & self.page_mask;
+        if d.ku_kind != BUCKET
+            || d.ku_indx as u32 != indx
+            || in_page < reserved_slots(self.page_shift, indx) << indx
+        {
+            return None;
+        }
+        // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of the
+        // object size.
+        let (word, mask) = unsafe { self.bit_of(page, indx, in_page) };
+        // SAFETY: the bitmap word is in the table or the page's reserved
+        // slots; `off` is inside the pages.
+        unsafe { (*word & mask == 0).then(|| self.base.add(off)) }
+    }
+
+    /// The new head of bucket `indx`'s list when `next` was read from the
+    /// free object being popped and the list held `totalfree` objects
+    /// before the pop; `None` when `next` must not be followed.
+    #[inline(always)]
+    pub(crate) fn checked_link(
+        &self,
+        next: *mut u8,
+        indx: u32,
+        totalfree: usize,
+    ) -> Option<*mut u8> {
+        if next.is_null() {
+            (totalfree == 1).then_some(next)
+        } else if totalfree > 1 {
+            self.checked_free_object(next, indx)
+        } else {
+            None
+        }
+    }
+
+    /// Rebuilds bucket `indx`'s free list from the allocated bitmaps of its
+    /// pages, after a corrupt link was found (counted).
+    ///
+    /// # Time complexity
+    ///
+    /// O(pages + objects of the bucket).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn rebuild_bucket(&mut self, indx: u32) {
+        self.list_repairs += 1;
+        let shift = self.page_shift;
+        let (reserved, slots) = (reserved_slots(shift, indx), slots_per_run(shift, indx));
+        let doubly = self.return_pages;
+        let mut list = KmemBuckets::EMPTY;
+        let mut page = 0u32;
+        while page < self.pages.npages {
+            // SAFETY: `page < npages`.
+            let d = unsafe { *self.pages.kmemusage.add(page as usize) };
+            if d.ku_kind == BUCKET && d.ku_indx as u32 == indx {
+                let mut free = 0u16;
+                for slot in reserved..slots {
+                    let in_page = slot << indx;
+                    // SAFETY: a BUCKET page of bucket `indx`, aligned slot.
+                    let (word, mask) = unsafe { self.bit_of(page, indx, in_page) };
+                    // SAFETY: the word is in the table or the reserved slots.
+                    if unsafe { *word } & mask == 0 {
+                        // SAFETY: a free object of this run, inside the pages.
+                        let obj = unsafe { self.base.add(((page as usize) << shift) + in_page) };
+                        // SAFETY: a free object belongs to the allocator.
+                        unsafe { list.push(obj, obj, doubly) };
+                        free += 1;
+                    }
+                }
+                list.kb_total += objects_per_run(shift, indx);
+                // SAFETY: `page < npages`; no other reference is live.
+                unsafe { self.pages.kup(page) }.ku_freecnt = free;
+            }
+            page += d.ku_pagecnt.max(1);
+        }
+        self.buckets[indx as usize] = list;
+    }
+
+    /// Unlinks the free object `obj` of bucket `indx` from its doubly linked
+    /// list after checking both neighbours point back at it; `false` (and
+    /// nothing changed) when they do not.
+    ///
+    /// # Safety
+    ///
+    /// Doubly linked lists; `obj` is a free object of bucket `indx`.
+    pub(crate) unsafe fn safe_unlink(&mut self, obj: *mut u8, indx: u32) -> bool {
+        // SAFETY: `obj` is a free object: its two links are the allocator's.
+        let (next, prev) = unsafe { (next_of(obj), prev_of(obj)) };
+        let kbp = &self.buckets[indx as usize];
+        let prev = if prev.is_null() {
+            if kbp.kb_next != obj {
+                return false;
+            }
+            prev
+        } else {
+            match self.checked_free_object(prev, indx) {
+                // SAFETY: a checked free object of this bucket holds its links.
+                Some(p) if unsafe { next_of(p) }.addr() == obj.addr() => p,
+                _ => return false,
+            }
+        };
+        let next = if next.is_null() {
+            next
+        } else {
+            match self.checked_free_object(next, indx) {
+                // SAFETY: as above.
+                Some(n) if unsafe { prev_of(n) }.addr() == obj.addr() => n,
+                _ => return false,
+            }
+        };
+        if kbp.kb_totalfree == 0 {
+            return false;
+        }
+        // SAFETY: both neighbours are free objects of the bucket, checked.
+        unsafe {
+            if prev.is_null() {
+                self.buckets[indx as usize].kb_next = next;
+            } else {
+                set_next(prev, next);
+            }
+            if !next.is_null() {
+                set_prev(next, prev);
+            }
+        }
+        self.buckets[indx as usize].kb_totalfree -= 1;
+        true
+    }
+
+    /// Gives every bucket run whose objects are all free back to the page
+    /// allocator (hysteresis mode, before a request for pages fails).
+    /// Returns the pages given back.
+    ///
+    /// # Time complexity
+    ///
+    /// O(buckets) when no bucket holds a page's worth of free objects;
+    /// otherwise O(pages + objects of the runs returned).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn reclaim_empty_runs(&mut self) -> usize {
+        let shift = self.page_shift;
+        if !self.may_hold_empty_runs() {
+            return 0;
+        }
+        let mut returned = 0;
+        let n = self.pages.npages;
+        let mut page = 0u32;
+        // SAFETY: page 0 exists (an allocator has at least one page).
+        let mut d = unsafe { *self.pages.kmemusage };
+        while page < n {
+            let len = d.ku_pagecnt.max(1);
+            let next = page + len;
+            // Read the next run's head before this run goes back: giving it
+            // back may merge it with that run and rewrite its descriptors.
+            // SAFETY: `next < npages`.
+            let after = (next < n).then(|| unsafe { *self.pages.kmemusage.add(next as usize) });
+            if d.ku_kind == BUCKET
+                && d.ku_freecnt as usize == objects_per_run(shift, d.ku_indx as u32)
+            {
+                self.return_run(page, d.ku_indx as u32);
+                returned += len as usize;
+            }
+            page = next;
+            d = after.unwrap_or_default();
+        }
+        returned
+    }
+
+    /// True when some bucket holds at least a run's worth of free objects,
+    /// so that a run of it may be all free (hysteresis mode only).
+    fn may_hold_empty_runs(&self) -> bool {
+        let shift = self.page_shift;
+        self.return_pages
+            && !self.eager
+            && self
+                .buckets
+                .iter()
+                .enumerate()
+                .skip(crate::bucket::MINBUCKET as usize)
+                .any(|(i, kb)| kb.kb_totalfree >= objects_per_run(shift, i as u32))
+    }
+
+    /// The longest run of pages a request would get, counting the bucket
+    /// runs that [`McKusickKarels::reclaim_empty_runs`] would give back
+    /// (they merge with their free neighbours), and the bytes of in-page
+    /// bitmaps those runs hold (metadata that would become free).
+    ///
+    /// # Time complexity
+    ///
+    /// O(1) plus the page allocator's `largest_run` when no bucket can hold
+    /// an empty run; otherwise O(runs).
+    pub(crate) fn largest_run_reclaimable(&self) -> (u32, usize) {
+        let largest = self.pages.largest_run();
+        if !self.may_hold_empty_runs() {
+            return (largest, 0);
+        }
+        let shift = self.page_shift;
+        let mut bitmaps = 0;
+        let (mut best, mut cur, mut page) = (largest, 0u32, 0u32);
+        while page < self.pages.npages {
+            // SAFETY: `page < npages`: a run head (the walk follows the tags).
+            let d = unsafe { *self.pages.kmemusage.add(page as usize) };
+            let len = d.ku_pagecnt.max(1);
+            let free = d.ku_kind == crate::kmemusage::FREE
+                || (d.ku_kind == BUCKET
+                    && d.ku_freecnt as usize == objects_per_run(shift, d.ku_indx as u32));
+            if free && d.ku_kind == BUCKET {
+                bitmaps += reserved_slots(shift, d.ku_indx as u32) << d.ku_indx;
+            }
+            cur = if free { cur + len } else { 0 };
+            best = best.max(cur);
+            page += len;
+        }
+        (best, bitmaps)
+    }
+
+    /// A run of `n` pages from the page allocator; in hysteresis mode, when
+    /// none is free, the empty bucket runs are given back first.
+    #[inline]
+    pub(crate) fn alloc_pages(&mut self, n: u32) -> Option<u32> {
+        if let Some(p) = self.pages.alloc_run(n) {
+            return Some(p);
+        }
+        if self.eager || self.reclaim_empty_runs() == 0 {
+            return None;
+        }
+        self.pages.alloc_run(n)
+    }
+
+    /// Corrupt free-list links found (each one a write into a freed block)
+    /// and repaired by rebuilding the list from the bitmaps.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    pub fn free_list_repairs(&self) -> usize {
+        self.list_repairs
+    }
+}
