@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES;
+use plugin_abi::{ALLOCATOR_FLAG_FAITHFUL, ALLOCATOR_FLAG_RETURN_PAGES};
 
 use crate::arena::Arena;
 use crate::artifacts::{self, Artifact};
@@ -101,9 +101,14 @@ pub struct CompareArgs {
 
 /// This project's plugins as `compare` runs them: the artifact, the
 /// creation flags and the row's name.
-const OWN_PLUGINS: [(Artifact, u32, &str); 3] = [
+const OWN_PLUGINS: [(Artifact, u32, &str); 4] = [
     (artifacts::BUDDY_PLUGIN, 0, "buddy"),
     (artifacts::MCKUSICK_KARELS_PLUGIN, 0, "mckusick-karels"),
+    (
+        artifacts::MCKUSICK_KARELS_PLUGIN,
+        ALLOCATOR_FLAG_FAITHFUL,
+        "mckusick-karels+faithful",
+    ),
     (
         artifacts::MCKUSICK_KARELS_PLUGIN,
         ALLOCATOR_FLAG_RETURN_PAGES,

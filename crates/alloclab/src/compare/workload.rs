@@ -6,12 +6,22 @@
 //! | `seed`       | 1 MiB  | the brief's: 10,000 allocs of 1..=4096 B, then free in order |
 //! | `fill`       | 16 MiB | allocs of 1..=4096 B until the first refusal, free all        |
 //! | `churn`      | 64 MiB | fill to half, then 100,000 random allocs (16..=4096 B) / frees |
+//! | `churn-aged` | 64 MiB | the same for 1,000,000 ops: free lists in a long run's order   |
 //! | `small-*`    | 4 MiB  | 10,000 allocs of 16..=128 B, freed random / LIFO / FIFO       |
+//! | `small-aged` | 4 MiB  | `small-random` on an allocator that ran 19 rounds of it before |
 //! | `pow2`       | 64 MiB | exact powers of two 16 B..64 KiB until the first refusal, free |
 //! | `realloc`    | 64 MiB | 1,000 blocks grown 16 B → 16 KiB by 1.25x steps, shrunk back  |
 //! | `trace:NAME` | fits   | a recorded trace replayed (see `trace.rs`)                    |
 //!
 //! `--quick` divides the op counts and the larger arenas by 4.
+//!
+//! Each repetition runs on a fresh allocator, so the plain workloads time
+//! free lists in the order a fresh arena gives (a page carved in address
+//! order, a buddy split from the top). The `-aged` ones time an allocator
+//! that has lived: `small-aged` times the 20th round of `small-random`
+//! (the 19 before run untimed on the same allocator, each freeing in random
+//! order), `churn-aged` times 1,000,000 churn operations, as the issue-12
+//! harness does.
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -135,13 +145,15 @@ pub struct Scale {
 }
 
 /// The names of the built-in workloads, in report order.
-pub const BUILT_IN: [&str; 8] = [
+pub const BUILT_IN: [&str; 10] = [
     "seed",
     "fill",
     "churn",
+    "churn-aged",
     "small-random",
     "small-lifo",
     "small-fifo",
+    "small-aged",
     "pow2",
     "realloc",
 ];
@@ -153,10 +165,12 @@ pub fn generate(name: &str, scale: Scale) -> Option<Script> {
     Some(match name {
         "seed" => seed(scale.seed),
         "fill" => fill(&mut rng, (16 << 20) / d),
-        "churn" => churn(&mut rng, (64 << 20) / d, 100_000 / d),
+        "churn" => churn(&mut rng, (64 << 20) / d, 100_000 / d, "churn"),
+        "churn-aged" => churn(&mut rng, (64 << 20) / d, 1_000_000 / d, "churn-aged"),
         "small-random" => small(&mut rng, FreeOrder::Random),
         "small-lifo" => small(&mut rng, FreeOrder::Lifo),
         "small-fifo" => small(&mut rng, FreeOrder::Fifo),
+        "small-aged" => small_aged(&mut rng, 20),
         "pow2" => pow2(&mut rng, (64 << 20) / d),
         "realloc" => realloc(1000 / d, (64 << 20) / d),
         _ => return None,
@@ -245,7 +259,7 @@ fn fill(rng: &mut Xoshiro256PlusPlus, arena: usize) -> Script {
     }
 }
 
-fn churn(rng: &mut Xoshiro256PlusPlus, arena: usize, ops: usize) -> Script {
+fn churn(rng: &mut Xoshiro256PlusPlus, arena: usize, ops: usize, name: &str) -> Script {
     let target = arena / 2;
     let mut live: Vec<(usize, usize)> = Vec::new(); // (slot, size)
     let mut free_slots: Vec<usize> = Vec::new();
@@ -292,7 +306,7 @@ fn churn(rng: &mut Xoshiro256PlusPlus, arena: usize, ops: usize) -> Script {
     }
     let cleanup = live.iter().map(|&(slot, _)| Op::free(slot)).collect();
     Script {
-        name: "churn".into(),
+        name: name.into(),
         description: format!(
             "{ops} random allocs (16..=4096 B) and frees around a live set of half a {} MiB arena",
             arena >> 20
@@ -344,6 +358,40 @@ fn small(rng: &mut Xoshiro256PlusPlus, order: FreeOrder) -> Script {
             timed("alloc", allocs),
             timed("free", slots.into_iter().map(Op::free).collect()),
         ],
+        usage: UsageKind::None,
+        peak_live: 0,
+    }
+}
+
+/// `rounds` rounds of `small-random` on one allocator; only the last timed.
+fn small_aged(rng: &mut Xoshiro256PlusPlus, rounds: usize) -> Script {
+    let n = 10_000;
+    let mut phases = Vec::with_capacity(2 * rounds);
+    for round in 0..rounds {
+        let allocs = (0..n)
+            .map(|i| Op::alloc(i, rng.random_range(16..=128)))
+            .collect();
+        let mut slots: Vec<usize> = (0..n).collect();
+        slots.shuffle(rng);
+        let frees = slots.into_iter().map(Op::free).collect();
+        if round + 1 < rounds {
+            phases.push(untimed("age-alloc", allocs));
+            phases.push(untimed("age-free", frees));
+        } else {
+            phases.push(timed("alloc", allocs));
+            phases.push(timed("free", frees));
+        }
+    }
+    Script {
+        name: "small-aged".into(),
+        description: format!(
+            "round {rounds} of small-random on one 4 MiB arena: 10,000 allocations of 16..=128 B \
+             freed in random order, after {} such rounds (untimed)",
+            rounds - 1
+        ),
+        arena: 4 << 20,
+        slots: n,
+        phases,
         usage: UsageKind::None,
         peak_live: 0,
     }

@@ -737,7 +737,7 @@ fn free_order_point(r: &CompareResults) -> Option<String> {
     let ws: Vec<&WorkloadResult> = r
         .workloads
         .iter()
-        .filter(|w| w.name.starts_with("small-"))
+        .filter(|w| w.name.starts_with("small-") && !w.name.ends_with("-aged"))
         .collect();
     if ws.len() < 2 {
         return None;
