@@ -112,8 +112,8 @@ void *allocator_realloc(Allocator *allocator, void *memory, size_t size);
 #define ALLOCATOR_FLAG_LOCKED       0x1u /* every call takes a spin lock: thread-safe */
 #define ALLOCATOR_FLAG_RETURN_PAGES 0x2u /* McKusick-Karels: give a bucket's page back
                                             to the page pool as soon as all its objects
-                                            are free (by default: past a high-water
-                                            mark of free objects) */
+                                            are free (by default: when a request for
+                                            pages would otherwise fail) */
 #define ALLOCATOR_FLAG_FAITHFUL     0x4u /* McKusick-Karels: never give a bucket's page
                                             back, as 4.4BSD */
 

@@ -17,7 +17,7 @@ use core::ptr::NonNull;
 use plugin_abi::BadPointer;
 
 use crate::allocator::McKusickKarels;
-use crate::bucket::{highwat, objects_per_run, pages_per_run, reserved_slots, slots_per_run};
+use crate::bucket::{objects_per_run, pages_per_run, reserved_slots, slots_per_run};
 use crate::kmemusage::{BUCKET, LARGE};
 
 /// A live block, as its page descriptor describes it.
@@ -158,11 +158,7 @@ impl McKusickKarels {
                 .push(va, via, self.return_pages);
         }
         if self.return_pages && freecnt == objects_per_run(self.page_shift, indx) {
-            // SAFETY: `indx < NBUCKETS`.
-            let totalfree = unsafe { self.buckets.get_unchecked(indx as usize) }.kb_totalfree;
-            if self.eager || totalfree > highwat(self.page_shift, indx) {
-                self.return_run(page, indx);
-            }
+            self.return_run(page, indx);
         }
     }
 

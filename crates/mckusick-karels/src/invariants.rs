@@ -98,7 +98,7 @@ impl McKusickKarels {
                         d.ku_freecnt
                     );
                     ensure!(
-                        !self.eager || allocated > 0,
+                        !self.return_pages || allocated > 0,
                         "bucket page {page}: all objects free but the page was not returned"
                     );
                     objs[indx as usize] += nobj;

@@ -39,7 +39,7 @@ impl McKusickKarels {
                 largest_object = 1 << indx;
             }
         }
-        // Empty bucket runs kept by the hysteresis go back before a request
+        // Empty bucket runs kept by their bucket go back before a request
         // fails: their in-page bitmaps count as free, not metadata.
         let (run, reclaimable_bitmaps) = self.largest_run_reclaimable();
         let metadata =

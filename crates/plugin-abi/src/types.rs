@@ -14,8 +14,8 @@ pub const ALLOCATOR_ALIGNMENT: usize = 16;
 /// Creation flag: every call takes an internal spin lock (thread-safe instance).
 pub const ALLOCATOR_FLAG_LOCKED: u32 = 0x1;
 /// Creation flag (McKusick-Karels): give a bucket's page back to the page pool
-/// as soon as all its objects are free (the default returns them past a
-/// high-water mark).
+/// as soon as all its objects are free (the default returns the empty ones
+/// when a request for pages would otherwise fail).
 pub const ALLOCATOR_FLAG_RETURN_PAGES: u32 = 0x2;
 /// Creation flag (McKusick-Karels): the strictly faithful 4.4BSD behaviour,
 /// bucket pages are never given back.
