@@ -35,6 +35,15 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
     rustup toolchain install nightly --profile minimal --component miri,rust-src
 fi
 cargo +nightly miri setup >/dev/null 2>&1 || cargo +nightly miri setup
+# The bare targets the no_std cores are built for (stable, the toolchain of
+# rust-toolchain.toml).
+BARE_TARGETS=(x86_64-unknown-none thumbv7em-none-eabihf)
+for target in "${BARE_TARGETS[@]}"; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        step "installing the Rust target $target"
+        rustup target add "$target"
+    fi
+done
 if ! cargo fuzz --version >/dev/null 2>&1; then
     step "installing cargo-fuzz"
     cargo install cargo-fuzz --locked
@@ -43,20 +52,32 @@ fi
 step "cargo fmt --check"
 cargo fmt --all --check
 (cd fuzz && cargo fmt --check)
+(cd examples/no-std-linux && cargo fmt --check)
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "the cores without std or alloc, for bare targets (kernels, firmware)"
+for target in "${BARE_TARGETS[@]}"; do
+    cargo build -p buddy -p mckusick-karels --lib --target "$target"
+done
+
+step "a #![no_std] #![no_main] Linux program on the cores alone (examples/no-std-linux)"
+(cd examples/no-std-linux && cargo clippy --release -- -D warnings && cargo run --release)
 
 step "the library crates are ready to publish (cargo package, docs without warnings)"
 # Packaging without the verifying build (the tests below build them): the
 # metadata, README and license files, versions on path dependencies; the
 # docs as docs.rs builds them, warnings as errors.
-library_crates=(-p plugin-abi -p alloc-trace -p buddy -p mckusick-karels)
+library_crates=(-p arena-api -p plugin-abi -p alloc-trace -p buddy -p mckusick-karels)
 cargo package --offline --no-verify --allow-dirty "${library_crates[@]}" >/dev/null
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features "${library_crates[@]}"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features plugin-abi/loader "${library_crates[@]}"
 
 step "cargo test (workspace)"
 cargo test --workspace
+
+step "core::alloc::Allocator for both cores (nightly, feature allocator-api)"
+cargo +nightly test -p buddy -p mckusick-karels --features allocator-api --test allocator_api
 
 # The README's first command on a fresh clone (a full release build from
 # scratch, then `compare --quick`): a few minutes of mostly one core, so it

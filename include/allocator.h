@@ -112,8 +112,8 @@ void *allocator_realloc(Allocator *allocator, void *memory, size_t size);
 #define ALLOCATOR_FLAG_LOCKED       0x1u /* every call takes a spin lock: thread-safe */
 #define ALLOCATOR_FLAG_RETURN_PAGES 0x2u /* McKusick-Karels: give a bucket's page back
                                             to the page pool as soon as all its objects
-                                            are free (by default: past a high-water
-                                            mark of free objects) */
+                                            are free (by default: when a request for
+                                            pages would otherwise fail) */
 #define ALLOCATOR_FLAG_FAITHFUL     0x4u /* McKusick-Karels: never give a bucket's page
                                             back, as 4.4BSD */
 
@@ -177,6 +177,23 @@ int allocator_stats(const Allocator *allocator, AllocatorStats *out);
  */
 int allocator_check(const Allocator *allocator);
 #define ALLOCATOR_CHECK_REPAIRED (-3)
+
+/*
+ * Gives the allocator more memory after creation: [memory, memory + size),
+ * of any size and alignment, anywhere that does not overlap memory the
+ * allocator already manages (its arena and the regions added before).  As
+ * for the arena, the allocator keeps its bookkeeping for the region inside
+ * it, and the memory must stay readable and writable, and untouched by the
+ * caller except through blocks, until allocator_destroy() (after which the
+ * caller owns it again).  Later allocations may come from any region;
+ * AllocatorStats.arena_bytes grows by size.
+ * Returns 0 when the region was added; -1 when it was refused (too small
+ * for the bookkeeping and one block, overlapping) and nothing changed; -2
+ * for a NULL or dead allocator or NULL memory.  With ALLOCATOR_FLAG_LOCKED
+ * it takes the lock like every other call.
+ * Ours: O(size / page) (the region's tables are initialised) + O(regions).
+ */
+int allocator_add_region(Allocator *allocator, void *memory, size_t size);
 
 /* Properties, as bits of AllocatorInfo.properties. */
 #define ALLOCATOR_PROP_STATE_IN_ARENA   0x1u /* all state inside the arena */

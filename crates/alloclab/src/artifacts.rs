@@ -37,13 +37,13 @@ pub struct Artifact {
 
 /// The buddy-system plugin.
 pub const BUDDY_PLUGIN: Artifact = Artifact {
-    package: "buddy",
+    package: "buddy-plugin",
     file: "libbuddy.so",
     what: "the buddy plugin",
 };
 /// The McKusick-Karels plugin.
 pub const MCKUSICK_KARELS_PLUGIN: Artifact = Artifact {
-    package: "mckusick-karels",
+    package: "mckusick-karels-plugin",
     file: "libmckusick_karels.so",
     what: "the McKusick-Karels plugin",
 };

@@ -32,6 +32,16 @@ pub fn name(sig: i32) -> String {
         .map_or_else(|| format!("signal {sig}"), |(_, name)| name.to_string())
 }
 
+/// "signal 11, SIGSEGV" (or "signal 42" for one without a name here).
+pub fn numbered(sig: i32) -> String {
+    let name = name(sig);
+    if name.starts_with("SIG") {
+        format!("signal {sig}, {name}")
+    } else {
+        name
+    }
+}
+
 /// "killed by SIGSEGV", "exited with status 7", "exited normally".
 pub fn describe(status: ExitStatus) -> String {
     match (status.signal(), status.code()) {

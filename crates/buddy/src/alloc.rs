@@ -67,34 +67,45 @@ impl Buddy {
     }
 
     /// Allocates a block of order `k` from the smallest free block of order
-    /// `>= from` (`from >= k`). A corrupt free-area link (a write into a
-    /// freed block) is not followed: the free areas are rebuilt from the
-    /// bitmaps and the allocation is tried once more.
+    /// `>= from` (`from >= k`) of any region; a failure is counted.
     #[inline(always)]
     pub(crate) fn alloc_order(&mut self, k: u32, from: u32) -> Option<NonNull<u8>> {
-        match self.try_alloc_order(k, from) {
+        match self.take_order(k, from) {
+            Some(p) => Some(p),
+            None => self.alloc_order_elsewhere(k, from),
+        }
+    }
+
+    /// Allocates a block of order `k` from the smallest free block of order
+    /// `>= from` (`from >= k`) of this region only; counts nothing. A
+    /// corrupt free-area link (a write into a freed block) is not followed:
+    /// the free areas are rebuilt from the bitmaps and the allocation is
+    /// tried once more.
+    #[inline(always)]
+    pub(crate) fn take_order(&mut self, k: u32, from: u32) -> Option<NonNull<u8>> {
+        match self.try_take_order(k, from) {
             Ok(p) => p,
-            Err(Corrupt) => self.alloc_after_repair(k, from),
+            Err(Corrupt) => self.take_after_repair(k, from),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn alloc_after_repair(&mut self, k: u32, from: u32) -> Option<NonNull<u8>> {
+    fn take_after_repair(&mut self, k: u32, from: u32) -> Option<NonNull<u8>> {
         self.rebuild_free_areas();
-        match self.try_alloc_order(k, from) {
+        match self.try_take_order(k, from) {
             Ok(p) => p,
             Err(Corrupt) => {
                 debug_assert!(false, "rebuilt free areas are corrupt");
-                self.failed()
+                None
             }
         }
     }
 
     #[inline(always)]
-    fn try_alloc_order(&mut self, k: u32, from: u32) -> Result<Option<NonNull<u8>>, Corrupt> {
+    fn try_take_order(&mut self, k: u32, from: u32) -> Result<Option<NonNull<u8>>, Corrupt> {
         let Some(j) = self.areas.smallest_at_least(from) else {
-            return Ok(self.failed());
+            return Ok(None);
         };
         let g = self.areas.pop(&self.frame, &self.map, j)?;
         // Split: keep the lower half, free the upper one, down to order k.

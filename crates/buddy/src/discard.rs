@@ -1,5 +1,5 @@
 //! Which free memory may go back to the operating system
-//! ([`ArenaAllocator::discardable`](plugin_abi::ArenaAllocator::discardable)).
+//! ([`ArenaAllocator::discardable`](arena_api::ArenaAllocator::discardable)).
 //!
 //! A free block's only content the allocator relies on is its 16-byte header
 //! (links, order, magic) at the block's start; the rest is never read before
@@ -9,7 +9,7 @@
 
 use core::ptr::NonNull;
 
-use plugin_abi::whole_pages;
+use arena_api::whole_pages;
 
 use crate::Buddy;
 use crate::order::{GRANULE, MAX_ORDER, MIN_ORDER, block_bytes};
@@ -23,6 +23,15 @@ impl Buddy {
     ///
     /// O(free blocks of those orders + orders).
     pub fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
+        self.discardable_here(page, min_len, f);
+        for b in self.more() {
+            // SAFETY: a live added region's state, only read.
+            unsafe { b.as_ref() }.discardable_here(page, min_len, f);
+        }
+    }
+
+    /// [`Buddy::discardable`] of this region only.
+    fn discardable_here(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
         if !page.is_power_of_two() {
             return;
         }

@@ -26,7 +26,7 @@
 
 use core::ptr::NonNull;
 
-use plugin_abi::BadPointer;
+use arena_api::BadPointer;
 
 use crate::Buddy;
 use crate::bitmap::WORD_ORDER;
@@ -45,12 +45,22 @@ impl Buddy {
     /// O(log(arena / 16)) worst case.
     #[inline(always)]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
-        let Some(g) = self.frame.granule_of(ptr.as_ptr().addr()) else {
-            return self.rejected();
-        };
+        match self.free_here(ptr) {
+            Ok(()) => Ok(()),
+            Err(BadPointer) => self.free_elsewhere(ptr),
+        }
+    }
+
+    /// `free` in this region only; counts nothing.
+    #[inline(always)]
+    pub(crate) fn free_here(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
+        let g = self
+            .frame
+            .granule_of(ptr.as_ptr().addr())
+            .ok_or(BadPointer)?;
         let k = self.map.take_start(g);
         if k == 0 {
-            return self.rejected();
+            return Err(BadPointer);
         }
         let bytes = block_bytes(k);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
@@ -67,7 +77,8 @@ impl Buddy {
     ///
     /// O(1).
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        self.live_block(ptr).map(|(_, k)| block_bytes(k))
+        self.live_block_anywhere(ptr)
+            .map(|(_, _, k)| block_bytes(k))
     }
 
     /// Counts a rejected pointer.

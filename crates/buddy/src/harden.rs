@@ -99,12 +99,16 @@ impl Buddy {
     }
 
     /// Corrupt free-area links or headers found (each one a write into a
-    /// freed block) and repaired by rebuilding the free areas.
+    /// freed block) and repaired by rebuilding the free areas, in every
+    /// region.
     ///
     /// # Time complexity
     ///
-    /// O(1).
+    /// O(regions).
     pub fn free_list_repairs(&self) -> usize {
-        self.list_repairs
+        self.more().fold(self.list_repairs, |n, b| {
+            // SAFETY: a live added region's state, only read.
+            n + unsafe { b.as_ref() }.list_repairs
+        })
     }
 }

@@ -24,7 +24,7 @@
 
 use core::fmt;
 
-use plugin_abi::InvariantViolation;
+use arena_api::InvariantViolation;
 
 use crate::Buddy;
 use crate::free_area::{MAGIC, NIL};
@@ -284,7 +284,59 @@ impl Buddy {
     ///
     /// As [`Buddy::check`].
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
-        self.check().map_err(|c| InvariantViolation(c.to_string()))
+        self.check_all_regions()
+            .map_err(|c| InvariantViolation::new(format_args!("{c}")))
+    }
+
+    /// [`Buddy::check`] of the first region and of every region added
+    /// since, and their list: no cycle, no overlap with the first region,
+    /// no failure counted outside the first region.
+    ///
+    /// # Time complexity
+    ///
+    /// That of [`Buddy::check`] for every region, plus O(regions²).
+    pub fn check_all_regions(&self) -> Result<(), Corruption> {
+        self.check()?;
+        let mut seen = 0usize;
+        for b in self.more() {
+            seen += 1;
+            // Each region holds at least a state of this size, in disjoint
+            // memory: more of them than fit in the address space is a cycle.
+            require!(
+                seen <= usize::MAX / size_of::<Buddy>(),
+                "the list of added regions has a cycle",
+                b.as_ptr().addr(),
+                seen
+            );
+            // SAFETY: a live added region's state, only read.
+            let r = unsafe { b.as_ref() };
+            r.check()?;
+            require!(
+                r.failed_allocs == 0 && r.rejected_frees == 0,
+                "an added region counts failures (only the first one does)",
+                r.region_addr,
+                r.failed_allocs + r.rejected_frees
+            );
+            for other in self.more().take(seen - 1) {
+                // SAFETY: as above.
+                let o = unsafe { other.as_ref() };
+                require!(
+                    r.region_addr + r.region_len <= o.region_addr
+                        || o.region_addr + o.region_len <= r.region_addr,
+                    "two added regions overlap",
+                    r.region_addr,
+                    o.region_addr
+                );
+            }
+            require!(
+                r.region_addr + r.region_len <= self.region_addr
+                    || self.region_addr + self.region_len <= r.region_addr,
+                "an added region overlaps the arena",
+                r.region_addr,
+                self.region_addr
+            );
+        }
+        Ok(())
     }
 
     /// The code of a quad holding only blocks of order <= 5 is the one its

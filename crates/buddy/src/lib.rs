@@ -31,7 +31,7 @@
 //!   naturally aligned (so 16-byte aligned, and `alloc_aligned` costs only
 //!   the block it returns).
 //! - **All state inside the arena** ([`layout`]): the [`Buddy`] struct
-//!   (248 bytes), then two bitmaps holding a 5-bit [quad code](crate::quad)
+//!   (under 300 bytes), then two bitmaps holding a 5-bit [quad code](crate::quad)
 //!   per 64 bytes (0.98 % of the arena), then the managed range. No system
 //!   call, ever.
 //! - **Any arena size and alignment**: the managed range is covered by the
@@ -100,9 +100,15 @@
 //! heap.check_invariants().unwrap();
 //! ```
 //!
-//! As a plugin, the crate exports the C ABI of `include/allocator.h` (feature
-//! `plugin`, on by default); as a Rust global allocator, use
-//! `plugin_abi::global_arena!(#[global_allocator] static A: buddy::Buddy = N)`.
+//! The crate is `#![no_std]` and uses no `alloc`: it depends on `arena-api`
+//! alone and builds for bare targets (`x86_64-unknown-none`,
+//! `thumbv7em-none-eabihf`). The C plugin `libbuddy.so` (the ABI of
+//! `include/allocator.h`) is the `buddy-plugin` crate; as a Rust global
+//! allocator, use `arena_api::global_arena!(#[global_allocator] static A:
+//! buddy::Buddy = N)`, or `arena_api::GlobalArena::empty(handler)` to start
+//! with no memory and take regions at run time ([`Buddy::add_region`], an
+//! `OomHandler`). With the `allocator-api` feature (nightly),
+//! `GlobalArena<Buddy>` is a `core::alloc::Allocator`.
 //!
 //! # Numbers that depend on choices
 //!
@@ -117,6 +123,18 @@
 //! - Granule 16 bytes (the ABI's alignment), minimum order 4.
 //! - At most `2^32 - 64` granules (64 GiB less 1 KiB) are managed: a larger
 //!   arena's tail is counted as metadata. The largest block is 32 GiB.
+//!
+//! # Cost per call
+//!
+//! | path | loads | stores | cache lines |
+//! |------|-------|--------|-------------|
+//! | `alloc`, a free block of the order | mask, list head, the block's header, its bitmap word (the check), the block's A/Q words | header magic, list head, A/Q words, three counters | state, header, bitmap (1–2): 3–4 |
+//! | `alloc`, per split | the old head of the smaller list (header + bitmap word: the check) | the half's header, the old head's back link | +2 per split (the old head's line is usually the one split last time) |
+//! | `free`, no merge | A/Q words of the block, of its buddy's region (one word up to 4 KiB), the list head's header and bitmap word | A/Q words, the header, the old head's back link, counters | state, bitmap, block, old head: 4 |
+//! | `free`, per merge | the buddy's header and its two neighbours' headers (safe unlink) + their bitmap words | their links | +2–3 per merge |
+//!
+//! Branches: the size class, the non-empty mask, then per checked link five
+//! predictable ones (range, alignment, bitmap, magic, order).
 //!
 //! # Drawbacks
 //!
@@ -139,6 +157,7 @@
 //!   --bench vs_peers` for medians of interleaved rounds on a busy machine.
 //! - `cargo run --release -p buddy --example fill`: usage at the first
 //!   failed allocation, against the zero-metadata bound.
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod alloc;
@@ -152,15 +171,16 @@ pub mod layout;
 pub mod order;
 pub mod quad;
 mod realloc;
+mod regions;
 mod stats;
 
 use core::ptr::NonNull;
 
-use plugin_abi::{
+use arena_api::{
     ALLOCATOR_ABI_VERSION, ALLOCATOR_ALIGNMENT, ALLOCATOR_PROP_NO_BLOCK_HEADER,
     ALLOCATOR_PROP_NO_SYSCALLS, ALLOCATOR_PROP_REALLOC_IN_PLACE, ALLOCATOR_PROP_REJECTS_BAD_FREE,
-    ALLOCATOR_PROP_STATE_IN_ARENA, AllocatorInfo, AllocatorStats, ArenaAllocator, BadPointer,
-    InvariantViolation, ReallocError,
+    ALLOCATOR_PROP_STATE_IN_ARENA, AddRegionError, AllocatorInfo, AllocatorStats, ArenaAllocator,
+    BadPointer, InvariantViolation, ReallocError,
 };
 
 use crate::bitmap::AllocMap;
@@ -170,7 +190,7 @@ use crate::order::{GRANULE, GRANULE_SHIFT, block_bytes, covering};
 pub use crate::invariants::Corruption;
 pub use crate::order::{MAX_ORDER, MIN_ORDER};
 pub use crate::stats::{FreeBlock, FreeBlocks};
-pub use plugin_abi;
+pub use arena_api;
 
 /// The buddy allocator's state. It lives at the start of the arena it
 /// manages; get one with [`Buddy::new_in`] or
@@ -200,6 +220,10 @@ pub struct Buddy {
     live_blocks: usize,
     failed_allocs: usize,
     rejected_frees: usize,
+    /// The address of the region given to create (or to `add_region`).
+    region_addr: usize,
+    /// The regions added after creation, newest first (`regions.rs`).
+    more: Option<NonNull<Buddy>>,
     /// Corrupt free-area links or headers found (writes into freed
     /// blocks), each time the free areas were rebuilt from the bitmaps.
     list_repairs: usize,
@@ -210,7 +234,7 @@ pub struct Buddy {
 /// for the worst case (the base may lie up to 255 granules before the one
 /// managed granule: four A words and one Q word), padding, one block.
 const MIN_ARENA: usize = (64 - ALLOCATOR_ALIGNMENT)
-    + size_of::<plugin_abi::ffi::Handle<Buddy>>()
+    + arena_api::C_HANDLE_BYTES
     + size_of::<Buddy>()
     + 5 * 8
     + (GRANULE - 1)
@@ -299,6 +323,8 @@ impl Buddy {
             live_blocks: 0,
             failed_allocs: 0,
             rejected_frees: 0,
+            region_addr: region.addr(),
+            more: None,
             list_repairs: 0,
         };
         for (g, k) in covering(l.start_g, l.end_g) {
@@ -397,7 +423,9 @@ impl ArenaAllocator for Buddy {
     fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
         Buddy::discardable(self, page, min_len, f)
     }
-}
 
-#[cfg(feature = "plugin")]
-plugin_abi::export_plugin!(Buddy);
+    unsafe fn add_region(&mut self, region: *mut u8, len: usize) -> Result<(), AddRegionError> {
+        // SAFETY: the trait's contract is `add_region`'s.
+        unsafe { Buddy::add_region(self, region, len) }
+    }
+}

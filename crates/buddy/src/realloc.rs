@@ -11,9 +11,9 @@
 //! the old contents copied and the old block freed; if that allocation
 //! fails, the old block is untouched.
 
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
-use plugin_abi::ReallocError;
+use arena_api::ReallocError;
 
 use crate::Buddy;
 use crate::order::{block_bytes, granules, is_aligned, order_of_size};
@@ -40,7 +40,7 @@ impl Buddy {
         ptr: NonNull<u8>,
         new_size: usize,
     ) -> Result<NonNull<u8>, ReallocError> {
-        let Some((g, k)) = self.live_block(ptr) else {
+        let Some((owner, g, k)) = self.live_block_anywhere(ptr) else {
             self.rejected_frees += 1;
             return Err(ReallocError::BadPointer);
         };
@@ -48,31 +48,23 @@ impl Buddy {
             self.failed_allocs += 1;
             return Err(ReallocError::OutOfMemory);
         };
+        let region = self.region_mut(owner);
         if new == k {
-            return Ok(self.frame.block_ptr(g));
+            return Ok(region.frame.block_ptr(g));
         }
         if new < k {
-            self.shrink_in_place(g, k, new);
-            return Ok(self.frame.block_ptr(g));
+            region.shrink_in_place(g, k, new);
+            return Ok(region.frame.block_ptr(g));
         }
-        if self.can_grow_in_place(g, k, new) {
-            self.grow_in_place(g, k, new);
-            return Ok(self.frame.block_ptr(g));
+        if region.can_grow_in_place(g, k, new) {
+            region.grow_in_place(g, k, new);
+            return Ok(region.frame.block_ptr(g));
         }
-        let Some(q) = self.alloc_order(new, new) else {
-            return Err(ReallocError::OutOfMemory);
-        };
-        // SAFETY: both blocks are live, distinct (the new one was free), and
-        // hold at least `2^k` bytes (the old block's size, < the new one's).
-        unsafe {
-            ptr::copy_nonoverlapping(self.frame.block_ptr(g).as_ptr(), q.as_ptr(), block_bytes(k))
-        };
-        self.forget_and_release(g, k);
-        Ok(q)
+        self.move_block(owner, g, k, new)
     }
 
     /// Frees the live block `(g, k)` (already validated).
-    fn forget_and_release(&mut self, g: usize, k: u32) {
+    pub(crate) fn forget_and_release(&mut self, g: usize, k: u32) {
         self.map.clear_allocated(g, k);
         let bytes = block_bytes(k);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);

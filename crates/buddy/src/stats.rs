@@ -1,7 +1,7 @@
 //! Accounting: the stats of `include/allocator.h` and a view of the free
 //! areas.
 
-use plugin_abi::{ALLOCATOR_STAT_UNKNOWN, AllocatorStats};
+use arena_api::{ALLOCATOR_STAT_UNKNOWN, AllocatorStats};
 
 use crate::Buddy;
 use crate::free_area::NIL;
@@ -19,6 +19,17 @@ impl Buddy {
     ///
     /// O(1).
     pub fn stats(&self) -> AllocatorStats {
+        let mut s = self.region_stats();
+        for b in self.more() {
+            // SAFETY: a live added region's state, only read.
+            s.add_region(&unsafe { b.as_ref() }.region_stats());
+        }
+        s
+    }
+
+    /// The accounting of this region alone (with the failure counters,
+    /// which only the first region keeps).
+    fn region_stats(&self) -> AllocatorStats {
         let managed = self.managed_range().1;
         AllocatorStats {
             arena_bytes: self.region_len,
@@ -26,24 +37,29 @@ impl Buddy {
             bytes_requested: ALLOCATOR_STAT_UNKNOWN,
             bytes_reserved: self.reserved_bytes,
             bytes_free: self.free_bytes,
-            largest_free_block: self.largest_free_block(),
+            largest_free_block: self.areas.largest().map_or(0, block_bytes),
             live_blocks: self.live_blocks,
             failed_allocs: self.failed_allocs,
             rejected_frees: self.rejected_frees,
         }
     }
 
-    /// The size of the largest free block, 0 if none.
+    /// The size of the largest free block of any region, 0 if none.
     ///
     /// # Time complexity
     ///
-    /// O(1): a leading-zero count on the mask of non-empty free areas.
+    /// O(regions): a leading-zero count on each one's mask of non-empty free
+    /// areas.
     pub fn largest_free_block(&self) -> usize {
-        self.areas.largest().map_or(0, block_bytes)
+        self.more()
+            .fold(self.areas.largest().map_or(0, block_bytes), |m, b| {
+                // SAFETY: a live added region's state, only read.
+                m.max(unsafe { b.as_ref() }.areas.largest().map_or(0, block_bytes))
+            })
     }
 
-    /// The free blocks, free area by free area (order 4 first), each list
-    /// from its head.
+    /// The free blocks of the first region (not of regions added later),
+    /// free area by free area (order 4 first), each list from its head.
     ///
     /// # Time complexity
     ///

@@ -214,8 +214,11 @@ fn realloc_shrinks_and_grows_in_place() {
 #[test]
 fn grow_in_place_needs_alignment_and_whole_buddies() {
     let mut h = Heap::new(64 * KIB, 0);
-    let a = h.b().alloc(16).unwrap();
+    // At a 64-byte boundary, whatever the layout of the state: the split
+    // leaves a's buddy (16 B) and the upper 32 B free, pushed last (LIFO).
+    let a = h.b().alloc_aligned(16, 64).unwrap();
     let b = h.b().alloc(16).unwrap(); // the upper buddy of a
+    assert_eq!(b.as_ptr() as usize, a.as_ptr() as usize + 16);
     // b is the upper half: growing it to 32 would need a non-aligned block.
     let nb = h.b().realloc(b, 32).unwrap();
     assert_ne!(nb, b);

@@ -1,7 +1,6 @@
 //! The C ABI that `export_plugin!` generates, called as a C program would:
 //! the `extern "C"` functions of the rlib, directly, and the shadow model
 //! driven through the same function pointers a `dlopen`ed plugin gives.
-#![cfg(feature = "plugin")]
 
 use std::ffi::{CStr, c_void};
 use std::ptr::{self, null_mut};
@@ -16,6 +15,10 @@ use plugin_abi::{
 };
 use proptest::prelude::*;
 
+// The C functions of libbuddy.so, as crates/buddy-plugin exports them,
+// linked into this test.
+plugin_abi::export_plugin!(Buddy);
+
 fn api() -> PluginApi {
     PluginApi {
         create: allocator_create,
@@ -29,6 +32,7 @@ fn api() -> PluginApi {
         stats: Some(allocator_stats),
         check: Some(allocator_check),
         info: Some(allocator_info),
+        add_region: Some(allocator_add_region),
     }
 }
 

@@ -63,6 +63,7 @@ fn scenarios_exercise_everything() {
                 total.rejected += r.rejected;
                 total.in_place += r.in_place;
                 total.peak_live = total.peak_live.max(r.peak_live);
+                total.regions_added += r.regions_added;
                 total.scribbled_freed += r.scribbled_freed;
             }
             Ok(Outcome::NotCreated) => {}
@@ -76,6 +77,8 @@ fn scenarios_exercise_everything() {
         // Enough failures, reallocs and live blocks only in the full run.
         assert!(total.failed > 0 && total.in_place > 0, "{total:?}");
         assert!(total.peak_live >= 20, "{total:?}");
+        // Memory added to live allocators (`Action::AddRegion`).
+        assert!(total.regions_added > 0, "{total:?}");
         assert!(total.scribbled_freed > 10, "{total:?}");
     }
 }

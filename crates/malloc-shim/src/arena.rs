@@ -25,11 +25,13 @@
 
 use core::panic::AssertUnwindSafe;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 use plugin_abi::{ALLOCATOR_ALIGNMENT, ArenaAllocator, BadPointer, ReallocError, whole_pages};
 
-use crate::class::{self, GRANULE, Side};
+use crate::class::{self, GRANULE, NCLASSES, Side};
 use crate::lock::{Guard, Mutex, Reentrant};
 use crate::registry::{self, ARENA};
 use crate::sys::{self, PAGE};
@@ -87,6 +89,34 @@ pub struct SlotHead {
     pub owner: usize,
 }
 
+/// The side byte of `p`, a 16-aligned address inside one of this shim's
+/// arenas, found from `p` alone: the side table sits at a fixed offset from
+/// the arena's base, which is `p` rounded down to [`ARENA`]. No load of the
+/// arena's header (the fast paths touch only the block's side byte).
+///
+/// # Safety
+///
+/// `p` points into an arena's core region (a block the shim handed out, or
+/// one a registered arena's lookup vouched for), with the provenance of the
+/// arena's mapping (every block pointer is derived from it); the arena is
+/// never unmapped.
+///
+/// # Time complexity
+///
+/// O(1): address arithmetic.
+#[inline(always)]
+pub unsafe fn block_side<'a>(p: *mut u8) -> &'a AtomicU8 {
+    let off = (p as usize) & (ARENA - 1);
+    // SAFETY: `p - off` is the arena's base, and `SIDE_OFFSET + off / GRANULE`
+    // lies in its side table (caller's contract); side bytes are only
+    // accessed atomically.
+    unsafe {
+        &*p.wrapping_sub(off)
+            .wrapping_add(SIDE_OFFSET.wrapping_add(off / GRANULE))
+            .cast::<AtomicU8>()
+    }
+}
+
 /// The header at the start of an arena.
 #[repr(C, align(64))]
 pub struct ArenaHeader<A> {
@@ -141,6 +171,45 @@ struct Locked {
     /// next trim skips it: no `madvise` of memory already given back). A
     /// stale bit costs only memory not given back, never correctness.
     clean: [AtomicU64; CHUNKS / 64],
+    /// Per cached class, blocks thread caches flushed here and that the next
+    /// refills take first ([`ArenaGuard::stash`], [`ArenaGuard::unstash`]).
+    depot: [Depot; NCLASSES],
+    /// Blocks and bytes in all of `depot` (held by the core as live).
+    depot_blocks: AtomicU64,
+    depot_bytes: AtomicU64,
+}
+
+/// The most blocks a depot keeps of class `c`: [`DEPOT_BYTES`] of them (at
+/// most 1,024, at least a thread cache's capacity). A producer thread runs
+/// ahead of its consumer by hundreds of blocks (prodcons' ring holds 1,024):
+/// a depot that holds one flush only would send most of them to the core.
+pub const fn depot_capacity(c: usize) -> usize {
+    let by_bytes = DEPOT_BYTES.wrapping_shr((c as u32).wrapping_add(class::MIN_SHIFT));
+    let cap = class::capacity(c);
+    if by_bytes > 1024 {
+        1024
+    } else if by_bytes < cap {
+        cap
+    } else {
+        by_bytes
+    }
+}
+
+/// Bytes a depot keeps of one class at most (see [`depot_capacity`]).
+pub const DEPOT_BYTES: usize = 128 << 10;
+
+/// Blocks of one class that thread caches gave back, kept out of the core
+/// for the next refill (the "transfer cache" of tcmalloc and jemalloc): a
+/// block freed by one thread and wanted by another (producer/consumer)
+/// passes between their caches without a core `free` and `alloc`, under
+/// one lock acquisition per batch. A stack linked through the blocks' first
+/// words (as the cores' own free lists are); each block keeps its side
+/// byte's cached mark, so a `free` of it is still a double free, and a link
+/// that does not lead to such a block of this arena (the program wrote into
+/// a freed block) ends the stack there.
+struct Depot {
+    head: AtomicPtr<u8>,
+    len: AtomicU32,
 }
 
 /// The unit of [`Locked::clean`].
@@ -152,6 +221,15 @@ const CHUNKS: usize = ARENA / CHUNK;
 fn bump(c: &AtomicU64, by: u64) {
     c.store(
         c.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
+}
+
+/// Decreases a counter that is only written under the arena lock.
+#[inline]
+fn unbump(c: &AtomicU64, by: u64) {
+    c.store(
+        c.load(Ordering::Relaxed).wrapping_sub(by),
         Ordering::Relaxed,
     );
 }
@@ -273,6 +351,14 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
                     trims: AtomicU64::new(0),
                     released: AtomicU64::new(0),
                     clean: [const { AtomicU64::new(0) }; CHUNKS / 64],
+                    depot: [const {
+                        Depot {
+                            head: AtomicPtr::new(ptr::null_mut()),
+                            len: AtomicU32::new(0),
+                        }
+                    }; NCLASSES],
+                    depot_blocks: AtomicU64::new(0),
+                    depot_bytes: AtomicU64::new(0),
                 },
                 deferred: AtomicPtr::new(ptr::null_mut()),
             });
@@ -503,15 +589,125 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
             Some(b) => Some(b),
             None => self.run(|core| core.usable_size(p))?,
         };
+        let r = self.free_to_core(p, flush)?;
+        if r.is_ok() {
+            self.note_freed(bytes.unwrap_or(0))?;
+        }
+        Ok(r)
+    }
+
+    /// The core's `free` of `p`; on success its side byte is cleared and the
+    /// free counted (no trim).
+    fn free_to_core(
+        &mut self,
+        p: NonNull<u8>,
+        flush: bool,
+    ) -> Result<Result<(), BadPointer>, ArenaError> {
         let r = self.run(|core| core.free(p))?;
         // A rejected pointer changed nothing; the caller reports it.
         if r.is_ok() {
             self.h.side(p.as_ptr() as usize).store(0, Ordering::Relaxed);
             let l = &self.h.lock;
             bump(if flush { &l.flushed } else { &l.frees }, 1);
-            self.note_freed(bytes.unwrap_or(0))?;
         }
         Ok(r)
+    }
+
+    /// Takes back `p`, a block of class `c` flushed from a thread cache
+    /// (its side byte still carries the cached mark): onto the class's depot
+    /// if it has room (no core call), else to the core like
+    /// [`ArenaGuard::free`].
+    ///
+    /// # Safety
+    ///
+    /// `p` is a block of class `c` of this arena, handed out by its core
+    /// and now unused (it sat in a thread cache).
+    ///
+    /// # Time complexity
+    ///
+    /// O(1) onto the depot; else the core's `free`.
+    pub unsafe fn stash(
+        &mut self,
+        p: NonNull<u8>,
+        c: usize,
+    ) -> Result<Result<(), BadPointer>, ArenaError> {
+        let l = &self.h.lock;
+        if let Some(d) = l.depot.get(c) {
+            let n = d.len.load(Ordering::Relaxed);
+            if (n as usize) < depot_capacity(c) {
+                // SAFETY: an unused block of at least 16 bytes, ours
+                // (caller's contract): its first word holds the link.
+                unsafe {
+                    p.as_ptr()
+                        .cast::<*mut u8>()
+                        .write(d.head.load(Ordering::Relaxed))
+                };
+                d.head.store(p.as_ptr(), Ordering::Relaxed);
+                d.len.store(n.wrapping_add(1), Ordering::Relaxed);
+                bump(&l.depot_blocks, 1);
+                bump(&l.depot_bytes, class::class_size(c) as u64);
+                bump(&l.flushed, 1);
+                return Ok(Ok(()));
+            }
+        }
+        self.free(p, Some(class::class_size(c)), true)
+    }
+
+    /// A block of class `c` from the class's depot (its side byte carries
+    /// the cached mark, as a refill wants), or `None` if it is empty.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    pub fn unstash(&mut self, c: usize) -> Option<NonNull<u8>> {
+        let l = &self.h.lock;
+        let d = l.depot.get(c)?;
+        let p = NonNull::new(d.head.load(Ordering::Relaxed))?;
+        // SAFETY: depot blocks are unused blocks of this arena whose first
+        // word holds the link (`stash`).
+        let next = unsafe { p.as_ptr().cast::<*mut u8>().read() };
+        let n = d.len.load(Ordering::Relaxed).wrapping_sub(1);
+        let ok = if next.is_null() {
+            n == 0
+        } else {
+            n > 0
+                && registry::slot_base(next as usize) == self.h.base as usize
+                && (next as usize).is_multiple_of(GRANULE)
+                && (next as usize).wrapping_sub(self.h.base as usize) >= CORE_OFFSET
+                // SAFETY: `next` lies in this arena's core region, aligned.
+                && unsafe { block_side(next) }.load(Ordering::Relaxed) == class::cached(c)
+        };
+        if ok {
+            d.head.store(next, Ordering::Relaxed);
+            d.len.store(n, Ordering::Relaxed);
+            unbump(&l.depot_blocks, 1);
+            unbump(&l.depot_bytes, class::class_size(c) as u64);
+        } else {
+            // A freed block was written into: the rest of the stack leaks.
+            d.head.store(ptr::null_mut(), Ordering::Relaxed);
+            let lost = u64::from(d.len.load(Ordering::Relaxed));
+            d.len.store(0, Ordering::Relaxed);
+            unbump(&l.depot_blocks, lost);
+            unbump(
+                &l.depot_bytes,
+                lost.wrapping_mul(class::class_size(c) as u64),
+            );
+        }
+        bump(&l.refilled, 1);
+        Some(p)
+    }
+
+    /// Gives every depot block to the core (before a trim that gives all
+    /// free pages back).
+    fn drain_depot(&mut self) -> Result<(), ArenaError> {
+        for c in 0..NCLASSES {
+            while let Some(p) = self.unstash(c) {
+                // A block the core refuses (cannot happen: it handed it out)
+                // is left alone.
+                let _ = self.free_to_core(p, true)?;
+            }
+        }
+        Ok(())
     }
 
     /// `realloc` by the core of an uncached block (side byte 0), leaving the
@@ -551,11 +747,18 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
             .wrapping_sub(load(&l.frees).wrapping_add(load(&l.flushed)))
     }
 
-    /// Live blocks and bytes held, from the core's statistics.
+    /// Live blocks and bytes held, from the core's statistics (the depots'
+    /// blocks, free for the shim, not counted).
     pub fn live(&mut self) -> Result<(usize, usize), ArenaError> {
+        let l = &self.h.lock;
+        let blocks = l.depot_blocks.load(Ordering::Relaxed) as usize;
+        let bytes = l.depot_bytes.load(Ordering::Relaxed) as usize;
         self.run(|core| {
             let s = core.stats();
-            (s.live_blocks, s.bytes_reserved)
+            (
+                s.live_blocks.saturating_sub(blocks),
+                s.bytes_reserved.saturating_sub(bytes),
+            )
         })
     }
 
@@ -572,12 +775,17 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
             return Ok(());
         }
         if self.live_blocks() == 0 {
+            // Nothing live (the depots' blocks included, see `trim`).
             self.trim(0)?;
         } else if dirty >= TRIM_STEP {
             let now = sys::now_ms();
             if now.saturating_sub(l.last_trim_ms.load(Ordering::Relaxed)) >= TRIM_INTERVAL_MS {
                 l.last_trim_ms.store(now, Ordering::Relaxed);
                 self.trim(TRIM_MIN_RUN)?;
+            } else {
+                // Too soon: look at the clock again after another half step
+                // of frees, not on every one.
+                l.dirty.store(TRIM_STEP / 2, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -643,8 +851,8 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
 
     /// Gives the core's free runs of at least `min_run` bytes back to the
     /// kernel, with the side-table pages that cover them. `min_run == 0`
-    /// (an empty arena, `malloc_trim`): every whole free page, even of
-    /// chunks marked clean. Otherwise only whole [`CHUNK`]s not marked
+    /// (an empty arena, `malloc_trim`): the depots' blocks go to the core
+    /// first, then every whole free page goes, even of chunks marked clean. Otherwise only whole [`CHUNK`]s not marked
     /// clean (so a periodic trim does not `madvise` again what an earlier
     /// one gave back). Returns the bytes given back.
     ///
@@ -652,6 +860,9 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
     ///
     /// The core's `discardable` walk, and one `madvise` per run given back.
     pub fn trim(&mut self, min_run: usize) -> Result<usize, ArenaError> {
+        if min_run == 0 {
+            self.drain_depot()?;
+        }
         let base = self.h.base as usize;
         let mut released = 0usize;
         let this = &*self;

@@ -10,9 +10,10 @@
 //! - **free(p)**: the registry and the arena's side byte give `p`'s class
 //!   ([`crate::class`]); the block is pushed on the class's stack and its
 //!   side byte marked cached. A full class is *flushed*: its older half goes
-//!   back to the cores, each block to its own arena under that arena's lock
-//!   (taken once per run of blocks of the same arena), where the core
-//!   validates it again.
+//!   back, each block to its own arena under that arena's lock (taken once
+//!   per run of blocks of the same arena): into the arena's depot for its
+//!   class, where the next refill finds it ([`crate::arena`]), or, when the
+//!   depot is full, to the core, which validates it again.
 //! - **Cross-thread frees** land in the *freeing* thread's cache (as in
 //!   glibc's tcache): the owner of the block's arena is never disturbed,
 //!   and the block returns to its arena in a batch when that cache flushes.
@@ -27,11 +28,11 @@
 //!   ([`crate::lock`]) and the call served elsewhere or deferred.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU8, Ordering, compiler_fence};
 
 use plugin_abi::ArenaAllocator;
 
-use crate::arena::{ArenaError, ArenaGuard, ArenaHeader};
+use crate::arena::{ArenaError, ArenaGuard, ArenaHeader, block_side};
 use crate::class::{self, NCLASSES};
 use crate::registry;
 use crate::shim::Shim;
@@ -109,18 +110,17 @@ impl<A: ArenaAllocator> Shim<A> {
             count.set(n);
             let p = tc.slots.get(c)?.get(usize::from(n))?.get();
             // SAFETY: cached blocks are blocks of this shim's arenas.
-            let h = unsafe { arena_of::<A>(p) };
-            h.side(p as usize).store(class::live(c), Ordering::Relaxed);
+            unsafe { block_side(p) }.store(class::live(c), Ordering::Relaxed);
             ThreadCache::bump(&tc.hits, 1);
             NonNull::new(p)
         })
     }
 
-    /// Puts `p` (a live block of class `c` of arena `h`) in the thread's
-    /// cache; false if the thread has no usable cache (the caller frees it
-    /// under the lock).
+    /// Puts `p` (a live block of class `c`, whose side byte is `side`) in
+    /// the thread's cache; false if the thread has no usable cache (the
+    /// caller frees it under the lock).
     #[inline(always)]
-    pub(crate) fn cached_free(&self, h: &ArenaHeader<A>, p: NonNull<u8>, c: usize) -> bool {
+    pub(crate) fn cached_free(&self, side: &AtomicU8, p: NonNull<u8>, c: usize) -> bool {
         let Some(tc) = self.my_cache() else {
             return false;
         };
@@ -138,8 +138,7 @@ impl<A: ArenaAllocator> Shim<A> {
             };
             slot.set(p.as_ptr());
             count.set(n.wrapping_add(1) as u8);
-            h.side(p.as_ptr() as usize)
-                .store(class::cached(c), Ordering::Relaxed);
+            side.store(class::cached(c), Ordering::Relaxed);
             ThreadCache::bump(&tc.frees, 1);
             true
         })
@@ -178,8 +177,7 @@ impl<A: ArenaAllocator> Shim<A> {
         tc.counts.get(c)?.set(n as u8);
         let p = slots.get(n)?.get();
         // SAFETY: just carved from one of this shim's arenas.
-        let h = unsafe { arena_of::<A>(p) };
-        h.side(p as usize).store(class::live(c), Ordering::Relaxed);
+        unsafe { block_side(p) }.store(class::live(c), Ordering::Relaxed);
         ThreadCache::bump(&tc.hits, 1);
         NonNull::new(p)
     }
@@ -193,7 +191,7 @@ impl<A: ArenaAllocator> Shim<A> {
         };
         let n = usize::from(held_n.get());
         let k = k.min(n);
-        let bytes = class::class_size(c);
+        let home = tc.home.get() as *const ArenaHeader<A>;
         let mut held: Option<ArenaGuard<'_, A>> = None;
         for s in slots.iter().take(k) {
             let Some(p) = NonNull::new(s.get()) else {
@@ -219,7 +217,18 @@ impl<A: ArenaAllocator> Shim<A> {
                 }
             }
             if let Some(g) = held.as_mut() {
-                match g.free(p, Some(bytes), true) {
+                // A block of the arena this thread refills from goes back to
+                // the core (its own refills find it there, and the core can
+                // coalesce it); one of another arena (another thread made
+                // it) waits in that arena's depot for its maker's refills.
+                let r = if core::ptr::eq(h, home) {
+                    g.free(p, Some(class::class_size(c)), true)
+                } else {
+                    // SAFETY: a block of class `c` of this arena that sat in
+                    // the cache (unused).
+                    unsafe { g.stash(p, c) }
+                };
+                match r {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => self.bad_pointer(b"free(): invalid pointer\n"),
                     Err(_) => held = None, // the core panicked: retired

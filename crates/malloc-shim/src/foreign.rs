@@ -114,6 +114,8 @@ impl<A: ArenaAllocator> Shim<A> {
     /// # Safety
     ///
     /// `p` is what the program passed to `free`.
+    #[cold]
+    #[inline(never)]
     pub(crate) unsafe fn foreign_free(&self, p: NonNull<u8>) {
         count(&self.counters.foreign);
         if let Some(f) = self.foreign.free_fn() {

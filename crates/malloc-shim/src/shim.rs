@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicUsize
 
 use plugin_abi::ArenaAllocator;
 
-use crate::arena::{ARENA_MAGIC, ArenaError, ArenaHeader, SlotHead};
+use crate::arena::{ARENA_MAGIC, ArenaError, ArenaHeader, SlotHead, block_side};
 use crate::class::{self, Side};
 use crate::foreign::Foreign;
 use crate::large::{
@@ -282,13 +282,22 @@ impl<A: ArenaAllocator> Shim<A> {
                 Err(ArenaError::Poisoned) => return false,
             };
             let mut got = false;
-            loop {
+            let mut more = true;
+            if side != 0 {
+                // A refill: blocks other threads' caches flushed here first.
+                while let Some(p) = g.unstash(class::class_of(size)) {
+                    got = true;
+                    more = out(p);
+                    if !more {
+                        break;
+                    }
+                }
+            }
+            while more {
                 match g.alloc(size, align, side) {
                     Ok(Some(p)) => {
                         got = true;
-                        if !out(p) {
-                            break;
-                        }
+                        more = out(p);
                     }
                     Ok(None) => break,
                     Err(_) => {
@@ -490,15 +499,24 @@ impl<A: ArenaAllocator> Shim<A> {
         // mapped while registered (arenas for ever, large blocks until they
         // are unmapped, which unregisters first).
         let head = unsafe { &*(registry::slot_base(p) as *const SlotHead) };
+        let magic = head.magic.load(Ordering::Relaxed);
+        if magic == ARENA_MAGIC && head.owner == self.id() {
+            // SAFETY: the magic says this is an arena's header.
+            return Block::Arena(unsafe { &*(ptr::from_ref(head).cast::<ArenaHeader<A>>()) });
+        }
+        self.lookup_other(head, magic)
+    }
+
+    /// [`Shim::lookup`] of a registered slot that is not one of our arenas
+    /// (a large block, a freed one, another shim's): off the fast path.
+    #[cold]
+    #[inline(never)]
+    fn lookup_other<'a>(&self, head: &'a SlotHead, magic: u64) -> Block<'a, A> {
         if head.owner != self.id() {
             return Block::Foreign;
         }
-        match head.magic.load(Ordering::Relaxed) {
-            ARENA_MAGIC => {
-                // SAFETY: the magic says this is an arena's header.
-                Block::Arena(unsafe { &*(ptr::from_ref(head).cast::<ArenaHeader<A>>()) })
-            }
-            // SAFETY: as above.
+        match magic {
+            // SAFETY: the magic says this is a large block's header.
             LARGE_MAGIC => Block::Large(unsafe { &*(ptr::from_ref(head).cast::<LargeHeader>()) }),
             LARGE_FREE => Block::FreedLarge,
             _ => Block::Foreign,
@@ -537,9 +555,16 @@ impl<A: ArenaAllocator> Shim<A> {
     /// `free` of a pointer in arena `h`.
     #[inline(always)]
     fn arena_free(&self, h: &ArenaHeader<A>, p: NonNull<u8>) {
-        match h.side_of(p.as_ptr() as usize) {
+        if !(p.as_ptr() as usize).is_multiple_of(class::GRANULE) {
+            // Not a block start of a cached class: the core decides.
+            return self.locked_free(h, p, None);
+        }
+        // SAFETY: `p` lies in arena `h` (the registry and its header say
+        // so), 16-aligned.
+        let side = unsafe { block_side(p.as_ptr()) };
+        match class::decode(side.load(Ordering::Relaxed)) {
             Side::Live(c) => {
-                if self.cached_free(h, p, c) {
+                if self.cached_free(side, p, c) {
                     return;
                 }
                 self.locked_free(h, p, Some(class::class_size(c)));
@@ -554,6 +579,7 @@ impl<A: ArenaAllocator> Shim<A> {
 
     /// `free` under the arena lock (the core validates `p`). `bytes` is the
     /// block's size when its class is known.
+    #[inline(never)]
     pub(crate) fn locked_free(&self, h: &ArenaHeader<A>, p: NonNull<u8>, bytes: Option<usize>) {
         match h.lock() {
             Ok(mut g) => match g.free(p, bytes, false) {
@@ -574,6 +600,7 @@ impl<A: ArenaAllocator> Shim<A> {
         }
     }
 
+    #[inline(never)]
     fn large_free(&self, h: &LargeHeader, p: NonNull<u8>) {
         if h.block() != p.as_ptr() as usize {
             self.bad_pointer(b"free(): invalid pointer\n");

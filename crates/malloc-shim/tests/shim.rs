@@ -274,6 +274,64 @@ fn threads<A: ArenaAllocator + 'static>(s: &'static Shim<A>) {
     h.join().unwrap();
 }
 
+/// Producer/consumer: blocks one thread made, another frees (its cache
+/// flushes them into their arena's depot), a third allocates again. A block
+/// in a depot is still known as freed: a second `free` of it is a double
+/// free; the third thread's refill takes the depot's blocks, contents
+/// intact where the program wrote them.
+fn depot<A: ArenaAllocator + 'static>(s: &'static Shim<A>) {
+    let made = std::thread::spawn(move || {
+        (0..3000)
+            .map(|i| {
+                let p = s.malloc(64);
+                fill(p, 64, i as u8);
+                p as usize
+            })
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    let freed = made.clone();
+    std::thread::spawn(move || {
+        for (i, p) in freed.into_iter().enumerate() {
+            assert!(holds(p as *const c_void, 64, i as u8));
+            // SAFETY: live blocks handed over.
+            unsafe { s.free(p as *mut c_void) };
+        }
+    })
+    .join()
+    .unwrap();
+    // The first blocks freed were flushed first: they sit in the depot.
+    let before = s.stats();
+    // SAFETY: a double free, which the shim must catch and leave alone.
+    unsafe { s.free(made[0] as *mut c_void) };
+    let after = s.stats();
+    assert_eq!(after.double_frees, before.double_frees + 1, "{after:?}");
+    let again = std::thread::spawn(move || {
+        (0..200)
+            .map(|i| {
+                let p = s.malloc(64);
+                fill(p, 64, i as u8);
+                p as usize
+            })
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    let old: std::collections::HashSet<usize> = made.iter().copied().collect();
+    assert!(
+        again.iter().all(|p| old.contains(p)),
+        "refills reuse freed blocks"
+    );
+    let distinct: std::collections::HashSet<usize> = again.iter().copied().collect();
+    assert_eq!(distinct.len(), again.len(), "a block handed out twice");
+    for (i, p) in again.into_iter().enumerate() {
+        assert!(holds(p as *const c_void, 64, i as u8));
+        // SAFETY: live.
+        unsafe { s.free(p as *mut c_void) };
+    }
+}
+
 /// Every block freed: once the calling thread's cache is flushed (other
 /// threads' caches were flushed when they exited), the cores hold nothing.
 fn balanced<A: ArenaAllocator>(s: &Shim<A>) {
@@ -309,6 +367,13 @@ macro_rules! per_core {
             fn threads_and_cross_thread_frees() {
                 let s = new_shim::<$ty>(stringify!($m), $flags);
                 threads(s);
+                balanced(s);
+            }
+
+            #[test]
+            fn cross_thread_frees_pass_through_the_depot() {
+                let s = new_shim::<$ty>(stringify!($m), $flags);
+                depot(s);
                 balanced(s);
             }
 

@@ -23,10 +23,11 @@ pub enum PageReturn {
     /// are singly linked; memory freed in one size class cannot serve
     /// another.
     Never,
-    /// The default: 4.4BSD's `kb_highwat` made real. A page whose objects
-    /// are all free goes back once its bucket holds more than its high-water
-    /// mark of free objects (five pages' worth, as in 4.4BSD), and every
-    /// fully free bucket page goes back before a request for pages fails.
+    /// The default: a bucket keeps its empty pages (4.4BSD's hot paths, no
+    /// page re-carved at a boundary) until a request for pages would fail;
+    /// then every bucket run whose objects are all free goes back to the
+    /// page allocator at once (4.4BSD's `kb_couldfree` made real) and the
+    /// request is retried. Lists stay singly linked.
     #[default]
     Hysteresis,
     /// At once: a page goes back as soon as all its objects are free
@@ -40,8 +41,8 @@ pub struct Config {
     /// Bytes per page: a power of two from 256 to 65536 (4096 by default, and
     /// always through the C ABI). `MAXALLOCSAVE` is two pages.
     pub page_size: usize,
-    /// When bucket pages go back to the page allocator (with hysteresis by
-    /// default; see [`PageReturn`]).
+    /// When bucket pages go back to the page allocator (by default, before
+    /// a request for pages fails; see [`PageReturn`]).
     pub page_return: PageReturn,
 }
 
@@ -52,7 +53,8 @@ impl Default for Config {
 }
 
 impl Config {
-    /// 4 KiB pages, bucket pages returned with hysteresis (the default).
+    /// 4 KiB pages, empty bucket pages returned when pages run out (the
+    /// default).
     pub const DEFAULT: Config = Config {
         page_size: 4096,
         page_return: PageReturn::Hysteresis,
@@ -99,7 +101,7 @@ impl core::fmt::Display for CreateError {
     }
 }
 
-impl std::error::Error for CreateError {}
+impl core::error::Error for CreateError {}
 
 /// A McKusick-Karels allocator. The value lives at the start of the region it
 /// manages; get one with [`McKusickKarels::create`] (raw) or use the safe
@@ -121,12 +123,12 @@ pub struct McKusickKarels {
     pub(crate) page_mask: usize,
     /// log2 of the page size.
     pub(crate) page_shift: u32,
-    /// Bucket lists are doubly linked and empty runs go back to the pages
-    /// (every mode but [`PageReturn::Never`]).
+    /// Bucket lists are doubly linked and an empty run goes back to the
+    /// pages at once ([`PageReturn::Eager`]).
     pub(crate) return_pages: bool,
-    /// Empty runs go back at once ([`PageReturn::Eager`]), not past the
-    /// high-water mark.
-    pub(crate) eager: bool,
+    /// Empty bucket runs go back before a request for pages fails
+    /// ([`PageReturn::Hysteresis`], the default).
+    pub(crate) reclaim: bool,
     /// Requests above this get whole pages.
     pub(crate) maxallocsave: usize,
     /// Runs, boundary tags, free-run lists; owns the `kmemusage` table.
@@ -141,6 +143,10 @@ pub struct McKusickKarels {
     pub(crate) rejected_frees: usize,
     /// `len` given at creation.
     pub(crate) region_len: usize,
+    /// The address of the region given at creation.
+    pub(crate) region_addr: usize,
+    /// The regions added after creation, newest first (`regions.rs`).
+    pub(crate) more: Option<NonNull<McKusickKarels>>,
     /// Corrupt free-list links detected (and the list rebuilt from the
     /// bitmaps): each one a write into a freed block.
     pub(crate) list_repairs: usize,
@@ -212,8 +218,8 @@ impl McKusickKarels {
                 pages_len: n << shift,
                 page_mask: page - 1,
                 page_shift: shift,
-                return_pages: config.page_return != PageReturn::Never,
-                eager: config.page_return == PageReturn::Eager,
+                return_pages: config.page_return == PageReturn::Eager,
+                reclaim: config.page_return == PageReturn::Hysteresis,
                 maxallocsave: maxallocsave(shift),
                 pages,
                 large_live: 0,
@@ -221,6 +227,8 @@ impl McKusickKarels {
                 failed_allocs: 0,
                 rejected_frees: 0,
                 region_len: len,
+                region_addr: region.addr(),
+                more: None,
                 list_repairs: 0,
             });
             Ok(NonNull::new_unchecked(this))
@@ -231,10 +239,10 @@ impl McKusickKarels {
     pub fn config(&self) -> Config {
         Config {
             page_size: 1 << self.page_shift,
-            page_return: match (self.return_pages, self.eager) {
-                (false, _) => PageReturn::Never,
-                (true, false) => PageReturn::Hysteresis,
-                (true, true) => PageReturn::Eager,
+            page_return: match (self.return_pages, self.reclaim) {
+                (true, _) => PageReturn::Eager,
+                (false, true) => PageReturn::Hysteresis,
+                (false, false) => PageReturn::Never,
             },
         }
     }
@@ -244,7 +252,7 @@ impl McKusickKarels {
         1 << self.page_shift
     }
 
-    /// Pages in the arena.
+    /// Pages in the arena (the first region: see [`McKusickKarels::add_region`]).
     pub fn npages(&self) -> usize {
         self.pages.npages as usize
     }

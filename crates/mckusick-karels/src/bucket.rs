@@ -132,20 +132,6 @@ pub const fn objects_per_run(page_shift: u32, indx: u32) -> usize {
     slots_per_run(page_shift, indx) - reserved_slots(page_shift, indx)
 }
 
-/// The high-water mark of bucket `indx` (`kb_highwat` of 4.4BSD: five
-/// runs' worth of objects). In the default mode a run whose objects are all
-/// free goes back to the page allocator only while the bucket holds more
-/// free objects than this, so a loop that allocates and frees at a page
-/// boundary does not re-carve a page per call.
-///
-/// # Time complexity
-///
-/// O(1).
-#[inline]
-pub const fn highwat(page_shift: u32, indx: u32) -> usize {
-    5 * objects_per_run(page_shift, indx)
-}
-
 /// A bucket (`struct kmembuckets`).
 ///
 /// Invariants (checked by [`crate::McKusickKarels::check_invariants`]):

@@ -1,5 +1,5 @@
 //! Which free memory may go back to the operating system
-//! ([`ArenaAllocator::discardable`](plugin_abi::ArenaAllocator::discardable)).
+//! ([`ArenaAllocator::discardable`](arena_api::ArenaAllocator::discardable)).
 //!
 //! A free page run keeps all its state in its boundary descriptors in the
 //! `kmemusage` table (links, length, kind), none in its pages: every page of
@@ -8,7 +8,7 @@
 
 use core::ptr::NonNull;
 
-use plugin_abi::whole_pages;
+use arena_api::whole_pages;
 
 use crate::allocator::McKusickKarels;
 use crate::kmemusage::NIL;
@@ -22,6 +22,15 @@ impl McKusickKarels {
     ///
     /// O(free runs in the lists that can hold runs of `min_len` bytes).
     pub fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
+        self.discardable_here(page, min_len, f);
+        for r in self.more() {
+            // SAFETY: a live added region's state, only read.
+            unsafe { r.as_ref() }.discardable_here(page, min_len, f);
+        }
+    }
+
+    /// [`McKusickKarels::discardable`] of this region only.
+    fn discardable_here(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
         if !page.is_power_of_two() {
             return;
         }
@@ -63,7 +72,7 @@ impl McKusickKarels {
 
 #[cfg(test)]
 mod tests {
-    use plugin_abi::ArenaAllocator;
+    use arena_api::ArenaAllocator;
 
     use crate::allocator::{Config, McKusickKarels};
 

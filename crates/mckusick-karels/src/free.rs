@@ -14,10 +14,10 @@
 
 use core::ptr::NonNull;
 
-use plugin_abi::BadPointer;
+use arena_api::BadPointer;
 
 use crate::allocator::McKusickKarels;
-use crate::bucket::{highwat, objects_per_run, pages_per_run, reserved_slots, slots_per_run};
+use crate::bucket::{objects_per_run, pages_per_run, reserved_slots, slots_per_run};
 use crate::kmemusage::{BUCKET, LARGE};
 
 /// A live block, as its page descriptor describes it.
@@ -87,6 +87,15 @@ impl McKusickKarels {
     /// objects, O(objects per page). A large run: O(1) (boundary-tag merge).
     #[inline(always)]
     pub fn free(&mut self, p: NonNull<u8>) -> Result<(), BadPointer> {
+        match self.free_here(p) {
+            Ok(()) => Ok(()),
+            Err(BadPointer) => self.free_elsewhere(p),
+        }
+    }
+
+    /// `free` in this region only, counting nothing.
+    #[inline(always)]
+    pub(crate) fn free_here(&mut self, p: NonNull<u8>) -> Result<(), BadPointer> {
         let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
         if off < self.pages_len {
             let page = self.page_of(off);
@@ -116,7 +125,6 @@ impl McKusickKarels {
                 return Ok(());
             }
         }
-        self.rejected_frees += 1;
         Err(BadPointer)
     }
 
@@ -158,11 +166,7 @@ impl McKusickKarels {
                 .push(va, via, self.return_pages);
         }
         if self.return_pages && freecnt == objects_per_run(self.page_shift, indx) {
-            // SAFETY: `indx < NBUCKETS`.
-            let totalfree = unsafe { self.buckets.get_unchecked(indx as usize) }.kb_totalfree;
-            if self.eager || totalfree > highwat(self.page_shift, indx) {
-                self.return_run(page, indx);
-            }
+            self.return_run(page, indx);
         }
     }
 
@@ -222,7 +226,7 @@ impl McKusickKarels {
     ///
     /// O(1).
     pub fn usable_size(&self, p: NonNull<u8>) -> Option<usize> {
-        Some(match self.lookup(p)? {
+        Some(match self.lookup_anywhere(p)?.1 {
             Block::Object { indx, .. } => 1 << indx,
             Block::Large { pagecnt, .. } => (pagecnt as usize) << self.page_shift,
         })

@@ -104,6 +104,16 @@ impl McKusickKarels {
     #[inline(never)]
     pub(crate) fn rebuild_bucket(&mut self, indx: u32) {
         self.list_repairs += 1;
+        self.relink_bucket(indx);
+    }
+
+    /// Threads bucket `indx`'s free list anew through the free objects of its
+    /// runs (allocated bits clear), and recounts them.
+    ///
+    /// # Time complexity
+    ///
+    /// O(pages + objects of the bucket).
+    fn relink_bucket(&mut self, indx: u32) {
         let shift = self.page_shift;
         let (reserved, slots) = (reserved_slots(shift, indx), slots_per_run(shift, indx));
         let doubly = self.return_pages;
@@ -147,6 +157,12 @@ impl McKusickKarels {
         // SAFETY: `obj` is a free object: its two links are the allocator's.
         let (next, prev) = unsafe { (next_of(obj), prev_of(obj)) };
         let kbp = &self.buckets[indx as usize];
+        // A link to itself (a scribble can write one that passes the checks
+        // below) would leave the object on the list; so would a back link
+        // on the head.
+        if next == obj || prev == obj || (!prev.is_null() && kbp.kb_next == obj) {
+            return false;
+        }
         let prev = if prev.is_null() {
             if kbp.kb_next != obj {
                 return false;
@@ -187,13 +203,15 @@ impl McKusickKarels {
     }
 
     /// Gives every bucket run whose objects are all free back to the page
-    /// allocator (hysteresis mode, before a request for pages fails).
-    /// Returns the pages given back.
+    /// allocator (default mode, before a request for pages fails), then
+    /// threads the lists of the buckets concerned anew through their
+    /// remaining free objects (they are singly linked). Returns the pages
+    /// given back.
     ///
     /// # Time complexity
     ///
     /// O(buckets) when no bucket holds a page's worth of free objects;
-    /// otherwise O(pages + objects of the runs returned).
+    /// otherwise O(pages + free objects of the buckets concerned).
     #[cold]
     #[inline(never)]
     pub(crate) fn reclaim_empty_runs(&mut self) -> usize {
@@ -202,6 +220,7 @@ impl McKusickKarels {
             return 0;
         }
         let mut returned = 0;
+        let mut touched = 0u64;
         let n = self.pages.npages;
         let mut page = 0u32;
         // SAFETY: page 0 exists (an allocator has at least one page).
@@ -213,24 +232,30 @@ impl McKusickKarels {
             // back may merge it with that run and rewrite its descriptors.
             // SAFETY: `next < npages`.
             let after = (next < n).then(|| unsafe { *self.pages.kmemusage.add(next as usize) });
-            if d.ku_kind == BUCKET
-                && d.ku_freecnt as usize == objects_per_run(shift, d.ku_indx as u32)
-            {
-                self.return_run(page, d.ku_indx as u32);
+            let indx = d.ku_indx as u32;
+            if d.ku_kind == BUCKET && d.ku_freecnt as usize == objects_per_run(shift, indx) {
+                // Its objects stay on the list until the relink below.
+                self.inpage_bitmap_bytes -= reserved_slots(shift, indx) << indx;
+                self.pages.free_run(page, len);
+                touched |= 1 << indx;
                 returned += len as usize;
             }
             page = next;
             d = after.unwrap_or_default();
         }
+        while touched != 0 {
+            let indx = touched.trailing_zeros();
+            touched &= touched - 1;
+            self.relink_bucket(indx);
+        }
         returned
     }
 
     /// True when some bucket holds at least a run's worth of free objects,
-    /// so that a run of it may be all free (hysteresis mode only).
+    /// so that a run of it may be all free (default mode only).
     fn may_hold_empty_runs(&self) -> bool {
         let shift = self.page_shift;
-        self.return_pages
-            && !self.eager
+        self.reclaim
             && self
                 .buckets
                 .iter()
@@ -273,14 +298,14 @@ impl McKusickKarels {
         (best, bitmaps)
     }
 
-    /// A run of `n` pages from the page allocator; in hysteresis mode, when
+    /// A run of `n` pages from the page allocator; in the default mode, when
     /// none is free, the empty bucket runs are given back first.
     #[inline]
     pub(crate) fn alloc_pages(&mut self, n: u32) -> Option<u32> {
         if let Some(p) = self.pages.alloc_run(n) {
             return Some(p);
         }
-        if self.eager || self.reclaim_empty_runs() == 0 {
+        if !self.reclaim || self.reclaim_empty_runs() == 0 {
             return None;
         }
         self.pages.alloc_run(n)

@@ -5,6 +5,8 @@ use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 
+use arena_api::AddRegionError;
+
 use crate::allocator::{Config, CreateError, McKusickKarels};
 
 /// A McKusick-Karels allocator over a borrowed region. It dereferences to
@@ -62,6 +64,31 @@ impl<'a> Heap<'a> {
             core,
             _region: PhantomData,
         })
+    }
+
+    /// More pages: `region`, borrowed for as long as the heap (see
+    /// [`McKusickKarels::add_region`]). On error the region is not used.
+    ///
+    /// ```
+    /// use mckusick_karels::{Config, Heap};
+    ///
+    /// let mut first = vec![0u8; 16 << 10];
+    /// let mut second = vec![0u8; 64 << 10];
+    /// let mut heap = Heap::new(&mut first, Config::default()).unwrap();
+    /// assert!(heap.malloc(32 << 10).is_none());
+    /// heap.add_region(&mut second).unwrap();
+    /// let p = heap.malloc(32 << 10).unwrap();
+    /// heap.free(p).unwrap();
+    /// assert_eq!(heap.stats().arena_bytes, 80 << 10);
+    /// ```
+    ///
+    /// # Time complexity
+    ///
+    /// O(pages of `region`) plus O(regions).
+    pub fn add_region(&mut self, region: &'a mut [u8]) -> Result<(), AddRegionError> {
+        // SAFETY: the slice is valid for reads and writes and borrowed
+        // exclusively for `'a`, as long as the heap lives.
+        unsafe { McKusickKarels::add_region(self, region.as_mut_ptr(), region.len()) }
     }
 
     /// A block for `layout` (its size, aligned to its alignment), or `None`.

@@ -2,7 +2,7 @@
 //! free-run lists and bucket lists, and checks every invariant the allocator
 //! keeps. For tests: O(pages + objects).
 
-use plugin_abi::{InvariantViolation, ensure};
+use arena_api::{InvariantViolation, ensure};
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::{
@@ -34,6 +34,55 @@ impl McKusickKarels {
     ///
     /// O(pages + free objects).
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        self.check_region()?;
+        let mut seen = 0usize;
+        for r in self.more() {
+            seen += 1;
+            // Each region holds at least a state of this size, in disjoint
+            // memory: more of them than fit in the address space is a cycle.
+            ensure!(
+                seen <= usize::MAX / size_of::<McKusickKarels>(),
+                "the list of added regions has a cycle"
+            );
+            // SAFETY: a live added region's state, only read.
+            let r = unsafe { r.as_ref() };
+            r.check_region().map_err(|e| {
+                InvariantViolation::new(format_args!("added region {:#x}: {e}", r.region_addr))
+            })?;
+            ensure!(
+                r.failed_allocs == 0 && r.rejected_frees == 0,
+                "added region {:#x} counts failures (only the first one does)",
+                r.region_addr
+            );
+            ensure!(
+                r.config() == self.config(),
+                "added region {:#x} has another page size or mode",
+                r.region_addr
+            );
+            let disjoint = |o: &McKusickKarels| {
+                r.region_addr + r.region_len <= o.region_addr
+                    || o.region_addr + o.region_len <= r.region_addr
+            };
+            ensure!(
+                disjoint(self),
+                "added region {:#x} overlaps the arena",
+                r.region_addr
+            );
+            for other in self.more().take(seen - 1) {
+                // SAFETY: as above.
+                let other = unsafe { other.as_ref() };
+                ensure!(
+                    disjoint(other),
+                    "added region {:#x} overlaps another",
+                    r.region_addr
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// [`McKusickKarels::check_invariants`] of this region alone.
+    fn check_region(&self) -> Result<(), InvariantViolation> {
         let n = self.pages.npages;
         let shift = self.page_shift;
         let top = shift + 1; // the MAXALLOCSAVE bucket
@@ -98,7 +147,7 @@ impl McKusickKarels {
                         d.ku_freecnt
                     );
                     ensure!(
-                        !self.eager || allocated > 0,
+                        !self.return_pages || allocated > 0,
                         "bucket page {page}: all objects free but the page was not returned"
                     );
                     objs[indx as usize] += nobj;

@@ -84,26 +84,24 @@
 //!    last object down to its first, so its objects are handed out in
 //!    descending address order. Kept for faithfulness; it costs one pass
 //!    over the page per refill, as in 4.4BSD.
-//! 6. **Page return, by default with hysteresis.** 4.4BSD never gives a
-//!    bucket's page back: it counted `kb_couldfree` once `kb_totalfree >
-//!    kb_highwat` and stopped there, so filling an arena with small blocks
-//!    and freeing them left it unable to serve a large request. Here
-//!    ([`PageReturn`]): by default a bucket run whose objects are all free
-//!    goes back to the page allocator when its bucket holds more than
-//!    `kb_highwat` (five runs' worth, 4.4BSD's value) free objects, and a
-//!    request for pages that would fail first takes back every empty bucket
-//!    run ([`Config::DEFAULT`]). A loop that allocates and frees at a page
-//!    boundary does not re-carve a page per call. `ALLOCATOR_FLAG_RETURN_PAGES`
-//!    returns a run as soon as it is empty ([`Config::RETURN_PAGES`]);
-//!    `ALLOCATOR_FLAG_FAITHFUL` never does ([`Config::FAITHFUL`]). To take a
-//!    run's objects off the bucket list without scanning it, the lists are
-//!    **doubly linked** unless faithful (the second word of a free object is
-//!    the back link): O(objects per page) to return a run; the hot paths
-//!    write one more link. The faithful mode keeps 4.4BSD's singly linked
-//!    list. The other option,
-//!    per-page free lists (a slab allocator), would need a page list per
-//!    bucket and a free-list head per page, which do not fit a 16-byte
-//!    descriptor next to the bitmap.
+//! 6. **Memory comes back by default.** 4.4BSD never gives a bucket's
+//!    page back: it counted `kb_couldfree` once `kb_totalfree > kb_highwat`
+//!    and stopped there, so filling an arena with small blocks and freeing
+//!    them left it unable to serve a large request. Here ([`PageReturn`]),
+//!    by default a bucket keeps its empty runs (so the hot paths stay
+//!    4.4BSD's, singly linked, and a loop at a page boundary never re-carves
+//!    a page), and a request for pages that would fail first gives back
+//!    every bucket run whose objects are all free, then retries: filling 1
+//!    MiB with 16-byte blocks, freeing them and asking for 256 KiB succeeds.
+//!    The lists of the buckets concerned are threaded anew from the bitmaps
+//!    (O(pages + their free objects), only on that path). `stats()` counts
+//!    those runs as free and in `largest_free_block`.
+//!    `ALLOCATOR_FLAG_RETURN_PAGES` ([`Config::RETURN_PAGES`]) returns a run
+//!    as soon as it is empty: its lists are **doubly linked** (the second
+//!    word of a free object is the back link) so a run's objects are
+//!    unlinked in O(objects per page), and the hot paths write one more
+//!    link. `ALLOCATOR_FLAG_FAITHFUL` ([`Config::FAITHFUL`]) never returns a
+//!    run, as 4.4BSD.
 //! 7. **Sizes above MAXALLOCSAVE** take `ceil(size / page)` pages, as in
 //!    4.4BSD (`roundup(size, CLBYTES)`), and no bucket index is stored for
 //!    them: the descriptor kind says "large". `realloc` (which 4.4BSD's
@@ -148,6 +146,21 @@
 //!   the page) is selected without a branch, and `malloc` prefetches the new
 //!   list head, whose link the next `malloc` of that bucket reads.
 //!
+//! # Cost per call (4 KiB pages, default or faithful mode)
+//!
+//! | path | loads | stores | branches | cache lines |
+//! |------|-------|--------|----------|-------------|
+//! | `malloc`, bucket not empty | 4 state fields, `kb_next` + `kb_totalfree`, the object's link, its descriptor and bitmap word, the next object's descriptor and bitmap word (the same lines but across a page boundary) | bitmap word, `ku_freecnt`, `kb_next`, `kb_totalfree` | size class, empty list, then the link check: null/count, range + alignment, kind + bucket, reserved slots, bit (all predicted taken) | state, bucket, object, descriptor (+ the page's first line for the in-page bitmaps of 16/32-byte objects): 4–5 |
+//! | `malloc`, empty bucket | + a page-run search (O(1) typical) and the carving of the page (O(objects)) | the page's links | | the new page |
+//! | `free`, object | 4 state fields, the descriptor (kind, bucket), the bitmap word, `kb_next` | bitmap word, the object's link, `ku_freecnt`, `kb_next`, `kb_totalfree` | range, kind, alignment, bit | state, descriptor (+ in-page bitmap), object, bucket: 4–5 |
+//! | `free`, large run | descriptor, the neighbours' boundary tags | tags, free-run list links | range, kind, merges | 3–4 |
+//!
+//! With `ALLOCATOR_FLAG_RETURN_PAGES` each list operation also writes a back
+//! link in the neighbouring free object (one more line, usually hot), and
+//! the free that empties a page unlinks its objects (O(objects per page)).
+//! The hardening (see 8. above) adds the five checks of the `malloc` row and
+//! nothing to `free`.
+//!
 //! Measured figures and the commands that produce them are in the crate's
 //! README (`benches/alloc.rs`, `examples/usage.rs`).
 //!
@@ -155,22 +168,28 @@
 //!
 //! - Rust: [`Heap`] over a `&mut [u8]` (safe), or [`McKusickKarels::create`]
 //!   over a raw region.
-//! - C: the crate is also a `cdylib` exporting `include/allocator.h`
-//!   (feature `plugin`, on by default).
-//! - As a Rust global allocator: `plugin_abi::global_arena!(#[global_allocator]
+//! - C: the `mckusick-karels-plugin` crate builds `libmckusick_karels.so`,
+//!   exporting `include/allocator.h`; this crate is `#![no_std]`, uses no
+//!   `alloc`, depends on `arena-api` alone and builds for bare targets.
+//! - More memory at run time: [`McKusickKarels::add_region`],
+//!   [`Heap::add_region`], or an `arena_api::OomHandler` for `GlobalArena`;
+//!   with the `allocator-api` feature (nightly), `GlobalArena<McKusickKarels>`
+//!   is a `core::alloc::Allocator`.
+//! - As a Rust global allocator: `arena_api::global_arena!(#[global_allocator]
 //!   static A: mckusick_karels::McKusickKarels = 64 << 20);`.
 //!
 //! # Drawbacks
 //!
 //! - Power-of-two rounding: a request of `2^k + 1` bytes costs `2^(k+1)`.
 //! - In the faithful mode, pages given to a bucket stay there: memory freed
-//!   in one size class cannot serve another. In the default mode up to
-//!   five runs' worth of free objects per bucket stay until a request for
-//!   pages would fail.
+//!   in one size class cannot serve another. In the default mode empty
+//!   runs stay with their bucket until a request for pages would fail: that
+//!   request then pays O(pages) once.
 //! - `largest_free_block` is not monotone: a small request can fail while a
 //!   larger bucket still has a free object.
 //! - Alignments above the page size cost a longer page-run search and may
 //!   fail while an aligned run exists.
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod allocator;
@@ -185,12 +204,10 @@ mod malloc;
 pub mod page_alloc;
 mod plugin;
 mod realloc;
+mod regions;
 mod stats;
 
 pub use allocator::{Config, CreateError, McKusickKarels, PageReturn};
+pub use arena_api::{AddRegionError, AllocatorStats, BadPointer, InvariantViolation, ReallocError};
 pub use heap::Heap;
 pub use plugin::MIN_ARENA;
-pub use plugin_abi::{AllocatorStats, BadPointer, InvariantViolation, ReallocError};
-
-#[cfg(feature = "plugin")]
-plugin_abi::export_plugin!(McKusickKarels);

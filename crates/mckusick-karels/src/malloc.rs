@@ -32,9 +32,18 @@ impl McKusickKarels {
         p
     }
 
-    /// [`McKusickKarels::malloc`] without counting a failure.
+    /// [`McKusickKarels::malloc`] without counting a failure, from any region.
     #[inline(always)]
     pub(crate) fn malloc_uncounted(&mut self, size: usize) -> Option<NonNull<u8>> {
+        match self.malloc_here(size) {
+            Some(p) => Some(p),
+            None => self.malloc_elsewhere(size),
+        }
+    }
+
+    /// [`McKusickKarels::malloc`] in this region only, counting nothing.
+    #[inline(always)]
+    pub(crate) fn malloc_here(&mut self, size: usize) -> Option<NonNull<u8>> {
         if size > self.maxallocsave {
             return self.malloc_large(size);
         }
@@ -203,7 +212,8 @@ impl McKusickKarels {
         } else if align <= self.page_mask + 1 {
             self.malloc_uncounted(size.max(align))
         } else {
-            self.malloc_overaligned(size, align)
+            self.overaligned_here(size, align)
+                .or_else(|| self.overaligned_elsewhere(size, align))
         };
         if p.is_none() {
             self.failed_allocs += 1;
@@ -211,7 +221,8 @@ impl McKusickKarels {
         p
     }
 
-    fn malloc_overaligned(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+    /// An over-page-aligned run in this region only.
+    pub(crate) fn overaligned_here(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let shift = self.page_shift;
         let npg = size.max(1).checked_add(self.page_mask)? >> shift;
         let extra = (align >> shift) - 1;

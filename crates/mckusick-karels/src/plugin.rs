@@ -1,15 +1,15 @@
 //! The [`ArenaAllocator`] implementation: what the generic C layer
-//! (`plugin_abi::export_plugin!`), the `GlobalAlloc` adapter
-//! (`plugin_abi::global_arena!`) and the test kit call.
+//! (`arena_api::export_plugin!`), the `GlobalAlloc` adapter
+//! (`arena_api::global_arena!`) and the test kit call.
 
 use core::ptr::NonNull;
 
-use plugin_abi::{
+use arena_api::{
     ALLOCATOR_ABI_VERSION, ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_FAITHFUL,
     ALLOCATOR_FLAG_RETURN_PAGES, ALLOCATOR_PROP_NO_BLOCK_HEADER, ALLOCATOR_PROP_NO_SYSCALLS,
     ALLOCATOR_PROP_REALLOC_IN_PLACE, ALLOCATOR_PROP_REJECTS_BAD_FREE,
-    ALLOCATOR_PROP_STATE_IN_ARENA, AllocatorInfo, AllocatorStats, ArenaAllocator, BadPointer,
-    InvariantViolation, ReallocError,
+    ALLOCATOR_PROP_STATE_IN_ARENA, AddRegionError, AllocatorInfo, AllocatorStats, ArenaAllocator,
+    BadPointer, InvariantViolation, ReallocError,
 };
 
 use crate::allocator::{Config, McKusickKarels, PageReturn};
@@ -17,7 +17,7 @@ use crate::bucket::MINALLOCSIZE;
 
 /// The C layer puts a 64-byte handle, 64-aligned, before the core's region:
 /// at most 48 bytes of padding for 16-byte aligned memory.
-const C_HANDLE_WORST: usize = 48 + 64;
+const C_HANDLE_WORST: usize = 48 + arena_api::C_HANDLE_BYTES;
 
 /// The smallest arena `allocator_create` always accepts for 16-byte aligned
 /// memory: the handle, the state, one descriptor, the worst padding to a
@@ -96,5 +96,10 @@ impl ArenaAllocator for McKusickKarels {
 
     fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
         McKusickKarels::discardable(self, page, min_len, f)
+    }
+
+    unsafe fn add_region(&mut self, region: *mut u8, len: usize) -> Result<(), AddRegionError> {
+        // SAFETY: the trait's contract is `add_region`'s.
+        unsafe { McKusickKarels::add_region(self, region, len) }
     }
 }

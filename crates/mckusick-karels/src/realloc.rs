@@ -10,14 +10,15 @@
 //! | large run    | `m` pages, `m <` run                      | in place: the tail pages go back |
 //! | large run    | `m` pages, `m >` run                      | in place if the free run right after it is long enough, else moved |
 
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
-use plugin_abi::ReallocError;
+use arena_api::ReallocError;
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::bucket_index;
 use crate::free::Block;
 use crate::kmemusage::{KmemUsage, LARGE, LARGE_TAIL};
+use crate::regions::Owner;
 
 impl McKusickKarels {
     /// Resizes the block at `p` to hold `new_size` bytes (0 counts as 1),
@@ -34,7 +35,7 @@ impl McKusickKarels {
         p: NonNull<u8>,
         new_size: usize,
     ) -> Result<NonNull<u8>, ReallocError> {
-        let Some(block) = self.lookup(p) else {
+        let Some((owner, block)) = self.lookup_anywhere(p) else {
             self.rejected_frees += 1;
             return Err(ReallocError::BadPointer);
         };
@@ -49,77 +50,62 @@ impl McKusickKarels {
                 if new_size < old {
                     // A smaller bucket saves memory; if it has no room the
                     // block stays where it is, which is still a success.
-                    return Ok(self.move_block(block, p, old, new_size).unwrap_or(p));
+                    return Ok(self.move_block(owner, block, p, old, new_size).unwrap_or(p));
                 }
-                self.move_or_fail(block, p, old, new_size)
+                self.move_or_fail(owner, block, p, old, new_size)
             }
             Block::Large { page, pagecnt } => {
                 let old = (pagecnt as usize) << self.page_shift;
                 if new_size <= self.maxallocsave
                     && (1usize << bucket_index(new_size)) < page_size
-                    && let Some(q) = self.move_block(block, p, old, new_size)
+                    && let Some(q) = self.move_block(owner, block, p, old, new_size)
                 {
                     return Ok(q);
                 }
                 let Some(m) = new_size
                     .checked_add(self.page_mask)
                     .map(|s| s >> self.page_shift)
-                    .filter(|&m| m <= self.pages.npages as usize)
                 else {
                     self.failed_allocs += 1;
                     return Err(ReallocError::OutOfMemory);
                 };
-                let m = m as u32;
-                if m == pagecnt {
-                    return Ok(p);
+                let region = self.region_mut(owner);
+                if m <= region.pages.npages as usize {
+                    let m = m as u32;
+                    if m == pagecnt {
+                        return Ok(p);
+                    }
+                    if m < pagecnt {
+                        region
+                            .pages
+                            .set_tags(page, m, KmemUsage::head(LARGE, 0), LARGE_TAIL);
+                        region.pages.free_run(page + m, pagecnt - m);
+                        return Ok(p);
+                    }
+                    if region.pages.grow_in_place(page, pagecnt, m - pagecnt) {
+                        region
+                            .pages
+                            .set_tags(page, m, KmemUsage::head(LARGE, 0), LARGE_TAIL);
+                        return Ok(p);
+                    }
                 }
-                if m < pagecnt {
-                    self.pages
-                        .set_tags(page, m, KmemUsage::head(LARGE, 0), LARGE_TAIL);
-                    self.pages.free_run(page + m, pagecnt - m);
-                    return Ok(p);
-                }
-                if self.pages.grow_in_place(page, pagecnt, m - pagecnt) {
-                    self.pages
-                        .set_tags(page, m, KmemUsage::head(LARGE, 0), LARGE_TAIL);
-                    return Ok(p);
-                }
-                self.move_or_fail(block, p, old, new_size)
+                self.move_or_fail(owner, block, p, old, new_size)
             }
         }
     }
 
     fn move_or_fail(
         &mut self,
+        owner: Owner,
         block: Block,
         p: NonNull<u8>,
         old: usize,
         new_size: usize,
     ) -> Result<NonNull<u8>, ReallocError> {
-        self.move_block(block, p, old, new_size).ok_or_else(|| {
-            self.failed_allocs += 1;
-            ReallocError::OutOfMemory
-        })
-    }
-
-    /// Allocates `new_size` bytes, copies `min(old, new_size)` bytes of
-    /// `block` (the caller's pointer `p`) into them and frees `block`;
-    /// `None` (nothing changed) if the allocation fails.
-    fn move_block(
-        &mut self,
-        block: Block,
-        p: NonNull<u8>,
-        old: usize,
-        new_size: usize,
-    ) -> Option<NonNull<u8>> {
-        let q = self.malloc_uncounted(new_size)?;
-        // SAFETY: the old block (`old` bytes at `p`, the caller's pointer to
-        // it) and the new one (at least `new_size` bytes) are both live and
-        // distinct.
-        unsafe {
-            ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old.min(new_size));
-        }
-        self.free_block(block, p);
-        Some(q)
+        self.move_block(owner, block, p, old, new_size)
+            .ok_or_else(|| {
+                self.failed_allocs += 1;
+                ReallocError::OutOfMemory
+            })
     }
 }

@@ -1,7 +1,7 @@
 //! `stats`: the accounting, from the counters the buckets and the page
 //! allocator keep (nothing is walked but the longest free-run class).
 
-use plugin_abi::{ALLOCATOR_STAT_UNKNOWN, AllocatorStats};
+use arena_api::{ALLOCATOR_STAT_UNKNOWN, AllocatorStats};
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::MINBUCKET;
@@ -24,11 +24,22 @@ impl McKusickKarels {
     ///
     /// # Time complexity
     ///
-    /// O(buckets + free-run classes), plus the runs of the highest non-empty
-    /// power-of-two class (see [`crate::page_alloc::PageAlloc::largest_run`]);
-    /// in the default mode, O(runs) while some bucket holds a page's worth of
-    /// free objects.
+    /// O(regions × (buckets + free-run classes)), plus the runs of the
+    /// highest non-empty power-of-two class (see
+    /// [`crate::page_alloc::PageAlloc::largest_run`]); in the default mode,
+    /// O(runs) while some bucket holds a page's worth of free objects.
     pub fn stats(&self) -> AllocatorStats {
+        let mut s = self.region_stats();
+        for r in self.more() {
+            // SAFETY: a live added region's state, only read.
+            s.add_region(&unsafe { r.as_ref() }.region_stats());
+        }
+        s
+    }
+
+    /// The accounting of this region alone (with the failure counters,
+    /// which only the first region keeps).
+    fn region_stats(&self) -> AllocatorStats {
         let mut free = self.pages.free_pages << self.page_shift;
         let mut live = self.large_live;
         let mut largest_object = 0;
@@ -39,7 +50,7 @@ impl McKusickKarels {
                 largest_object = 1 << indx;
             }
         }
-        // Empty bucket runs kept by the hysteresis go back before a request
+        // Empty bucket runs kept by their bucket go back before a request
         // fails: their in-page bitmaps count as free, not metadata.
         let (run, reclaimable_bitmaps) = self.largest_run_reclaimable();
         let metadata =

@@ -6,6 +6,10 @@ use core::ptr::{self, NonNull};
 
 use mckusick_karels::{Config, Heap, McKusickKarels, PageReturn, ReallocError};
 
+// The C functions of libmckusick_karels.so, as crates/mckusick-karels-plugin
+// exports them, linked into this test.
+plugin_abi::export_plugin!(McKusickKarels);
+
 const PAGE: usize = 4096;
 
 fn region(bytes: usize) -> Vec<u8> {
@@ -266,12 +270,12 @@ fn config_and_region_errors() {
 
 mod c_abi {
     use super::*;
-    use core::ffi::c_void;
-    use mckusick_karels::{
+    use crate::{
         allocator_alloc, allocator_alloc_aligned, allocator_check, allocator_create,
         allocator_create_with_flags, allocator_destroy, allocator_free, allocator_info,
         allocator_realloc, allocator_stats, allocator_usable_size,
     };
+    use core::ffi::c_void;
     use plugin_abi::{
         ALLOCATOR_FLAG_FAITHFUL, ALLOCATOR_FLAG_LOCKED, ALLOCATOR_FLAG_RETURN_PAGES,
         ALLOCATOR_STAT_UNKNOWN, AllocatorStats,

@@ -78,6 +78,7 @@ fn scenarios_do_real_work() {
                     total.rejected += r.rejected;
                     total.in_place += r.in_place;
                     total.failed += r.failed;
+                    total.regions_added += r.regions_added;
                     total.scribbled_freed += r.scribbled_freed;
                 }
                 Outcome::NotCreated => {}
@@ -91,6 +92,50 @@ fn scenarios_do_real_work() {
             total.rejected > 0 && total.in_place > 0 && total.failed > 0,
             "{total:?}"
         );
+        // Memory added to live allocators (`Action::AddRegion`).
+        assert!(total.regions_added > 0, "{total:?}");
         assert!(total.scribbled_freed > 10, "{total:?}");
     }
+}
+
+/// Found by the shadow model: a freed object scribbled with links to itself
+/// passed `safe_unlink`'s checks, so returning its run left it at the head
+/// of its bucket list (and a later `malloc` took an object from a free run).
+#[test]
+fn a_self_linked_scribble_is_not_unlinked_into_a_returned_run() {
+    use alloc_testkit::{Action, Scribble, Size};
+    let s = alloc_testkit::Scenario {
+        arena: 525_961,
+        misalign: 0,
+        actions: vec![
+            Action::Alloc(Size {
+                class: 91,
+                raw: 1_402_745_853,
+            }),
+            Action::Free(0),
+            Action::ScribbleFreed(Scribble::OtherFreed(0)),
+            Action::Alloc(Size { class: 0, raw: 0 }),
+            Action::Alloc(Size {
+                class: 0,
+                raw: 11_694_224,
+            }),
+            Action::Alloc(Size { class: 69, raw: 32 }),
+            Action::Realloc(
+                0,
+                Size {
+                    class: 133,
+                    raw: 64,
+                },
+            ),
+            Action::Alloc(Size {
+                class: 189,
+                raw: 2_226_628_089,
+            }),
+            Action::Alloc(Size {
+                class: 186,
+                raw: 3_223_979_128,
+            }),
+        ],
+    };
+    run(&s, 0).unwrap();
 }

@@ -27,9 +27,8 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::arena_allocator::{ArenaAllocator, ReallocError};
-use crate::spin::SpinLock;
-use crate::types::{ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_LOCKED, Allocator, AllocatorStats};
+use arena_api::types::{ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_LOCKED, Allocator, AllocatorStats};
+use arena_api::{ArenaAllocator, C_HANDLE_BYTES, ReallocError, SpinLock};
 
 const MAGIC_LIVE: u64 = u64::from_le_bytes(*b"alloclab");
 const MAGIC_DEAD: u64 = u64::from_le_bytes(*b"destroyd");
@@ -45,11 +44,15 @@ pub struct Handle<A> {
     flags: u32,
     lock: SpinLock,
     core: NonNull<A>,
-    /// `size` given to create.
-    arena_bytes: usize,
     /// Bytes from `memory` to the start of the core's region.
     prefix_bytes: usize,
 }
+
+// The cores count the handle in their `min_arena` without depending on this
+// crate: `arena_api::C_HANDLE_BYTES` must be its size and alignment.
+const _: () = assert!(
+    size_of::<Handle<()>>() == C_HANDLE_BYTES && align_of::<Handle<()>>() == C_HANDLE_BYTES
+);
 
 impl<A: ArenaAllocator> Handle<A> {
     /// The live handle behind `a`, if `a` is non-null and live.
@@ -131,7 +134,6 @@ pub unsafe fn create<A: ArenaAllocator>(
             flags,
             lock: SpinLock::new(),
             core,
-            arena_bytes: size,
             prefix_bytes: prefix,
         });
     }
@@ -269,11 +271,49 @@ pub unsafe fn stats<A: ArenaAllocator>(a: *const Allocator, out: *mut AllocatorS
     let Some(mut s) = h.with(None, |core| Some(core.stats())) else {
         return -1;
     };
-    s.arena_bytes = h.arena_bytes;
+    // The core counts its own region and the regions added since.
+    s.arena_bytes += h.prefix_bytes;
     s.metadata_bytes += h.prefix_bytes;
     // SAFETY: `out` is non-null and valid for writes (caller's contract).
     unsafe { out.write(s) };
     0
+}
+
+/// `allocator_add_region`: 0 when the core took `[memory, memory + size)`,
+/// -1 when it refused it (too small, overlapping, not supported), -2 for a
+/// NULL or dead handle or NULL memory.
+///
+/// # Safety
+///
+/// As for [`destroy`]; `memory` is NULL or valid for reads and writes of
+/// `size` bytes until `allocator_destroy` and used by nothing else (see
+/// [`ArenaAllocator::add_region`]).
+pub unsafe fn add_region<A: ArenaAllocator>(
+    a: *mut Allocator,
+    memory: *mut c_void,
+    size: usize,
+) -> c_int {
+    if memory.is_null() {
+        return -2;
+    }
+    // SAFETY: caller's contract.
+    let Some(h) = (unsafe { Handle::<A>::from_raw(a) }) else {
+        return -2;
+    };
+    // The handle lies outside the core's region: the core cannot see an
+    // overlap with it.
+    let handle = ptr::from_ref(h).addr();
+    let handle_end = handle + size_of::<Handle<A>>();
+    if memory.addr() < handle_end && handle < memory.addr().saturating_add(size) {
+        return -1;
+    }
+    h.with(-1, |core| {
+        // SAFETY: the caller's contract is the core's.
+        match unsafe { core.add_region(memory.cast(), size) } {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
+    })
 }
 
 /// `allocator_check`: 0 when every invariant holds, -1 when one is broken,
@@ -456,6 +496,21 @@ macro_rules! export_plugin {
         ) -> ::core::ffi::c_int {
             // SAFETY: the C contract of the header is the contract of `check`.
             unsafe { $crate::ffi::check::<$ty>(allocator) }
+        }
+
+        /// `allocator_add_region` of `include/allocator.h`.
+        ///
+        /// # Safety
+        ///
+        /// See `include/allocator.h`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn allocator_add_region(
+            allocator: *mut $crate::Allocator,
+            memory: *mut ::core::ffi::c_void,
+            size: usize,
+        ) -> ::core::ffi::c_int {
+            // SAFETY: the C contract of the header is the contract of `add_region`.
+            unsafe { $crate::ffi::add_region::<$ty>(allocator, memory, size) }
         }
 
         /// `allocator_info` of `include/allocator.h`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use libloading::Library;
 
-use crate::types::*;
+use arena_api::types::*;
 
 /// The function table of a plugin: the four required functions and the
 /// optional ones it exports. The runner's built-in allocators (the
@@ -37,6 +37,8 @@ pub struct PluginApi {
     pub check: Option<CheckFn>,
     /// `allocator_info`.
     pub info: Option<InfoFn>,
+    /// `allocator_add_region`: more memory after creation.
+    pub add_region: Option<AddRegionFn>,
 }
 
 impl PluginApi {
@@ -182,6 +184,7 @@ impl Plugin {
             stats: optional!("allocator_stats"),
             check: optional!("allocator_check"),
             info: optional!("allocator_info"),
+            add_region: optional!("allocator_add_region"),
         };
         Ok(Plugin {
             api,

@@ -97,6 +97,18 @@ pub enum Action {
     AllocBadAlign(Size, u8),
     /// Overwrite the whole block with new bytes, as a caller may.
     Scribble(u16),
+    /// `add_region` of a fresh region: `len` resolved against the arena
+    /// length (from 0 to about twice it), starting `misalign` bytes past a
+    /// 4096-byte boundary. A region large enough must be taken.
+    AddRegion {
+        /// Length selector.
+        len: u32,
+        /// Bytes past a 4096-byte boundary where the region starts.
+        misalign: u16,
+    },
+    /// `add_region` of memory the allocator already manages (part of the
+    /// arena, from this offset): must be refused, changing nothing.
+    AddOverlapping(u16),
     /// Overwrite the first 16 bytes of the block freed last (if nothing was
     /// allocated since), as a use-after-free bug does.
     ScribbleFreed(Scribble),
@@ -168,6 +180,8 @@ pub fn action_strategy() -> impl Strategy<Value = Action> {
         1 => (size_strategy(), any::<u8>()).prop_map(|(s, a)| Action::AllocBadAlign(s, a)),
         2 => any::<u16>().prop_map(Action::Scribble),
         3 => scribble_strategy().prop_map(Action::ScribbleFreed),
+        1 => (any::<u32>(), any::<u16>()).prop_map(|(len, misalign)| Action::AddRegion { len, misalign }),
+        1 => any::<u16>().prop_map(Action::AddOverlapping),
     ]
 }
 

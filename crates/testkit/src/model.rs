@@ -63,6 +63,55 @@ pub struct Report {
     pub peak_live: usize,
     /// Freed blocks scribbled (`ScribbleFreed` that wrote).
     pub scribbled_freed: usize,
+    /// Regions `add_region` took.
+    pub regions_added: usize,
+}
+
+/// The arena and the regions added to the allocator since, each between
+/// guard margins.
+pub struct Arenas<'a> {
+    first: &'a TestArena,
+    more: Vec<TestArena>,
+}
+
+/// Regions added in one run, at most (each up to about twice the arena).
+const MAX_ADDED_REGIONS: usize = 6;
+/// A region of at least this many bytes must be taken by `add_region` (both
+/// cores need far less: state, tables and one block or page).
+const MUST_TAKE_REGION: usize = 16 << 10;
+
+impl Arenas<'_> {
+    /// A pointer to `addr` with the provenance of the region that holds it
+    /// (or whose margins do; else the arena's).
+    fn ptr_at(&self, addr: usize) -> *mut u8 {
+        let near = |a: &TestArena| {
+            let (lo, hi) = a.bounds();
+            addr.wrapping_sub(lo.wrapping_sub(crate::arena::MARGIN))
+                < hi - lo + 2 * crate::arena::MARGIN
+        };
+        self.more
+            .iter()
+            .find(|a| near(a))
+            .unwrap_or(self.first)
+            .ptr_at(addr)
+    }
+
+    /// True when `[addr, end)` lies inside one region.
+    fn holds(&self, addr: usize, end: usize) -> bool {
+        std::iter::once(self.first).chain(&self.more).any(|a| {
+            let (lo, hi) = a.bounds();
+            lo <= addr && end <= hi
+        })
+    }
+
+    fn margins_intact(&self) -> Result<(), String> {
+        self.first.margins_intact()?;
+        for (i, a) in self.more.iter().enumerate() {
+            a.margins_intact()
+                .map_err(|e| format!("added region {i}: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -77,8 +126,15 @@ struct Block {
 
 /// Every live block, by address and by slot.
 struct ShadowModel {
+    /// The arena's bounds.
     lo: usize,
     hi: usize,
+    /// The arena and every region added since.
+    arena_bytes: usize,
+    /// `bytes_free` and `metadata_bytes` once every block is freed: at
+    /// creation, plus what each added region brought.
+    empty_free: usize,
+    empty_metadata: usize,
     blocks: Vec<Block>,
     slot_of: HashMap<usize, usize>,
     /// Live blocks' `[addr, addr + max(usable, 1))`, by start address.
@@ -98,10 +154,13 @@ struct ShadowModel {
 }
 
 impl ShadowModel {
-    fn new(lo: usize, hi: usize) -> Self {
+    fn new(lo: usize, hi: usize, initial: &AllocatorStats) -> Self {
         ShadowModel {
             lo,
             hi,
+            arena_bytes: hi - lo,
+            empty_free: initial.bytes_free,
+            empty_metadata: initial.metadata_bytes,
             blocks: Vec::new(),
             slot_of: HashMap::new(),
             ranges: BTreeMap::new(),
@@ -126,7 +185,7 @@ impl ShadowModel {
     /// Checks a block the allocator just handed out and records it.
     fn insert(
         &mut self,
-        arena: &TestArena,
+        arena: &Arenas,
         addr: usize,
         size: usize,
         align: usize,
@@ -135,9 +194,9 @@ impl ShadowModel {
         let end = addr
             .checked_add(usable.max(size).max(1))
             .ok_or_else(|| format!("block {addr:#x}+{size} wraps around"))?;
-        if addr < self.lo || end > self.hi {
+        if !arena.holds(addr, end) {
             return Err(format!(
-                "block [{addr:#x}, {end:#x}) of {size} bytes is not inside the arena [{:#x}, {:#x})",
+                "block [{addr:#x}, {end:#x}) of {size} bytes is not inside the arena [{:#x}, {:#x}) or a region added to it",
                 self.lo, self.hi
             ));
         }
@@ -183,7 +242,7 @@ impl ShadowModel {
     }
 
     /// Checks a live block's contents.
-    fn verify(&self, arena: &TestArena, b: &Block, keep: usize) -> Result<(), String> {
+    fn verify(&self, arena: &Arenas, b: &Block, keep: usize) -> Result<(), String> {
         // SAFETY: a live block inside the arena (checked at insertion).
         match unsafe { find_pattern_damage(arena.ptr_at(b.addr), b.size.min(keep), b.seed) } {
             None => Ok(()),
@@ -273,9 +332,14 @@ pub fn run<T: Target>(
     exp: &Expectations,
 ) -> Result<Report, String> {
     let (lo, hi) = arena.bounds();
-    let mut model = ShadowModel::new(lo, hi);
-    let mut report = Report::default();
     let initial = target.stats();
+    let mut model = ShadowModel::new(lo, hi, &initial);
+    let mut report = Report::default();
+    let mut arenas = Arenas {
+        first: arena,
+        more: Vec::new(),
+    };
+    let arena = &mut arenas;
     check_stats(&initial, &model, &initial)?;
     target
         .check()
@@ -285,7 +349,7 @@ pub fn run<T: Target>(
         let before = target.stats();
         do_action(
             target,
-            arena,
+            &mut *arena,
             &mut model,
             &mut report,
             *action,
@@ -340,20 +404,24 @@ pub fn run<T: Target>(
     // Every byte is free again, or held as metadata (bucket pages an
     // allocator keeps may hold bitmaps); an allocator that restores its
     // initial state must be back to its initial split exactly.
+    // (With regions added: plus what each brought when it was added.)
     if model.scribbled {
         return Ok(report); // a scribbled block may be lost: the totals may differ
     }
-    if end.bytes_free + end.metadata_bytes != initial.bytes_free + initial.metadata_bytes
+    if end.bytes_free + end.metadata_bytes != model.empty_free + model.empty_metadata
         || (exp.restores_largest_after_free_all
-            && (end.bytes_free != initial.bytes_free
-                || end.metadata_bytes != initial.metadata_bytes))
+            && (end.bytes_free != model.empty_free || end.metadata_bytes != model.empty_metadata))
     {
         return Err(format!(
             "after freeing everything {} bytes are free and {} metadata, {} and {} were at the start",
-            end.bytes_free, end.metadata_bytes, initial.bytes_free, initial.metadata_bytes
+            end.bytes_free, end.metadata_bytes, model.empty_free, model.empty_metadata
         ));
     }
-    if exp.restores_largest_after_free_all && end.largest_free_block != initial.largest_free_block {
+    // A larger block may have come with an added region.
+    if exp.restores_largest_after_free_all
+        && (end.largest_free_block < initial.largest_free_block
+            || (arena.more.is_empty() && end.largest_free_block != initial.largest_free_block))
+    {
         return Err(format!(
             "after freeing everything the largest free block is {}, it was {} at the start",
             end.largest_free_block, initial.largest_free_block
@@ -377,7 +445,7 @@ fn check_stats(
     if !s.adds_up() {
         return Err(format!("stats do not add up to the arena: {s:?}"));
     }
-    expect("arena_bytes", s.arena_bytes, model.hi - model.lo)?;
+    expect("arena_bytes", s.arena_bytes, model.arena_bytes)?;
     // The state an allocator set up at creation never shrinks. It may hold
     // more metadata while blocks are live: McKusick-Karels keeps the
     // allocated bitmaps of its 16- and 32-byte bucket pages inside those
@@ -406,7 +474,7 @@ fn check_stats(
 #[allow(clippy::too_many_arguments)]
 fn allocated<T: Target>(
     target: &mut T,
-    arena: &TestArena,
+    arena: &Arenas,
     model: &mut ShadowModel,
     report: &mut Report,
     p: *mut u8,
@@ -443,7 +511,7 @@ fn allocated<T: Target>(
 
 fn do_action<T: Target>(
     target: &mut T,
-    arena: &TestArena,
+    arena: &mut Arenas,
     model: &mut ShadowModel,
     report: &mut Report,
     action: Action,
@@ -585,6 +653,71 @@ fn do_action<T: Target>(
             // write all of them.
             unsafe { fill_pattern(arena.ptr_at(b.addr), b.usable, seed) };
             model.blocks[slot].seed = seed;
+        }
+        Action::AddRegion { len, misalign } => {
+            if arena.more.len() >= MAX_ADDED_REGIONS {
+                return Ok(());
+            }
+            let len = len as usize % (2 * arena_len.max(4096) + 1);
+            let region = TestArena::new(len, misalign as usize);
+            // SAFETY: the region is valid and ours alone; it is kept (in
+            // `arena.more`) until the run ends, after the allocator's last use.
+            let taken = unsafe { target.add_region(region.start(), region.len()) };
+            region.margins_intact()?;
+            match taken {
+                None => return Ok(()), // this allocator takes no memory later
+                Some(false) if len >= MUST_TAKE_REGION => {
+                    return Err(format!("add_region refused a region of {len} bytes"));
+                }
+                Some(false) => {
+                    let after = target.stats();
+                    if after != *before {
+                        return Err(format!(
+                            "a refused add_region changed the stats: {before:?} -> {after:?}"
+                        ));
+                    }
+                }
+                Some(true) => {
+                    let after = target.stats();
+                    model.arena_bytes += len;
+                    // All the new bytes are free or the region's bookkeeping.
+                    let free = after.bytes_free.checked_sub(before.bytes_free);
+                    let meta = after.metadata_bytes.checked_sub(before.metadata_bytes);
+                    match (free, meta) {
+                        (Some(f), Some(m)) if f + m == len => {
+                            model.empty_free += f;
+                            model.empty_metadata += m;
+                        }
+                        _ => {
+                            return Err(format!(
+                                "add_region of {len} bytes: free {} -> {}, metadata {} -> {}",
+                                before.bytes_free,
+                                after.bytes_free,
+                                before.metadata_bytes,
+                                after.metadata_bytes
+                            ));
+                        }
+                    }
+                    arena.more.push(region);
+                    report.regions_added += 1;
+                }
+            }
+        }
+        Action::AddOverlapping(off) => {
+            let (lo, hi) = arena.first.bounds();
+            if hi == lo {
+                return Ok(());
+            }
+            let start = lo + off as usize % (hi - lo);
+            let len = (hi - start).max(4096);
+            // SAFETY: memory the allocator manages: it must refuse it without
+            // touching it (and it stays valid, being the arena).
+            let taken = unsafe { target.add_region(arena.ptr_at(start), len) };
+            if taken == Some(true) {
+                return Err(format!(
+                    "add_region took [{start:#x}, +{len}), which overlaps the arena"
+                ));
+            }
         }
         Action::ScribbleFreed(how) => {
             let Some((addr, usable)) = model.last_freed else {

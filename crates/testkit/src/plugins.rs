@@ -23,20 +23,26 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// Builds the `cdylib` of workspace package `package` (debug profile) and
-/// returns the path of its shared library.
+/// returns the path of its shared library. The cores `buddy` and
+/// `mckusick-karels` are `no_std` rlibs: for them, their C plugin is built
+/// (packages `buddy-plugin`, `mckusick-karels-plugin`: `libbuddy.so`,
+/// `libmckusick_karels.so`).
 pub fn built_plugin(package: &str) -> PathBuf {
+    let lib = package.replace('-', "_");
+    let package = match package {
+        "buddy" | "mckusick-karels" => format!("{package}-plugin"),
+        other => other.to_owned(),
+    };
     static BUILD: Mutex<()> = Mutex::new(());
     let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "--lib", "-p", package])
+        .args(["build", "--quiet", "--lib", "-p", &package])
         .current_dir(workspace_root())
         .status()
         .expect("cannot run cargo");
     assert!(status.success(), "cargo build -p {package} failed");
-    let path = target_dir()
-        .join("debug")
-        .join(format!("lib{}.so", package.replace('-', "_")));
+    let path = target_dir().join("debug").join(format!("lib{lib}.so"));
     assert!(path.is_file(), "{} was not built", path.display());
     path
 }

@@ -6,7 +6,7 @@
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
-use plugin_abi::{ALLOCATOR_ALIGNMENT, AllocatorStats, ArenaAllocator};
+use plugin_abi::{ALLOCATOR_ALIGNMENT, AddRegionError, AllocatorStats, ArenaAllocator};
 
 /// An allocator under test, with the header's semantics: NULL for "cannot",
 /// `realloc(NULL, n)` allocates, `realloc(p, 0)` frees, bad pointers are
@@ -26,6 +26,15 @@ pub trait Target {
     fn stats(&self) -> AllocatorStats;
     /// `allocator_check` / `check_invariants`.
     fn check(&self) -> Result<(), String>;
+    /// `allocator_add_region` / `add_region`: `Some(true)` if the region was
+    /// taken, `Some(false)` if refused, `None` if the allocator cannot take
+    /// memory after creation.
+    ///
+    /// # Safety
+    ///
+    /// `start` is valid for reads and writes of `len` bytes for as long as
+    /// the allocator is used, and used by nothing else.
+    unsafe fn add_region(&mut self, start: *mut u8, len: usize) -> Option<bool>;
 }
 
 /// A Rust allocator core, called directly.
@@ -86,7 +95,16 @@ impl<A: ArenaAllocator> Target for CoreTarget<A> {
     }
 
     fn check(&self) -> Result<(), String> {
-        self.core().check_invariants().map_err(|e| e.0)
+        self.core().check_invariants().map_err(|e| e.to_string())
+    }
+
+    unsafe fn add_region(&mut self, start: *mut u8, len: usize) -> Option<bool> {
+        // SAFETY: the caller's contract is the core's.
+        match unsafe { self.core_mut().add_region(start, len) } {
+            Ok(()) => Some(true),
+            Err(AddRegionError::Unsupported) => None,
+            Err(AddRegionError::TooSmall | AddRegionError::Overlaps) => Some(false),
+        }
     }
 }
 
@@ -150,6 +168,16 @@ impl Target for PluginTarget<'_> {
         match unsafe { f(self.allocator) } {
             0 => Ok(()),
             rc => Err(format!("allocator_check returned {rc}")),
+        }
+    }
+
+    unsafe fn add_region(&mut self, start: *mut u8, len: usize) -> Option<bool> {
+        let f = self.api.add_region?;
+        // SAFETY: as in `alloc`; the region's contract is the caller's.
+        match unsafe { f(self.allocator, start.cast(), len) } {
+            0 => Some(true),
+            -1 => Some(false),
+            rc => panic!("allocator_add_region returned {rc} on a live allocator"),
         }
     }
 }

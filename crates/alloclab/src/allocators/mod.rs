@@ -36,6 +36,7 @@ pub fn table(create: CreateFn, destroy: DestroyFn, alloc: AllocFn, free: FreeFn)
         stats: None,
         check: None,
         info: None,
+        add_region: None,
     }
 }
 

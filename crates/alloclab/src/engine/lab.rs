@@ -207,6 +207,18 @@ pub fn run(subject: &Subject, cfg: &BriefConfig) -> Result<BriefResult> {
             requested,
         });
     }
+    result_of(subject, cfg, &runs, (reserved, metadata))
+}
+
+/// The figures of the runs (the first the untimed warm-up), which must all
+/// have made the same allocations; `held` is the first run's (reserved,
+/// metadata) bytes, if the allocator reports them.
+fn result_of(
+    subject: &Subject,
+    cfg: &BriefConfig,
+    runs: &[Run],
+    (reserved, metadata): (Option<usize>, Option<usize>),
+) -> Result<BriefResult> {
     let first = runs[0];
     if let Some(r) = runs
         .iter()

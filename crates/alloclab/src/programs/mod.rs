@@ -212,6 +212,7 @@ fn select_programs(
     workdir: &Path,
 ) -> Result<(Vec<set::Program>, set::Skipped)> {
     let (mut programs, mut skipped) = set::programs(scale, workdir)?;
+    alloc_bound::programs(scale, workdir, &mut programs, &mut skipped)?;
     if !args.programs.is_empty() {
         for want in &args.programs {
             if !programs.iter().any(|p| p.name == want) && !skipped.iter().any(|s| &s.0 == want) {

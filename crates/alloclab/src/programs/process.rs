@@ -43,17 +43,6 @@ pub(super) fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// "signal 11, SIGSEGV" (or "signal 42" for one without a name), for the
-/// report.
-pub(super) fn signal_name(sig: i32) -> String {
-    let name = crate::signals::name(sig);
-    if name.starts_with("SIG") {
-        format!("signal {sig}, {name}")
-    } else {
-        name
-    }
-}
-
 /// Runs one step through `alloclab __spawn` (see `spawn.rs`): its wall
 /// time from `fork` to `wait4`, its `ru_maxrss`, how it ended.
 pub(super) fn run_process(

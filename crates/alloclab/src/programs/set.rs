@@ -156,8 +156,9 @@ const GIT_ENV: [(&str, &str); 9] = [
 /// Programs not run, each with the reason.
 pub type Skipped = Vec<(String, String)>;
 
-/// The programs whose executables exist, with their inputs written into
-/// `dir`, and the names of those that were skipped (and why).
+/// The general programs (Python, sort, git, xz) whose executables exist,
+/// with their inputs written into `dir`, and the names of those that were
+/// skipped (and why); `alloc_bound::programs` adds the allocation-bound ones.
 pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
     let quick = scale == Scale::Quick;
     let mut out = Vec::new();
@@ -330,7 +331,6 @@ pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
         }
         None => missing("xz", "xz"),
     }
-    super::alloc_bound::programs(scale, dir, &mut out, &mut skipped)?;
     Ok((out, skipped))
 }
 

@@ -202,7 +202,7 @@ fn ended(status: i32, timeout: Duration) -> Result<(), String> {
     } else if libc::WIFSIGNALED(status) {
         Err(format!(
             "crashed ({})",
-            super::process::signal_name(libc::WTERMSIG(status))
+            crate::signals::numbered(libc::WTERMSIG(status))
         ))
     } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) != 0 {
         Err(format!("exit status {}", libc::WEXITSTATUS(status)))

@@ -318,6 +318,59 @@ int main(int argc, char **argv) {
     CHECK(check(a) == 0 && check(b) == 0, "both consistent");
     printf("ok   two allocators on two arenas, interleaved\n");
 
+    /* ---- allocator_add_region (optional): more memory, live ------------ */
+    int (*add_region)(Allocator *, void *, size_t) =
+        (int (*)(Allocator *, void *, size_t))dlsym(lib, "allocator_add_region");
+    if (add_region == NULL) {
+        printf("skip allocator_add_region (not exported)\n");
+    } else {
+        enum { SMALL = 64 << 10, MORE = (1 << 20) + 3 };
+        unsigned char *first = map(SMALL);
+        unsigned char *more = map(MORE + 16);
+        Allocator *c = create(first, SMALL);
+        CHECK(c != NULL, "create on 64 KiB");
+        Block keep = {alloc(c, 100), 100, 0x3C};
+        CHECK(keep.p != NULL, "alloc in the first region");
+        fill(&keep);
+        CHECK(alloc(c, 256 << 10) == NULL, "256 KiB does not fit in 64 KiB");
+        size_t before_failed = get(c).failed_allocs;
+        AllocatorStats s0 = get(c);
+        CHECK(add_region(NULL, more, MORE) == -2 && add_region(c, NULL, MORE) == -2, "NULL arguments");
+        CHECK(add_region(c, first + 4096, 8192) == -1, "a region inside the arena is refused");
+        CHECK(add_region(c, first, 16) == -1, "the allocator's own handle is refused");
+        CHECK(add_region(c, more, 8) == -1, "8 bytes are too small");
+        AllocatorStats s1 = get(c);
+        CHECK(memcmp(&s0, &s1, sizeof s0) == 0, "a refused region changes nothing");
+        still_fine(c, &keep, 1, "refused allocator_add_region calls");
+        CHECK(add_region(c, more + 3, MORE) == 0, "allocator_add_region(1 MiB + 3, misaligned)");
+        AllocatorStats s2 = get(c);
+        CHECK(s2.arena_bytes == s1.arena_bytes + MORE, "arena_bytes grew by the region: %zu -> %zu",
+              s1.arena_bytes, s2.arena_bytes);
+        CHECK(s2.metadata_bytes + s2.bytes_reserved + s2.bytes_free == s2.arena_bytes, "stats add up");
+        CHECK(s2.largest_free_block >= 256 << 10, "a large block is free now: %zu", s2.largest_free_block);
+        CHECK(add_region(c, more + 1000, 4096) == -1, "a region inside the added one is refused");
+        Block big = {alloc(c, 256 << 10), 256 << 10, 0x7D};
+        CHECK(big.p != NULL, "256 KiB from the added region");
+        CHECK(big.p >= more + 3 && big.p + big.n <= more + 3 + MORE, "inside the added region");
+        fill(&big);
+        CHECK(check(c) == 0, "allocator_check with two regions");
+        Block moved = {xrealloc(c, keep.p, 100000), 100, 0x3C};
+        CHECK(moved.p != NULL && intact(&moved), "realloc moves a block across regions, contents kept");
+        CHECK(usable_size(c, moved.p) >= 100000, "usable size in the added region");
+        xfree(c, big.p);
+        xfree(c, big.p);
+        CHECK(get(c).rejected_frees == 1, "a double free in the added region is rejected");
+        xfree(c, moved.p);
+        AllocatorStats s3 = get(c);
+        CHECK(s3.live_blocks == 0 && s3.failed_allocs == before_failed, "all freed");
+        CHECK(check(c) == 0, "allocator_check after freeing everything");
+        destroy(c);
+        CHECK(add_region(c, more, MORE) == -2, "a destroyed allocator refuses");
+        munmap(first, SMALL);
+        munmap(more, MORE + 16);
+        printf("ok   allocator_add_region: refused cases change nothing; 1 MiB added to a live allocator\n");
+    }
+
     destroy(b);
     CHECK(alloc(b, 16) == NULL, "a destroyed allocator answers NULL");
     xfree(b, other[1].p);

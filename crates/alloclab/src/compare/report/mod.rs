@@ -160,31 +160,7 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
     for name in names {
         let mut cells = vec![name.to_string()];
         for w in &workloads {
-            let row = w.rows.iter().find(|row| row.subject == name);
-            let phases: Vec<&str> = w.empty_call_ns.iter().map(|(n, _)| n.as_str()).collect();
-            if !phases.is_empty() {
-                cells.push(match row {
-                    None => "–".into(),
-                    Some(row) if row.failure.is_some() => "failed".into(),
-                    Some(row) => phases
-                        .iter()
-                        .map(|p| {
-                            row.phases
-                                .iter()
-                                .find(|x| x.name == *p)
-                                .map_or("–".into(), |x| plain_ns(x.net_ns_per_op.median))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" / "),
-                });
-            }
-            if w.usage_kind != super::workload::UsageKind::None {
-                cells.push(match row {
-                    Some(row) if row.failure.is_some() => "failed".into(),
-                    Some(row) => row.usage.map_or("n/a".into(), |u| pct(u.factor)),
-                    None => "–".into(),
-                });
-            }
+            cells.extend(readme_cells(w, name));
         }
         let _ = writeln!(s, "| {} |", cells.join(" | "));
     }
@@ -208,6 +184,38 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The README table's cells of allocator `name` on workload `w`: its net
+/// ns per call in each timed phase, and its usage figure.
+fn readme_cells(w: &WorkloadResult, name: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let row = w.rows.iter().find(|row| row.subject == name);
+    let phases: Vec<&str> = w.empty_call_ns.iter().map(|(n, _)| n.as_str()).collect();
+    if !phases.is_empty() {
+        cells.push(match row {
+            None => "–".into(),
+            Some(row) if row.failure.is_some() => "failed".into(),
+            Some(row) => phases
+                .iter()
+                .map(|p| {
+                    row.phases
+                        .iter()
+                        .find(|x| x.name == *p)
+                        .map_or("–".into(), |x| plain_ns(x.net_ns_per_op.median))
+                })
+                .collect::<Vec<_>>()
+                .join(" / "),
+        });
+    }
+    if w.usage_kind != super::workload::UsageKind::None {
+        cells.push(match row {
+            Some(row) if row.failure.is_some() => "failed".into(),
+            Some(row) => row.usage.map_or("n/a".into(), |u| pct(u.factor)),
+            None => "–".into(),
+        });
+    }
+    cells
 }
 
 /// `text` with everything between the [`BEGIN`] and [`END`] markers replaced

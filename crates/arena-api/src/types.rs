@@ -14,8 +14,8 @@ pub const ALLOCATOR_ALIGNMENT: usize = 16;
 /// Creation flag: every call takes an internal spin lock (thread-safe instance).
 pub const ALLOCATOR_FLAG_LOCKED: u32 = 0x1;
 /// Creation flag (McKusick-Karels): give a bucket's page back to the page pool
-/// as soon as all its objects are free (the default returns them past a
-/// high-water mark).
+/// as soon as all its objects are free (the default returns the empty ones
+/// when a request for pages would otherwise fail).
 pub const ALLOCATOR_FLAG_RETURN_PAGES: u32 = 0x2;
 /// Creation flag (McKusick-Karels): the strictly faithful 4.4BSD behaviour,
 /// bucket pages are never given back.
@@ -73,6 +73,23 @@ pub struct AllocatorStats {
 }
 
 impl AllocatorStats {
+    /// Adds the accounting of another region of the same allocator (one
+    /// given by `add_region`): its bytes and live blocks, and its largest
+    /// free block if larger. The failure counters are the allocator's, not
+    /// a region's: they are left alone.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    pub fn add_region(&mut self, region: &AllocatorStats) {
+        self.arena_bytes += region.arena_bytes;
+        self.metadata_bytes += region.metadata_bytes;
+        self.bytes_reserved += region.bytes_reserved;
+        self.bytes_free += region.bytes_free;
+        self.largest_free_block = self.largest_free_block.max(region.largest_free_block);
+        self.live_blocks += region.live_blocks;
+    }
+
     /// True when the three parts of the arena add up to the whole.
     pub fn adds_up(&self) -> bool {
         self.metadata_bytes
@@ -135,5 +152,7 @@ pub type UsableSizeFn = unsafe extern "C" fn(*const Allocator, *const c_void) ->
 pub type StatsFn = unsafe extern "C" fn(*const Allocator, *mut AllocatorStats) -> c_int;
 /// `allocator_check`.
 pub type CheckFn = unsafe extern "C" fn(*const Allocator) -> c_int;
+/// `allocator_add_region`.
+pub type AddRegionFn = unsafe extern "C" fn(*mut Allocator, *mut c_void, usize) -> c_int;
 /// `allocator_info`.
 pub type InfoFn = unsafe extern "C" fn() -> *const AllocatorInfo;

@@ -18,7 +18,7 @@ impl fmt::Display for BadPointer {
     }
 }
 
-impl std::error::Error for BadPointer {}
+impl core::error::Error for BadPointer {}
 
 /// Why a `realloc` answered no. In both cases the old block is untouched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,26 +38,113 @@ impl fmt::Display for ReallocError {
     }
 }
 
-impl std::error::Error for ReallocError {}
+impl core::error::Error for ReallocError {}
 
-/// A broken invariant found by [`ArenaAllocator::check_invariants`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvariantViolation(pub String);
+/// Why [`ArenaAllocator::add_region`] refused a region. The allocator is
+/// unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddRegionError {
+    /// The region is null, wraps around the address space, or cannot hold
+    /// the bookkeeping of a region and one block.
+    TooSmall,
+    /// The region overlaps memory the allocator already manages.
+    Overlaps,
+    /// This allocator cannot take more memory after creation.
+    Unsupported,
+}
 
-impl fmt::Display for InvariantViolation {
+impl fmt::Display for AddRegionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(match self {
+            AddRegionError::TooSmall => "region too small for its bookkeeping and one block",
+            AddRegionError::Overlaps => "region overlaps memory the allocator already manages",
+            AddRegionError::Unsupported => "this allocator cannot take more memory",
+        })
     }
 }
 
-impl std::error::Error for InvariantViolation {}
+impl core::error::Error for AddRegionError {}
+
+/// A broken invariant found by [`ArenaAllocator::check_invariants`]: its
+/// message, kept in a fixed buffer (no allocation, so a check can run inside
+/// a global allocator or a kernel), cut at [`InvariantViolation::CAPACITY`]
+/// bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InvariantViolation {
+    len: u8,
+    buf: [u8; InvariantViolation::CAPACITY],
+}
+
+impl InvariantViolation {
+    /// The longest message kept; a longer one is cut (at a character
+    /// boundary). Small enough for `Result<(), InvariantViolation>` to stay
+    /// cheap to return (clippy's `result_large_err`: 128 bytes).
+    pub const CAPACITY: usize = 120;
+
+    /// The violation with the formatted message `args` (see [`ensure!`]).
+    ///
+    /// # Time complexity
+    ///
+    /// O(message length).
+    pub fn new(args: fmt::Arguments<'_>) -> Self {
+        let mut v = InvariantViolation {
+            len: 0,
+            buf: [0; Self::CAPACITY],
+        };
+        // Our `write_str` never fails: it cuts instead.
+        let _ = fmt::write(&mut v, args);
+        v
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        // `write_str` only ever appends whole characters.
+        core::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Write for InvariantViolation {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let len = usize::from(self.len);
+        let mut n = s.len().min(Self::CAPACITY - len);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[len..len + n].copy_from_slice(&s.as_bytes()[..n]);
+        // At most CAPACITY < 256.
+        self.len = (len + n) as u8;
+        Ok(())
+    }
+}
+
+impl From<&str> for InvariantViolation {
+    fn from(message: &str) -> Self {
+        InvariantViolation::new(format_args!("{message}"))
+    }
+}
+
+impl fmt::Debug for InvariantViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("InvariantViolation")
+            .field(&self.message())
+            .finish()
+    }
+}
+
+impl fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl core::error::Error for InvariantViolation {}
 
 /// Returns `Err(InvariantViolation)` with a formatted message when `cond` is false.
 #[macro_export]
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
         if !$cond {
-            return Err($crate::InvariantViolation(format!($($fmt)+)));
+            return Err($crate::InvariantViolation::new(format_args!($($fmt)+)));
         }
     };
 }
@@ -120,6 +207,28 @@ pub trait ArenaAllocator: Sized {
 
     /// Walks the whole state and checks every invariant.
     fn check_invariants(&self) -> Result<(), InvariantViolation>;
+
+    /// Gives the allocator more memory: `[region, region + len)`, of any
+    /// size and alignment, anywhere but in memory it already manages. Its
+    /// bookkeeping goes inside the new region too; `stats().arena_bytes`
+    /// grows by `len`. The default refuses ([`AddRegionError::Unsupported`]).
+    ///
+    /// # Safety
+    ///
+    /// As for [`ArenaAllocator::create_in`]: `region` must be valid for reads
+    /// and writes of `len` bytes for as long as the allocator (or any block
+    /// from it) is used, and nothing else may access it meanwhile except
+    /// through handed-out blocks. (Overlap with the allocator's own memory
+    /// is checked; overlap with anything else is the caller's business.)
+    ///
+    /// # Time complexity
+    ///
+    /// Up to the implementation; the cores of this project: O(len / page)
+    /// (the new region's tables are initialised) plus O(regions).
+    unsafe fn add_region(&mut self, region: *mut u8, len: usize) -> Result<(), AddRegionError> {
+        let _ = (region, len);
+        Err(AddRegionError::Unsupported)
+    }
 
     /// Corrupt free-list links found (writes into freed blocks) and
     /// repaired since creation; `allocator_check` reports them as

@@ -46,8 +46,11 @@ impl SpinLock {
                     core::hint::spin_loop();
                 } else {
                     // Only reached under contention: the holder is probably
-                    // not running, let it.
+                    // not running, let it (with an OS to ask).
+                    #[cfg(feature = "std")]
                     std::thread::yield_now();
+                    #[cfg(not(feature = "std"))]
+                    core::hint::spin_loop();
                 }
             }
             if self
@@ -75,8 +78,10 @@ impl Drop for SpinGuard<'_> {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
     use std::sync::Arc;
+    use std::vec::Vec;
 
     #[test]
     fn excludes_other_threads() {
