@@ -14,9 +14,11 @@
 
 mod allocators;
 mod arena;
+mod arena_map;
 mod artifacts;
 mod compare;
 mod engine;
+mod map;
 mod output;
 mod postmortem;
 mod programs;
@@ -90,6 +92,13 @@ enum Command {
     /// malloc shims, mimalloc and jemalloc: wall time and peak RSS relative
     /// to glibc, outputs checked.
     Programs(programs::ProgramsArgs),
+    /// Draw the arenas of allocators side by side at one moment of a
+    /// workload (where each byte goes: data, rounding, metadata, free), and
+    /// their fragmentation over time, as PNG and SVG.
+    Map(map::MapArgs),
+    /// (internal) One allocator's arena map, run by `map` in a child process.
+    #[command(name = "__map", hide = true)]
+    MapChild(map::MapChildArgs),
     /// (internal) One ease-of-use probe, run by `compare` in a child process.
     #[command(name = "__probe", hide = true)]
     Probe(engine::observe::ProbeArgs),
@@ -148,6 +157,8 @@ fn main() -> ExitCode {
         Some(Command::Record(args)) => record::main(args),
         Some(Command::Programs(args)) => done(programs::main(args)),
         Some(Command::Spawn(args)) => done(programs::spawn::child_main(args)),
+        Some(Command::Map(args)) => done(map::main(args)),
+        Some(Command::MapChild(args)) => done(map::child_main(args)),
         Some(Command::Probe(args)) => done(engine::observe::child_main(args)),
         Some(Command::Worker(args)) => done(engine::worker::child_main(args)),
         None => done(run_brief(&cli.brief)),

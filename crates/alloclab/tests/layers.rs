@@ -7,8 +7,8 @@
 //! | 0 base | `arena`, `signals`, `output`, `postmortem`, `artifacts` |
 //! | 1 report toolkit | `toolkit` |
 //! | 2 allocators under test | `allocators` |
-//! | 3 measurement engine | `engine` |
-//! | 4 commands | `compare`, `programs`, `record` |
+//! | 3 measurement engine | `engine`; beside it the arena maps, `arena_map` |
+//! | 4 commands | `compare`, `programs`, `record`, `map` |
 //! | 5 the binary | `main.rs` |
 //!
 //! The test reads the sources (test modules included), so a new import
@@ -22,8 +22,8 @@ fn layer(part: &str) -> Option<u32> {
         "arena" | "signals" | "output" | "postmortem" | "artifacts" => 0,
         "toolkit" => 1,
         "allocators" => 2,
-        "engine" => 3,
-        "compare" | "programs" | "record" => 4,
+        "engine" | "arena_map" => 3,
+        "compare" | "programs" | "record" | "map" => 4,
         "main" => 5,
         _ => return None,
     })

@@ -14,6 +14,9 @@ pub mod plugin_data;
 pub mod subject;
 
 use plugin_abi::loader::PluginApi;
+use plugin_abi::{ALLOCATOR_FLAG_FAITHFUL, ALLOCATOR_FLAG_RETURN_PAGES};
+
+use crate::artifacts::{self, Artifact};
 use plugin_abi::{AllocFn, CreateFn, DestroyFn, FreeFn};
 use subject::{Spec, Subject};
 
@@ -36,6 +39,23 @@ pub fn table(create: CreateFn, destroy: DestroyFn, alloc: AllocFn, free: FreeFn)
         add_region: None,
     }
 }
+
+/// This project's plugins as `compare` runs them: the artifact, the
+/// creation flags and the row's name.
+pub const OWN_PLUGINS: [(Artifact, u32, &str); 4] = [
+    (artifacts::BUDDY_PLUGIN, 0, "buddy"),
+    (artifacts::MCKUSICK_KARELS_PLUGIN, 0, "mckusick-karels"),
+    (
+        artifacts::MCKUSICK_KARELS_PLUGIN,
+        ALLOCATOR_FLAG_FAITHFUL,
+        "mckusick-karels+faithful",
+    ),
+    (
+        artifacts::MCKUSICK_KARELS_PLUGIN,
+        ALLOCATOR_FLAG_RETURN_PAGES,
+        "mckusick-karels+return",
+    ),
+];
 
 /// The name of the built-in `mmap`/`munmap` fallback.
 pub const FALLBACK: &str = "mmap fallback";

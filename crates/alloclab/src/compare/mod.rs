@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use plugin_abi::{ALLOCATOR_FLAG_FAITHFUL, ALLOCATOR_FLAG_RETURN_PAGES};
 
+use crate::allocators;
 use crate::allocators::subject::{Spec, Subject};
 use crate::arena::Arena;
-use crate::artifacts::{self, Artifact};
+use crate::artifacts;
 use crate::engine::entry::{Entry, Exec};
 use crate::engine::results::{CompareResults, Method, Observed, SubjectInfo, WorkloadResult};
 use crate::engine::scripts::WorkloadSpec;
@@ -94,23 +94,6 @@ pub struct CompareArgs {
     pub no_pin: bool,
 }
 
-/// This project's plugins as `compare` runs them: the artifact, the
-/// creation flags and the row's name.
-const OWN_PLUGINS: [(Artifact, u32, &str); 4] = [
-    (artifacts::BUDDY_PLUGIN, 0, "buddy"),
-    (artifacts::MCKUSICK_KARELS_PLUGIN, 0, "mckusick-karels"),
-    (
-        artifacts::MCKUSICK_KARELS_PLUGIN,
-        ALLOCATOR_FLAG_FAITHFUL,
-        "mckusick-karels+faithful",
-    ),
-    (
-        artifacts::MCKUSICK_KARELS_PLUGIN,
-        ALLOCATOR_FLAG_RETURN_PAGES,
-        "mckusick-karels+return",
-    ),
-];
-
 /// Every allocator to compare, in table order: this project's plugins
 /// (called in this process), third-party plugins given on the command line
 /// (each in a worker child process), the fallback and the peers. This
@@ -119,10 +102,13 @@ const OWN_PLUGINS: [(Artifact, u32, &str); 4] = [
 fn entries(args: &CompareArgs, settings: Settings) -> Result<Vec<Entry>> {
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
     let mut out = Vec::new();
-    if OWN_PLUGINS.iter().any(|(_, _, name)| wanted(name)) {
+    if allocators::OWN_PLUGINS
+        .iter()
+        .any(|(_, _, name)| wanted(name))
+    {
         artifacts::ensure_built()?;
     }
-    for (artifact, flags, name) in OWN_PLUGINS {
+    for (artifact, flags, name) in allocators::OWN_PLUGINS {
         if !wanted(name) {
             continue;
         }
@@ -278,7 +264,11 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         workloads,
     };
     outln!("── ease of use ──\n{}", table::ease_table(&results));
-    write_outputs(args, &results)
+    write_outputs(args, &results)?;
+    if let Some(dir) = &args.report {
+        write_arena_maps(&entries, &scripts, args, dir)?;
+    }
+    Ok(())
 }
 
 /// Every workload to run, with what makes it again in a worker: the
@@ -437,6 +427,47 @@ fn write_outputs(args: &CompareArgs, results: &CompareResults) -> Result<()> {
         report::update_readme(path, results, charts.as_ref().map(|(d, c)| (*d, &c[..])))?;
     }
     Ok(())
+}
+
+/// The arena maps of the report (`arena_map::report`): the arena
+/// allocators measured, on `fill` and the traces among `scripts`.
+fn write_arena_maps(
+    entries: &[Entry],
+    scripts: &[(workload::Script, WorkloadSpec)],
+    args: &CompareArgs,
+    dir: &Path,
+) -> Result<()> {
+    use crate::arena_map::report::{self as maps, ToMap};
+    use crate::arena_map::run::Target;
+    let targets: Vec<Target> = entries
+        .iter()
+        .filter(|e| e.blocks_in_arena && !matches!(e.exec, Exec::Failed(_)))
+        .map(|e| Target {
+            name: e.name.clone(),
+            spec: e.spec.clone(),
+            flags: e.flags,
+        })
+        .collect();
+    let workloads: Vec<ToMap> = scripts
+        .iter()
+        .filter_map(|(s, spec)| match spec {
+            WorkloadSpec::Trace { path } => Some(ToMap {
+                name: s.name.clone(),
+                trace: Some(path.clone()),
+            }),
+            WorkloadSpec::BuiltIn { name, .. } if name == "fill" => Some(ToMap {
+                name: name.clone(),
+                trace: None,
+            }),
+            _ => None,
+        })
+        .collect();
+    if targets.is_empty() || workloads.is_empty() {
+        return Ok(());
+    }
+    eprintln!("alloclab: drawing the arena maps (untimed replays in child processes)");
+    let section = maps::section(&targets, &workloads, args.quick, args.seed, dir)?;
+    maps::insert(dir, &section)
 }
 
 #[cfg(test)]
