@@ -118,6 +118,7 @@ pub fn main(args: &MapArgs) -> Result<()> {
         quick: args.quick,
         seed: args.seed,
         arena_size: args.arena_size,
+        svg: true,
     };
     let (stems, done) = run::write(&targets, &req, &workload, &args.out)?;
     for (name, r) in &done {
@@ -160,6 +161,7 @@ pub fn child_main(args: &MapChildArgs) -> Result<()> {
         quick: args.quick,
         seed: args.seed,
         arena_size: args.arena_size,
+        svg: false,
     };
     let r = run::replay_here(&spec, args.flags, &workload, &req, args.whole)?;
     outln!("{}", serde_json::to_string(&r)?);

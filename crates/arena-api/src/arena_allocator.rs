@@ -81,7 +81,7 @@ impl InvariantViolation {
     /// cheap to return (clippy's `result_large_err`: 128 bytes).
     pub const CAPACITY: usize = 120;
 
-    /// The violation with the formatted message `args` (see [`ensure!`]).
+    /// The violation with the formatted message `args` (see [`crate::ensure!`]).
     ///
     /// # Time complexity
     ///
@@ -152,7 +152,7 @@ macro_rules! ensure {
 /// An allocator whose whole state lives inside the region it manages.
 ///
 /// The contract mirrors `include/allocator.h`; the generic layer
-/// ([`crate::ffi`]) adds only what is the same for every allocator (NULL
+/// (`plugin_abi::ffi`) adds only what is the same for every allocator (NULL
 /// arguments, the `realloc(NULL, n)` / `realloc(p, 0)` rules, locking,
 /// catching panics).
 ///

@@ -3,7 +3,7 @@
 //!
 //! A map is a square: the arena laid along a Hilbert curve (nearby
 //! addresses stay nearby; it starts at the top-left corner and ends at the
-//! top-right), each cell coloured by the mix of byte classes in its bytes,
+//! top-right), each cell coloured by the byte class holding most of its bytes,
 //! with a bar of the class totals under it. All maps of one figure show the
 //! same number of bytes per cell.
 
@@ -53,22 +53,17 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing an arena map: {e}")
 }
 
-/// The colour of a cell holding `mix` bytes of each class.
+/// The colour of a cell holding `mix` bytes of each class: the class with
+/// the most bytes in it (a cell is a fraction of the smallest blocks drawn,
+/// so most cells are one class; a majority keeps the picture's totals close
+/// to the bar's, and neighbouring cells of one class merge into one
+/// rectangle in the SVG).
 fn blend(mix: [usize; 5]) -> Option<RGBColor> {
-    let total: usize = mix.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let mut c = [0f64; 3];
-    for (k, &n) in mix.iter().enumerate() {
-        let w = n as f64 / total as f64;
-        c[0] += w * f64::from(COLORS[k].0);
-        c[1] += w * f64::from(COLORS[k].1);
-        c[2] += w * f64::from(COLORS[k].2);
-    }
-    // Quantised, so that neighbouring cells of one colour merge into one rectangle.
-    let q = |v: f64| ((v / 8.0).round() * 8.0).min(255.0) as u8;
-    Some(RGBColor(q(c[0]), q(c[1]), q(c[2])))
+    let (k, &n) = mix
+        .iter()
+        .enumerate()
+        .max_by_key(|(k, n)| (**n, std::cmp::Reverse(*k)))?;
+    (n > 0).then_some(COLORS[k])
 }
 
 /// The colour of every cell, row by row, for `map` at `per_cell` bytes per cell.
@@ -225,8 +220,15 @@ fn notes(maps: &[(String, Replay)], per_cell: usize) -> Vec<String> {
 }
 
 /// Writes the maps of `maps` (same workload, same arena size) side by side
-/// as `dir/stem.svg` and `dir/stem.png`, under `title`.
-pub fn maps(dir: &Path, stem: &str, title: &str, maps: &[(String, Replay)]) -> Result<()> {
+/// as `dir/stem.png` and, with `svg`, `dir/stem.svg` (a rectangle per run
+/// of cells: a megabyte or two), under `title`.
+pub fn maps(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    maps: &[(String, Replay)],
+    svg: bool,
+) -> Result<()> {
     register_font()?;
     let len = maps.iter().map(|(_, r)| r.map.len).max().unwrap_or(1);
     let per_cell = len.div_ceil((CELLS * CELLS) as usize).max(1);
@@ -238,14 +240,16 @@ pub fn maps(dir: &Path, stem: &str, title: &str, maps: &[(String, Replay)]) -> R
         cols * PANEL_W + 20,
         40 + rows * PANEL_H + 40 + 14 * notes.len() as u32,
     );
-    let svg = dir.join(format!("{stem}.svg"));
-    draw_maps(
-        SVGBackend::new(&svg, size).into_drawing_area(),
-        title,
-        maps,
-        per_cell,
-        &notes,
-    )?;
+    if svg {
+        let svg = dir.join(format!("{stem}.svg"));
+        draw_maps(
+            SVGBackend::new(&svg, size).into_drawing_area(),
+            title,
+            maps,
+            per_cell,
+            &notes,
+        )?;
+    }
     let png = dir.join(format!("{stem}.png"));
     draw_maps(
         BitMapBackend::new(&png, size).into_drawing_area(),

@@ -88,6 +88,8 @@ pub fn section(
             quick,
             seed,
             arena_size: None,
+            // PNG only in the report: a map's SVG is a megabyte or two.
+            svg: false,
         };
         let arg = match &w.trace {
             Some(p) => WorkloadArg::Trace(p.clone()),

@@ -137,6 +137,8 @@ pub struct Request {
     pub seed: u64,
     /// The arena's size, instead of the workload's.
     pub arena_size: Option<usize>,
+    /// Write the maps as SVG too (PNG always).
+    pub svg: bool,
 }
 
 /// Runs one allocator's replay in a child process (`alloclab __map`).
@@ -244,7 +246,7 @@ pub fn write(
     let arena = req.arena_size.unwrap_or(script.arena);
     let title = format!("Arena maps: {} ({} arena)", script.name, draw::size(arena));
     let map_stem = format!("map-{slug}");
-    draw::maps(dir, &map_stem, &title, &done)?;
+    draw::maps(dir, &map_stem, &title, &done, req.svg)?;
     let time_stem = format!("timeline-{slug}");
     let title = format!("Fragmentation over time: {}", script.name);
     draw::timelines(dir, &time_stem, &title, &done)?;
