@@ -13,6 +13,7 @@ use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
 use serde::{Deserialize, Serialize};
 
+use super::checked;
 use super::exec::{self, Calls, Class, Signature, Slots};
 use super::measure::{self, Rusage};
 use super::results::*;
@@ -214,7 +215,7 @@ pub fn checked_pass(
     // SAFETY: `a` is a fresh allocator on `arena`; slots are NULL and sized
     // for the script.
     let result = unsafe {
-        exec::run_checked(
+        checked::run_checked(
             Calls::of(&subject.api),
             a,
             script,
