@@ -8,10 +8,10 @@
 //! records `prog`), not the programs it starts; a child made by `fork` stops
 //! recording. See `docs/traces.md`.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, ExitStatus};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -52,29 +52,7 @@ pub fn main(args: &RecordArgs) -> Result<ExitCode> {
         .split_first()
         .context("no command given (alloclab record -- COMMAND ARGS...)")?;
     let shown = program.to_string_lossy();
-    let output = match &args.output {
-        Some(o) => o.clone(),
-        None => {
-            let stem = Path::new(program)
-                .file_name()
-                .map_or_else(|| "program".into(), |s| s.to_string_lossy().into_owned());
-            PathBuf::from(format!("{stem}.trace"))
-        }
-    };
-    let output = std::path::absolute(&output)
-        .with_context(|| format!("output path {}", output.display()))?;
-    // The trace's folder must exist, and the file be writable, before the
-    // program runs. Creating it empty also replaces a stale trace: a program
-    // that records nothing leaves an empty file, never an old trace.
-    if let Some(dir) = output.parent().filter(|d| !d.is_dir()) {
-        bail!(
-            "cannot write the trace {}: the folder {} does not exist",
-            output.display(),
-            dir.display()
-        );
-    }
-    std::fs::File::create(&output)
-        .with_context(|| format!("cannot write the trace {}", output.display()))?;
+    let output = create_output(args.output.as_deref(), program)?;
     let status = Command::new(program)
         .args(rest)
         .env("LD_PRELOAD", preload_with(&recorder))
@@ -91,19 +69,7 @@ pub fn main(args: &RecordArgs) -> Result<ExitCode> {
     // magic alone that the program ended before it wrote an event.
     if bytes.is_empty() || (killed && bytes.len() <= alloc_trace::MAGIC.len()) {
         let _ = std::fs::remove_file(&output);
-        if killed {
-            eprintln!(
-                "alloclab: {shown} {}; no trace was written (the recorder writes its events at exit, \
-                 and a killed process does not exit)",
-                signals::describe(status)
-            );
-        } else {
-            eprintln!(
-                "alloclab: {shown} {} and wrote no trace: the recorder did not run in it (a statically \
-                 linked or setuid program ignores LD_PRELOAD)",
-                signals::describe(status)
-            );
-        }
+        explain_no_trace(&shown, status, killed);
         return Ok(passed_on());
     }
     let s = consistent_stats(&bytes).with_context(|| format!("trace {}", output.display()))?;
@@ -134,6 +100,53 @@ pub fn main(args: &RecordArgs) -> Result<ExitCode> {
         }
     );
     Ok(passed_on())
+}
+
+/// The absolute path of the trace (`output`, or `PROGRAM.trace` here),
+/// created empty before the program runs.
+fn create_output(output: Option<&Path>, program: &OsStr) -> Result<PathBuf> {
+    let output = match output {
+        Some(o) => o.to_path_buf(),
+        None => {
+            let stem = Path::new(program)
+                .file_name()
+                .map_or_else(|| "program".into(), |s| s.to_string_lossy().into_owned());
+            PathBuf::from(format!("{stem}.trace"))
+        }
+    };
+    let output = std::path::absolute(&output)
+        .with_context(|| format!("output path {}", output.display()))?;
+    // The trace's folder must exist, and the file be writable, before the
+    // program runs. Creating it empty also replaces a stale trace: a program
+    // that records nothing leaves an empty file, never an old trace.
+    if let Some(dir) = output.parent().filter(|d| !d.is_dir()) {
+        bail!(
+            "cannot write the trace {}: the folder {} does not exist",
+            output.display(),
+            dir.display()
+        );
+    }
+    std::fs::File::create(&output)
+        .with_context(|| format!("cannot write the trace {}", output.display()))?;
+    Ok(output)
+}
+
+/// Says why the program left no trace: killed before it could write one, or
+/// the recorder never ran in it.
+fn explain_no_trace(shown: &str, status: ExitStatus, killed: bool) {
+    if killed {
+        eprintln!(
+            "alloclab: {shown} {}; no trace was written (the recorder writes its events at exit, \
+             and a killed process does not exit)",
+            signals::describe(status)
+        );
+    } else {
+        eprintln!(
+            "alloclab: {shown} {} and wrote no trace: the recorder did not run in it (a statically \
+             linked or setuid program ignores LD_PRELOAD)",
+            signals::describe(status)
+        );
+    }
 }
 
 /// "1 thread", "17 threads (at most 2 at once)".

@@ -9,7 +9,6 @@
 //! keep each slot's size ([`Slots`]); the time of all three calls is the
 //! op's time, and the row says the realloc was emulated.
 
-use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::ptr::null_mut;
 
@@ -21,9 +20,9 @@ use super::workload::{OpKind, Phase, Script};
 /// The three functions a run calls, copied out of the table.
 #[derive(Clone, Copy)]
 pub struct Calls {
-    alloc: AllocFn,
-    free: FreeFn,
-    realloc: Option<ReallocFn>,
+    pub(super) alloc: AllocFn,
+    pub(super) free: FreeFn,
+    pub(super) realloc: Option<ReallocFn>,
 }
 
 impl Calls {
@@ -152,7 +151,7 @@ impl Resize for Emulated<'_> {
 ///
 /// `a` is a live allocator of `calls`; `p` is NULL or its live block of at
 /// least `old` bytes.
-unsafe fn emulated_realloc(
+pub(super) unsafe fn emulated_realloc(
     calls: Calls,
     a: *mut Allocator,
     p: *mut c_void,
@@ -424,203 +423,4 @@ unsafe fn latency_loop<R: Resize>(
         };
         samples.push(cycles << 3 | class as u64);
     }
-}
-
-/// What the checked loop found.
-#[derive(Debug, Default)]
-pub struct Checked {
-    /// Outcome of each phase and the occupancy after it.
-    pub signature: Vec<(PhaseOutcome, u64)>,
-    /// Requested bytes live after the first phase (successes only).
-    pub requested_after_first: usize,
-    /// OR of every block address (its trailing zeros: the alignment seen).
-    pub address_bits: usize,
-}
-
-/// Live blocks of the checked loop, by address: `(end, slot, size)`.
-struct Shadow {
-    blocks: BTreeMap<usize, (usize, usize)>,
-    in_arena: Option<(usize, usize)>,
-}
-
-impl Shadow {
-    fn add(&mut self, p: *mut c_void, size: usize, slot: usize) -> Result<(), String> {
-        let addr = p as usize;
-        let end = addr.checked_add(size.max(1)).ok_or("block wraps around")?;
-        if !addr.is_multiple_of(16) {
-            return Err(format!("block {addr:#x} is not 16-byte aligned"));
-        }
-        if let Some((lo, hi)) = self.in_arena
-            && (addr < lo || end > hi)
-        {
-            return Err(format!(
-                "block [{addr:#x}, {end:#x}) is outside the arena [{lo:#x}, {hi:#x})"
-            ));
-        }
-        if let Some((&a, &(e, _))) = self.blocks.range(..end).next_back()
-            && e > addr
-        {
-            return Err(format!(
-                "block [{addr:#x}, {end:#x}) overlaps live block [{a:#x}, {e:#x})"
-            ));
-        }
-        self.blocks.insert(addr, (end, slot));
-        // SAFETY: the block is live, ours, and at least `size` bytes.
-        unsafe { fill(p.cast(), size, slot) };
-        Ok(())
-    }
-
-    fn remove(&mut self, p: *mut c_void, keep: usize) -> Result<(), String> {
-        let (_, slot) = self
-            .blocks
-            .remove(&(p as usize))
-            .ok_or("freeing a block the shadow does not hold")?;
-        // SAFETY: the block was live until now and holds at least `keep` bytes.
-        match unsafe { damage(p.cast(), keep, slot) } {
-            None => Ok(()),
-            Some(off) => Err(format!(
-                "block {:#x} (slot {slot}) damaged at byte {off} while live",
-                p as usize
-            )),
-        }
-    }
-}
-
-#[inline]
-fn pattern(slot: usize, i: usize) -> u8 {
-    (slot.wrapping_mul(0x9E37_79B9) ^ i.wrapping_mul(31) ^ (i >> 8)) as u8
-}
-
-/// # Safety
-///
-/// `p` valid for writes of `len` bytes.
-unsafe fn fill(p: *mut u8, len: usize, slot: usize) {
-    for i in 0..len {
-        // SAFETY: `i < len`.
-        unsafe { p.add(i).write(pattern(slot, i)) };
-    }
-}
-
-/// # Safety
-///
-/// `p` valid for reads of `len` bytes.
-unsafe fn damage(p: *const u8, len: usize, slot: usize) -> Option<usize> {
-    // SAFETY: `i < len`.
-    (0..len).find(|&i| unsafe { p.add(i).read() } != pattern(slot, i))
-}
-
-/// The checked loop over the whole script (never timed): every block inside
-/// the arena (`in_arena`), 16-byte aligned, not overlapping another, its
-/// contents intact until freed and across reallocs; `check` (the plugin's
-/// `allocator_check`) passes after every phase.
-///
-/// # Safety
-///
-/// `a` is a live allocator of `calls`, on a fresh arena `in_arena` if given;
-/// `slots` are all NULL and long enough for the script.
-pub unsafe fn run_checked(
-    calls: Calls,
-    a: *mut Allocator,
-    script: &Script,
-    slots: &mut [*mut c_void],
-    in_arena: Option<(usize, usize)>,
-    check: &dyn Fn() -> bool,
-    mut after_first_phase: impl FnMut(),
-) -> Result<Checked, String> {
-    let mut shadow = Shadow {
-        blocks: BTreeMap::new(),
-        in_arena,
-    };
-    let mut sizes = vec![0usize; slots.len()];
-    let mut checked = Checked::default();
-    for (n, phase) in script.phases.iter().enumerate() {
-        let mut out = PhaseOutcome::default();
-        for (i, op) in phase.ops.iter().enumerate() {
-            let s = op.slot as usize;
-            let fail = |e: String| format!("phase {}, op {i}: {e}", phase.name);
-            match op.kind {
-                OpKind::Alloc => {
-                    // SAFETY: `a` is live.
-                    let p = unsafe { (calls.alloc)(a, op.size) };
-                    out.calls += 1;
-                    slots[s] = p;
-                    if p.is_null() {
-                        out.refusals += 1;
-                        if phase.stop_at_first_refusal {
-                            out.stopped_at = Some(i);
-                            break;
-                        }
-                    } else {
-                        out.successes += 1;
-                        checked.address_bits |= p as usize;
-                        sizes[s] = op.size;
-                        shadow.add(p, op.size, s).map_err(fail)?;
-                    }
-                }
-                OpKind::Free => {
-                    let p = slots[s];
-                    if !p.is_null() {
-                        shadow.remove(p, sizes[s]).map_err(fail)?;
-                        // SAFETY: a live block of `a`.
-                        unsafe { (calls.free)(a, p) };
-                        slots[s] = null_mut();
-                        out.calls += 1;
-                    }
-                }
-                OpKind::Realloc => {
-                    let p = slots[s];
-                    let old = sizes[s];
-                    if !p.is_null() {
-                        // SAFETY: a live block of at least `old` bytes.
-                        if let Some(off) = unsafe { damage(p.cast(), old, s) } {
-                            return Err(fail(format!("block damaged at byte {off} while live")));
-                        }
-                    }
-                    // SAFETY: `p` is NULL or a live block of `a` of `old` bytes.
-                    let q = unsafe {
-                        match calls.realloc {
-                            Some(realloc) => realloc(a, p, op.size),
-                            None => emulated_realloc(calls, a, p, old, op.size),
-                        }
-                    };
-                    out.calls += 1;
-                    if q.is_null() {
-                        out.refusals += 1;
-                        // SAFETY: a failed realloc leaves the old block live.
-                        if !p.is_null() && unsafe { damage(p.cast(), old, s) }.is_some() {
-                            return Err(fail("a failed realloc damaged the old block".into()));
-                        }
-                        continue;
-                    }
-                    out.successes += 1;
-                    checked.address_bits |= q as usize;
-                    if !p.is_null() {
-                        shadow.blocks.remove(&(p as usize));
-                        // SAFETY: the new block holds at least `min(old, new)` bytes.
-                        if let Some(off) = unsafe { damage(q.cast(), old.min(op.size), s) } {
-                            return Err(fail(format!(
-                                "realloc {old} -> {} lost byte {off}",
-                                op.size
-                            )));
-                        }
-                    }
-                    sizes[s] = op.size;
-                    slots[s] = q;
-                    shadow.add(q, op.size, s).map_err(fail)?;
-                }
-            }
-        }
-        if !check() {
-            return Err(format!("allocator_check failed after phase {}", phase.name));
-        }
-        if n == 0 {
-            checked.requested_after_first = (0..slots.len())
-                .filter(|&s| !slots[s].is_null())
-                .map(|s| sizes[s])
-                .sum();
-            after_first_phase();
-        }
-        checked.signature.push((out, occupancy_hash(slots)));
-    }
-    Ok(checked)
 }

@@ -1,5 +1,5 @@
 //! The measurement engine: workloads (`workload.rs`, `trace.rs`), the script
-//! executor (`exec.rs`), clocks and counters (`measure.rs`), the passes one
+//! executor (`exec.rs`, its checked loop in `checked.rs`), clocks and counters (`measure.rs`), the passes one
 //! allocator runs (`passes.rs`) and their schedule across allocators
 //! (`run.rs`), where each allocator runs (`entry.rs`), the run's settings
 //! as one value (`settings.rs`), the worker process for untrusted plugins
@@ -9,6 +9,7 @@
 //! Layer: above the allocators under test, below the commands; it imports
 //! no command (`compare`, `programs`, `record`).
 
+pub mod checked;
 pub mod entry;
 pub mod exec;
 pub mod lab;

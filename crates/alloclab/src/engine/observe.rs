@@ -7,7 +7,7 @@ use std::ffi::c_void;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -19,6 +19,8 @@ use crate::allocators::subject::{Spec, Subject};
 use crate::arena::Arena;
 use crate::output::outln;
 use crate::postmortem::{self, Stage, Watch};
+use plugin_abi::Allocator;
+use plugin_abi::loader::PluginApi;
 
 /// A probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -152,36 +154,7 @@ fn bad_pointer(subject: &Subject, probe: Probe) -> anyhow::Result<Found> {
             (Some(b), Some(n)) => n > b,
             _ => false,
         };
-        // Does the allocator now hand out memory that is still live?
-        let mut fresh = Vec::new();
-        for i in 0..64 {
-            let size = if i % 16 == 0 { 4000 } else { 100 };
-            let p = (api.alloc)(a, size);
-            if !p.is_null() {
-                fresh.push((p, size));
-            }
-        }
-        let overlaps = |(p, n): (*mut c_void, usize), (q, m): (*mut c_void, usize)| {
-            let (p, q) = (p as usize, q as usize);
-            p < q + m && q < p + n
-        };
-        let mut corrupt = None;
-        for (i, &f) in fresh.iter().enumerate() {
-            if live.iter().any(|&(p, n, _)| overlaps(f, (p, n)))
-                || fresh[..i].iter().any(|&g| overlaps(f, g))
-            {
-                corrupt = Some("corrupts the heap: hands out memory that is still live");
-                break;
-            }
-        }
-        for &(p, n, tag) in &live {
-            if corrupt.is_none() && !marked(p, n, tag) {
-                corrupt = Some("corrupts a live block");
-            }
-        }
-        if corrupt.is_none() && api.check.is_some_and(|check| check(a) != 0) {
-            corrupt = Some("corrupts its own state (allocator_check fails)");
-        }
+        let corrupt = corruption(&api, a, &live);
         let outcome = match (corrupt, rejected) {
             (Some(c), _) => c.to_string(),
             (None, true) => "rejected and counted, nothing changed".to_string(),
@@ -192,6 +165,55 @@ fn bad_pointer(subject: &Subject, probe: Probe) -> anyhow::Result<Found> {
             number: None,
         })
     }
+}
+
+/// After a bad call: does the allocator now hand out memory that is still
+/// live (or overlapping another fresh block), has a live block (pointer,
+/// size, the byte it was filled with) changed, or does `allocator_check`
+/// fail? The first such finding, if any.
+///
+/// # Safety
+///
+/// `a` is a live allocator of `api`; `live` are its live blocks, each
+/// filled with its tag.
+unsafe fn corruption(
+    api: &PluginApi,
+    a: *mut Allocator,
+    live: &[(*mut c_void, usize, u8)],
+) -> Option<&'static str> {
+    let mut fresh = Vec::new();
+    for i in 0..64 {
+        let size = if i % 16 == 0 { 4000 } else { 100 };
+        // SAFETY: `a` is live.
+        let p = unsafe { (api.alloc)(a, size) };
+        if !p.is_null() {
+            fresh.push((p, size));
+        }
+    }
+    let overlaps = |(p, n): (*mut c_void, usize), (q, m): (*mut c_void, usize)| {
+        let (p, q) = (p as usize, q as usize);
+        p < q + m && q < p + n
+    };
+    let mut corrupt = None;
+    for (i, &f) in fresh.iter().enumerate() {
+        if live.iter().any(|&(p, n, _)| overlaps(f, (p, n)))
+            || fresh[..i].iter().any(|&g| overlaps(f, g))
+        {
+            corrupt = Some("corrupts the heap: hands out memory that is still live");
+            break;
+        }
+    }
+    for &(p, n, tag) in live {
+        // SAFETY: a live block of `n` bytes (caller).
+        if corrupt.is_none() && !unsafe { marked(p, n, tag) } {
+            corrupt = Some("corrupts a live block");
+        }
+    }
+    // SAFETY: `a` is live.
+    if corrupt.is_none() && api.check.is_some_and(|check| unsafe { check(a) } != 0) {
+        corrupt = Some("corrupts its own state (allocator_check fails)");
+    }
+    corrupt
 }
 
 fn exhaustion(subject: &Subject) -> anyhow::Result<Found> {
@@ -305,17 +327,7 @@ fn smallest_arena(subject: &Subject) -> anyhow::Result<Found> {
 /// Parent side: runs `probe` for `entry` in a child process (10 s at most,
 /// or `compare --deadline` if shorter).
 fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
-    let mut cmd = Command::new(exe);
-    cmd.arg("__probe").arg("--probe").arg(
-        probe
-            .to_possible_value()
-            .map_or("".into(), |v| v.get_name().to_string()),
-    );
-    match &entry.spec {
-        Spec::Plugin(p) => cmd.arg("--plugin").arg(p),
-        Spec::Builtin(b) => cmd.arg("--builtin").arg(b),
-    };
-    cmd.arg("--flags").arg(entry.flags.to_string());
+    let mut cmd = probe_command(exe, entry, probe);
     let Ok(watch) = Watch::new() else {
         return Found {
             outcome: "could not watch the probe".into(),
@@ -335,26 +347,8 @@ fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
         };
     };
     let limit = Duration::from_secs(entry.settings.deadline_secs.clamp(1, 10));
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
+    let status = wait_at_most(&mut child, limit);
+    let (out, err) = read_outputs(&mut child);
     let first_err = err
         .lines()
         .find(|l| !l.trim().is_empty())
@@ -390,6 +384,51 @@ fn run_child(exe: &Path, entry: &Entry, probe: Probe) -> Found {
             _ => outcome(watch.death(s)),
         },
     }
+}
+
+/// The `alloclab __probe` command line running `probe` for `entry`.
+fn probe_command(exe: &Path, entry: &Entry, probe: Probe) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg("__probe").arg("--probe").arg(
+        probe
+            .to_possible_value()
+            .map_or("".into(), |v| v.get_name().to_string()),
+    );
+    match &entry.spec {
+        Spec::Plugin(p) => cmd.arg("--plugin").arg(p),
+        Spec::Builtin(b) => cmd.arg("--builtin").arg(b),
+    };
+    cmd.arg("--flags").arg(entry.flags.to_string());
+    cmd
+}
+
+/// Waits for `child` for `limit` at most; kills it after that (`None`).
+fn wait_at_most(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    }
+}
+
+/// Everything `child` wrote to its standard output and error.
+fn read_outputs(child: &mut Child) -> (String, String) {
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    (out, err)
 }
 
 /// Every probe for `entry`.

@@ -13,6 +13,7 @@ use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
 use serde::{Deserialize, Serialize};
 
+use super::checked;
 use super::exec::{self, Calls, Class, Signature, Slots};
 use super::measure::{self, Rusage};
 use super::results::*;
@@ -89,7 +90,7 @@ fn largest_fresh_block(subject: &Subject, arena: &Arena, len: usize) -> Option<u
 
 /// The smallest arena (within 0.5%) on which `subject` runs the whole script
 /// without refusing anything, or None if even the script's own arena is too small.
-fn smallest_arena(subject: &Subject, script: &Script, arena: &Arena) -> Option<usize> {
+fn smallest_arena_for_script(subject: &Subject, script: &Script, arena: &Arena) -> Option<usize> {
     let calls = Calls::of(&subject.api);
     let mut slots = Slots::new(script, &calls);
     let mut runs = |len: usize| {
@@ -214,7 +215,7 @@ pub fn checked_pass(
     // SAFETY: `a` is a fresh allocator on `arena`; slots are NULL and sized
     // for the script.
     let result = unsafe {
-        exec::run_checked(
+        checked::run_checked(
             Calls::of(&subject.api),
             a,
             script,
@@ -289,7 +290,7 @@ fn usage(
 ) -> Option<Usage> {
     match script.usage {
         UsageKind::None => None,
-        UsageKind::Trace => smallest_arena(subject, script, arena).map(|len| Usage {
+        UsageKind::Trace => smallest_arena_for_script(subject, script, arena).map(|len| Usage {
             factor: script.peak_live as f64 / len as f64,
             vs_ideal_pow2: None,
             utilization: None,

@@ -311,6 +311,46 @@ fn markdown(r: &ProgramsResults, chart: bool) -> String {
     let m = &r.machine;
     let _ = writeln!(s, "# Real programs on each allocator\n");
     let _ = writeln!(s, "{}.\n\nCommand: `{}`\n", machine_line(r), m.command);
+    method_section(&mut s, r);
+    if r.runs < 5 {
+        let _ = writeln!(
+            s,
+            "**Only {} timed run(s): the figures are a smoke test, not a measurement \
+             (use the default `--runs 5` or more).**\n",
+            r.runs
+        );
+    }
+    let _ = writeln!(s, "## Results\n");
+    if chart {
+        let _ = writeln!(
+            s,
+            "![wall time and peak RSS relative to glibc](programs.svg)\n\n(PNG: \
+             [programs.png](programs.png))\n"
+        );
+    }
+    let _ = writeln!(s, "{}", table_markdown(&terminal_table(r)));
+    programs_section(&mut s, r);
+    if !r.skipped.is_empty() || !r.unavailable.is_empty() {
+        let _ = writeln!(s, "## Not run\n");
+        for (name, why) in r.skipped.iter().chain(&r.unavailable) {
+            let _ = writeln!(s, "- {name}: {why}");
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "Inputs are generated from fixed seeds (`crates/alloclab/src/programs/set.rs`); \
+         `$WORKDIR` is the folder they are written to (`--workdir`, by default a \
+         temporary one); the Python script is `tests/programs/alloc_heavy.py`, run with \
+         `PYTHONMALLOC=malloc` so that every object goes through malloc (by default \
+         CPython serves objects up to 512 bytes from its own arenas). `alloclab programs \
+         --json FILE` writes every run's figures."
+    );
+    s
+}
+
+/// The "Method" section: how each program is run and measured.
+fn method_section(s: &mut String, r: &ProgramsResults) {
     let _ = writeln!(s, "## Method\n");
     let _ = writeln!(
         s,
@@ -345,23 +385,10 @@ fn markdown(r: &ProgramsResults, chart: bool) -> String {
         r.runs,
         super::ALLOC_BOUND_RATE / 1e6
     );
-    if r.runs < 5 {
-        let _ = writeln!(
-            s,
-            "**Only {} timed run(s): the figures are a smoke test, not a measurement \
-             (use the default `--runs 5` or more).**\n",
-            r.runs
-        );
-    }
-    let _ = writeln!(s, "## Results\n");
-    if chart {
-        let _ = writeln!(
-            s,
-            "![wall time and peak RSS relative to glibc](programs.svg)\n\n(PNG: \
-             [programs.png](programs.png))\n"
-        );
-    }
-    let _ = writeln!(s, "{}", table_markdown(&terminal_table(r)));
+}
+
+/// "The programs": what each one is and the commands it runs.
+fn programs_section(s: &mut String, r: &ProgramsResults) {
     let _ = writeln!(s, "\n## The programs\n");
     for p in &r.programs {
         let _ = writeln!(
@@ -377,21 +404,4 @@ fn markdown(r: &ProgramsResults, chart: bool) -> String {
         }
         let _ = writeln!(s, "  ```\n");
     }
-    if !r.skipped.is_empty() || !r.unavailable.is_empty() {
-        let _ = writeln!(s, "## Not run\n");
-        for (name, why) in r.skipped.iter().chain(&r.unavailable) {
-            let _ = writeln!(s, "- {name}: {why}");
-        }
-        let _ = writeln!(s);
-    }
-    let _ = writeln!(
-        s,
-        "Inputs are generated from fixed seeds (`crates/alloclab/src/programs/set.rs`); \
-         `$WORKDIR` is the folder they are written to (`--workdir`, by default a \
-         temporary one); the Python script is `tests/programs/alloc_heavy.py`, run with \
-         `PYTHONMALLOC=malloc` so that every object goes through malloc (by default \
-         CPython serves objects up to 512 bytes from its own arenas). `alloclab programs \
-         --json FILE` writes every run's figures."
-    );
-    s
 }

@@ -332,84 +332,98 @@ fn create_refuses_what_it_cannot_use() {
         // SAFETY: NULL memory is refused before anything is touched.
         assert!(unsafe { (peer.api.create)(null_mut(), 1 << 20) }.is_null());
         let arena = Arena::map(1 << 17).unwrap();
-        let mut smallest = usize::MAX;
-        for offset in [0usize, 1, 3, 8, 15] {
-            for size in [
-                0usize,
-                1,
-                8,
-                16,
-                32,
-                48,
-                64,
-                96,
-                128,
-                256,
-                512,
-                1024,
-                2048,
-                4096,
-                8192,
-                16384,
-                1 << 16,
-            ] {
-                // SAFETY: `[mem, mem + size)` is inside the mapped arena.
-                let mem = unsafe { arena.as_ptr().cast::<u8>().add(offset) };
-                // SAFETY: as above; the memory is unused.
-                let a = unsafe { (peer.api.create)(mem.cast(), size) };
-                if a.is_null() {
-                    assert!(size < 1 << 16, "{}: refused {size} bytes", peer.name);
-                    continue;
-                }
-                let (lo, hi) = (mem as usize, mem as usize + size);
-                assert!((lo..hi).contains(&(a as usize)), "{}", peer.name);
-                // SAFETY: a live handle.
-                let p = unsafe { (peer.api.alloc)(a, 1) };
-                if peer.facts.uses_arena {
-                    // A usable arena holds at least one smallest block.
-                    assert!(!p.is_null(), "{}: arena of {size} + {offset}", peer.name);
-                    assert!((lo..hi).contains(&(p as usize)), "{}", peer.name);
-                    if offset == 0 {
-                        smallest = smallest.min(size);
-                    }
-                }
-                assert_eq!(p as usize % ALIGN, 0, "{}", peer.name);
-                // SAFETY: a live handle and its block; then destroyed once.
-                unsafe {
-                    p.cast::<u8>().write(1);
-                    (peer.api.free)(a, p);
-                    (peer.api.destroy)(a);
-                }
-            }
-        }
-        // The smallest arena that works, and every larger one works too.
-        let works = |size: usize| {
-            // SAFETY: `[arena, arena + size)` is mapped and unused.
-            let a = unsafe { (peer.api.create)(arena.as_ptr(), size) };
+        let smallest = smallest_tried_arena(&peer, &arena);
+        every_larger_arena_works(&peer, &arena, smallest);
+    }
+}
+
+/// Creates `peer` on arenas of many sizes at small offsets into `arena`,
+/// checking each handle and its first block; the smallest arena (at offset
+/// 0) that held a block.
+fn smallest_tried_arena(peer: &Peer, arena: &Arena) -> usize {
+    let mut smallest = usize::MAX;
+    for offset in [0usize, 1, 3, 8, 15] {
+        for size in [
+            0usize,
+            1,
+            8,
+            16,
+            32,
+            48,
+            64,
+            96,
+            128,
+            256,
+            512,
+            1024,
+            2048,
+            4096,
+            8192,
+            16384,
+            1 << 16,
+        ] {
+            // SAFETY: `[mem, mem + size)` is inside the mapped arena.
+            let mem = unsafe { arena.as_ptr().cast::<u8>().add(offset) };
+            // SAFETY: as above; the memory is unused.
+            let a = unsafe { (peer.api.create)(mem.cast(), size) };
             if a.is_null() {
-                return false;
+                assert!(size < 1 << 16, "{}: refused {size} bytes", peer.name);
+                continue;
             }
-            // SAFETY: a live handle, destroyed once.
+            let (lo, hi) = (mem as usize, mem as usize + size);
+            assert!((lo..hi).contains(&(a as usize)), "{}", peer.name);
+            // SAFETY: a live handle.
+            let p = unsafe { (peer.api.alloc)(a, 1) };
+            if peer.facts.uses_arena {
+                // A usable arena holds at least one smallest block.
+                assert!(!p.is_null(), "{}: arena of {size} + {offset}", peer.name);
+                assert!((lo..hi).contains(&(p as usize)), "{}", peer.name);
+                if offset == 0 {
+                    smallest = smallest.min(size);
+                }
+            }
+            assert_eq!(p as usize % ALIGN, 0, "{}", peer.name);
+            // SAFETY: a live handle and its block; then destroyed once.
             unsafe {
-                let p = (peer.api.alloc)(a, 1);
+                p.cast::<u8>().write(1);
                 (peer.api.free)(a, p);
                 (peer.api.destroy)(a);
-                !p.is_null()
             }
-        };
-        let min = (0..=16384).step_by(16).find(|&s| works(s)).unwrap();
-        assert!(min <= smallest, "{}", peer.name);
-        let refused: Vec<_> = (min..16384 + 1024).filter(|&s| !works(s)).collect();
-        eprintln!(
-            "{}: smallest usable 16-byte aligned arena: {min} bytes; larger ones refused: {refused:?}",
-            peer.name
-        );
-        // buddy-alloc's tables grow by a step each time the span passes a
-        // power of two: just past one, a small span holds the tables and no
-        // leaf (checked against the crate in `buddy_alloc_size_check_...`).
-        if peer.name != "buddy-alloc" {
-            assert!(refused.is_empty(), "{}", peer.name);
         }
+    }
+    smallest
+}
+
+/// The smallest arena that works is at most `smallest`, and every larger
+/// one works too (but for buddy-alloc's steps).
+fn every_larger_arena_works(peer: &Peer, arena: &Arena, smallest: usize) {
+    // The smallest arena that works, and every larger one works too.
+    let works = |size: usize| {
+        // SAFETY: `[arena, arena + size)` is mapped and unused.
+        let a = unsafe { (peer.api.create)(arena.as_ptr(), size) };
+        if a.is_null() {
+            return false;
+        }
+        // SAFETY: a live handle, destroyed once.
+        unsafe {
+            let p = (peer.api.alloc)(a, 1);
+            (peer.api.free)(a, p);
+            (peer.api.destroy)(a);
+            !p.is_null()
+        }
+    };
+    let min = (0..=16384).step_by(16).find(|&s| works(s)).unwrap();
+    assert!(min <= smallest, "{}", peer.name);
+    let refused: Vec<_> = (min..16384 + 1024).filter(|&s| !works(s)).collect();
+    eprintln!(
+        "{}: smallest usable 16-byte aligned arena: {min} bytes; larger ones refused: {refused:?}",
+        peer.name
+    );
+    // buddy-alloc's tables grow by a step each time the span passes a
+    // power of two: just past one, a small span holds the tables and no
+    // leaf (checked against the crate in `buddy_alloc_size_check_...`).
+    if peer.name != "buddy-alloc" {
+        assert!(refused.is_empty(), "{}", peer.name);
     }
 }
 

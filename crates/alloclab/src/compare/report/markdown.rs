@@ -165,8 +165,53 @@ fn workload_section(w: &WorkloadResult, charts: &[Chart], usage_chart: bool) -> 
 
 /// The whole `report.md`.
 pub fn render(r: &CompareResults, charts: &[Chart]) -> String {
-    let m = &r.machine;
     let mut s = String::from("# alloclab compare: report\n\n");
+    run_summary(&mut s, r);
+
+    let _ = writeln!(
+        s,
+        "## Method\n\n{}\n",
+        method_paragraph(&r.method, &r.workloads)
+    );
+
+    subjects_section(&mut s, r);
+
+    let usage_chart = charts.iter().find(|c| c.stem == "usage");
+    if let Some(c) = usage_chart {
+        s.push_str("## Usage factor\n\n");
+        s.push_str(
+            "Each bar is one allocator on one usage workload; the dashed lines are what ideal \
+             allocators with no metadata reach on the same requests, rounding every request up to \
+             a power of two (black) or not at all (grey).\n\n",
+        );
+        s.push_str(&image(c));
+        s.push('\n');
+    }
+
+    s.push_str("## Workloads\n\n");
+    for w in &r.workloads {
+        s.push_str(&workload_section(w, charts, usage_chart.is_some()));
+    }
+
+    let _ = writeln!(
+        s,
+        "## Ease of use\n\nDocumented facts beside observed ones (the bad-pointer, exhaustion and \
+         smallest-arena probes run in child processes).\n\n{}",
+        table_markdown(&table::ease_table(r))
+    );
+
+    let _ = writeln!(
+        s,
+        "## Analysis\n\nGenerated from the figures above: every ratio is computed from this run's \
+         results.\n\n{}",
+        analysis::analyse(r).markdown()
+    );
+    s
+}
+
+/// The table at the top: machine, date, command, allocators, workloads.
+fn run_summary(s: &mut String, r: &CompareResults) {
+    let m = &r.machine;
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(
         s,
@@ -200,63 +245,29 @@ pub fn render(r: &CompareResults, charts: &[Chart]) -> String {
                 .join(", ")
         )
     );
+}
 
-    let _ = writeln!(
-        s,
-        "## Method\n\n{}\n",
-        method_paragraph(&r.method, &r.workloads)
-    );
-
-    if !r.subjects.is_empty() {
-        s.push_str("## Allocators\n\n| allocator | origin | description |\n|---|---|---|\n");
-        for x in &r.subjects {
-            let _ = writeln!(
-                s,
-                "| {} | {}{} | {} |",
-                cell(&x.name),
-                cell(&x.origin),
-                if x.isolated {
-                    " (in a child process)"
-                } else {
-                    ""
-                },
-                cell(x.description.as_deref().unwrap_or("-"))
-            );
-        }
-        s.push('\n');
+/// The "Allocators" section: each subject's origin and description.
+fn subjects_section(s: &mut String, r: &CompareResults) {
+    if r.subjects.is_empty() {
+        return;
     }
-
-    let usage_chart = charts.iter().find(|c| c.stem == "usage");
-    if let Some(c) = usage_chart {
-        s.push_str("## Usage factor\n\n");
-        s.push_str(
-            "Each bar is one allocator on one usage workload; the dashed lines are what ideal \
-             allocators with no metadata reach on the same requests, rounding every request up to \
-             a power of two (black) or not at all (grey).\n\n",
+    s.push_str("## Allocators\n\n| allocator | origin | description |\n|---|---|---|\n");
+    for x in &r.subjects {
+        let _ = writeln!(
+            s,
+            "| {} | {}{} | {} |",
+            cell(&x.name),
+            cell(&x.origin),
+            if x.isolated {
+                " (in a child process)"
+            } else {
+                ""
+            },
+            cell(x.description.as_deref().unwrap_or("-"))
         );
-        s.push_str(&image(c));
-        s.push('\n');
     }
-
-    s.push_str("## Workloads\n\n");
-    for w in &r.workloads {
-        s.push_str(&workload_section(w, charts, usage_chart.is_some()));
-    }
-
-    let _ = writeln!(
-        s,
-        "## Ease of use\n\nDocumented facts beside observed ones (the bad-pointer, exhaustion and \
-         smallest-arena probes run in child processes).\n\n{}",
-        table_markdown(&table::ease_table(r))
-    );
-
-    let _ = writeln!(
-        s,
-        "## Analysis\n\nGenerated from the figures above: every ratio is computed from this run's \
-         results.\n\n{}",
-        analysis::analyse(r).markdown()
-    );
-    s
+    s.push('\n');
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub(super) enum Better {
 
 /// One allocator's figure on one workload.
 #[derive(Clone, Debug)]
-pub(super) struct Entry {
+pub(super) struct RankedFigure {
     pub(super) name: String,
     pub(super) value: f64,
     /// Interquartile range, for "the difference is within the spread".
@@ -25,7 +25,7 @@ pub(super) struct Entry {
 #[derive(Clone, Debug)]
 pub(super) struct Field {
     pub(super) workload: String,
-    pub(super) entries: Vec<Entry>,
+    pub(super) entries: Vec<RankedFigure>,
     /// Said after the figures (e.g. which basis was used).
     pub(super) note: Option<String>,
 }
@@ -33,7 +33,7 @@ pub(super) struct Field {
 impl Field {
     pub(super) fn new(
         workload: &str,
-        mut entries: Vec<Entry>,
+        mut entries: Vec<RankedFigure>,
         better: Better,
         note: Option<String>,
     ) -> Field {
@@ -49,7 +49,7 @@ impl Field {
         }
     }
 
-    pub(super) fn get(&self, name: &str) -> Option<&Entry> {
+    pub(super) fn get(&self, name: &str) -> Option<&RankedFigure> {
         self.entries.iter().find(|e| e.name == name)
     }
 }

@@ -26,7 +26,7 @@ pub(super) fn speed_fields(r: &CompareResults, phase: &str) -> Vec<Field> {
                 .iter()
                 .map(|(row, p)| {
                     let s = if net_ok { p.net_ns_per_op } else { p.ns_per_op };
-                    Entry {
+                    RankedFigure {
                         name: row.subject.clone(),
                         value: s.median,
                         iqr: Some((s.q1, s.q3)),
@@ -106,7 +106,7 @@ pub(super) fn tail_points(r: &CompareResults, op: &str) -> Vec<String> {
             let entries = ok_rows(w)
                 .filter_map(|row| {
                     let l = row.latency.iter().find(|l| l.op == op)?;
-                    Some(Entry {
+                    Some(RankedFigure {
                         name: row.subject.clone(),
                         value: l.p999,
                         iqr: None,

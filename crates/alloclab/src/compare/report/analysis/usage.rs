@@ -11,7 +11,7 @@ pub(super) fn usage_fields(r: &CompareResults) -> Vec<Field> {
         .map(|w| {
             let entries = ok_rows(w)
                 .filter_map(|row| {
-                    Some(Entry {
+                    Some(RankedFigure {
                         name: row.subject.clone(),
                         value: row.usage?.factor,
                         iqr: None,
