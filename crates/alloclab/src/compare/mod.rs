@@ -15,7 +15,7 @@ use crate::allocators;
 use crate::allocators::subject::{Spec, Subject};
 use crate::arena::Arena;
 use crate::artifacts;
-use crate::engine::entry::{Entry, Exec};
+use crate::engine::entry::{Entry, RunsIn};
 use crate::engine::results::{CompareResults, Method, Observed, SubjectInfo, WorkloadResult};
 use crate::engine::scripts::WorkloadSpec;
 use crate::engine::settings::Settings;
@@ -328,7 +328,7 @@ fn method(plan: &Plan) -> Method {
 
 /// What the probes observe of one allocator (in child processes).
 fn probe(e: &Entry) -> Observed {
-    if let Exec::Failed(why) = &e.exec {
+    if let RunsIn::Failed(why) = &e.exec {
         eprintln!("alloclab: plugin {} {why}; its rows say so", e.name);
         return Observed::default();
     }
@@ -389,7 +389,7 @@ fn subjects(
                 .flat_map(|w| w.rows.iter().filter(|r| r.subject == s.name))
                 .filter_map(|r| r.alignment)
                 .min();
-            let isolated = matches!(s.exec, Exec::Worker(_));
+            let isolated = matches!(s.exec, RunsIn::Worker(_));
             SubjectInfo {
                 name: s.name.clone(),
                 origin: match &s.spec {
@@ -441,7 +441,7 @@ fn write_arena_maps(
     use crate::arena_map::run::Target;
     let targets: Vec<Target> = entries
         .iter()
-        .filter(|e| e.blocks_in_arena && !matches!(e.exec, Exec::Failed(_)))
+        .filter(|e| e.blocks_in_arena && !matches!(e.exec, RunsIn::Failed(_)))
         .map(|e| Target {
             name: e.name.clone(),
             spec: e.spec.clone(),

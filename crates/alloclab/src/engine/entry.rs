@@ -13,7 +13,7 @@ use crate::allocators::subject::{Capabilities, Spec, Subject, file_stem_name};
 use crate::arena::Arena;
 
 /// Where a subject runs: in this process, or in a worker child process.
-pub enum Exec {
+pub enum RunsIn {
     /// A trusted allocator, called in this process.
     Local(Box<Subject>),
     /// A third-party plugin, called in a child process.
@@ -43,7 +43,7 @@ pub struct Entry {
     /// in this process, the worker's own account for a worker.
     pub settings: Settings,
     /// Where it runs.
-    pub exec: Exec,
+    pub exec: RunsIn,
 }
 
 impl Entry {
@@ -58,7 +58,7 @@ impl Entry {
             description: subject.description(),
             caps: subject.capabilities(),
             settings,
-            exec: Exec::Local(Box::new(subject)),
+            exec: RunsIn::Local(Box::new(subject)),
         }
     }
 
@@ -76,7 +76,7 @@ impl Entry {
             description: None,
             caps: Capabilities::default(),
             settings,
-            exec: Exec::Failed(String::new()),
+            exec: RunsIn::Failed(String::new()),
         };
         match Worker::start(path, 0, &settings) {
             Ok((worker, hello)) => {
@@ -84,10 +84,10 @@ impl Entry {
                 entry.description = hello.description;
                 entry.caps = hello.caps;
                 entry.settings = hello.applied;
-                entry.exec = Exec::Worker(worker);
+                entry.exec = RunsIn::Worker(worker);
             }
             Err(StartError::NotLoadable(why)) => return Err(why),
-            Err(StartError::Failed(why)) => entry.exec = Exec::Failed(why),
+            Err(StartError::Failed(why)) => entry.exec = RunsIn::Failed(why),
         }
         Ok(entry)
     }
@@ -104,9 +104,9 @@ impl Entry {
             ..CheckedOut::default()
         };
         match &mut self.exec {
-            Exec::Local(subject) => checked_pass(subject, script, arena, bounds),
-            Exec::Worker(w) => w.checked(bounds).unwrap_or_else(failed),
-            Exec::Failed(why) => failed(why.clone()),
+            RunsIn::Local(subject) => checked_pass(subject, script, arena, bounds),
+            RunsIn::Worker(w) => w.checked(bounds).unwrap_or_else(failed),
+            RunsIn::Failed(why) => failed(why.clone()),
         }
     }
 
@@ -119,9 +119,11 @@ impl Entry {
         round: u64,
     ) -> Result<RepOut, String> {
         match &mut self.exec {
-            Exec::Local(subject) => one_rep(subject, script, warmup, &self.settings, arena, round),
-            Exec::Worker(w) => w.rep(round, warmup.is_some()),
-            Exec::Failed(why) => Err(why.clone()),
+            RunsIn::Local(subject) => {
+                one_rep(subject, script, warmup, &self.settings, arena, round)
+            }
+            RunsIn::Worker(w) => w.rep(round, warmup.is_some()),
+            RunsIn::Failed(why) => Err(why.clone()),
         }
     }
 
@@ -134,7 +136,7 @@ impl Entry {
         (hz, overhead): (f64, f64),
     ) -> Result<Vec<Latency>, String> {
         match &mut self.exec {
-            Exec::Local(s) => Ok(latency_pass(
+            RunsIn::Local(s) => Ok(latency_pass(
                 s,
                 script,
                 warmup,
@@ -143,8 +145,8 @@ impl Entry {
                 hz,
                 overhead,
             )),
-            Exec::Worker(w) => w.latency(hz, overhead, warmup.is_some()),
-            Exec::Failed(why) => Err(why.clone()),
+            RunsIn::Worker(w) => w.latency(hz, overhead, warmup.is_some()),
+            RunsIn::Failed(why) => Err(why.clone()),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::entry::{Entry, Exec};
+use super::entry::{Entry, RunsIn};
 use super::exec;
 use super::measure::Rusage;
 use super::passes::{CheckedOut, RepOut, one_rep};
@@ -182,8 +182,8 @@ fn checked_passes(
     let mut accs = Vec::new();
     for entry in entries.iter_mut() {
         let ready = match &mut entry.exec {
-            Exec::Worker(w) => w.workload(spec),
-            Exec::Local(_) | Exec::Failed(_) => Ok(()),
+            RunsIn::Worker(w) => w.workload(spec),
+            RunsIn::Local(_) | RunsIn::Failed(_) => Ok(()),
         };
         let checked = match ready {
             Ok(()) => entry.checked(work.script, work.bench.arena, bounds),

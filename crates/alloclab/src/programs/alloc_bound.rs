@@ -23,7 +23,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::set::{Program, Scale, Server, Setup, Skipped, find_program, step};
+use super::set::{InputSize, Program, Server, Setup, Skipped, find_program, step};
 
 /// The C programs' shared header.
 const COMMON_H: &str = include_str!("../../../../tests/programs/c/common.h");
@@ -177,12 +177,12 @@ fn os(s: &str) -> &OsStr {
 /// with their inputs written (and the C ones compiled) into `dir`; the
 /// others to `skipped`.
 pub fn programs(
-    scale: Scale,
+    scale: InputSize,
     dir: &Path,
     out: &mut Vec<Program>,
     skipped: &mut Skipped,
 ) -> Result<()> {
-    let quick = scale == Scale::Quick;
+    let quick = scale == InputSize::Quick;
     let cdir = dir.join("c");
     std::fs::create_dir_all(&cdir)?;
     let cc = find_program(&["cc", "gcc", "clang"]);

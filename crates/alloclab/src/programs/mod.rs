@@ -42,9 +42,9 @@ use allocators::Allocator;
 use process::{RunOutcome, load_average, run_program};
 #[cfg(test)]
 use process::{shim_allocs, shim_calls};
-pub use results::{ProgramResult, ProgramsResults, Row};
+pub use results::{ProgramResult, ProgramRow, ProgramsResults};
 use results::{median, range};
-use set::Scale;
+use set::InputSize;
 
 /// Allocation calls (`malloc`, `free`, `realloc` and friends, counted by
 /// the shims' statistics) per second of the fastest allocator's median
@@ -129,9 +129,9 @@ pub fn main(args: &ProgramsArgs) -> Result<()> {
         crate::toolkit::machine::output_dir(path)?;
     }
     let scale = if args.quick {
-        Scale::Quick
+        InputSize::Quick
     } else {
-        Scale::Full
+        InputSize::Full
     };
     let (workdir, temporary) = match &args.workdir {
         Some(d) => (d.clone(), false),
@@ -175,7 +175,7 @@ pub fn main(args: &ProgramsArgs) -> Result<()> {
 fn measure(
     args: &ProgramsArgs,
     runs: usize,
-    scale: Scale,
+    scale: InputSize,
     workdir: &Path,
 ) -> Result<ProgramsResults> {
     let machine = crate::toolkit::machine::machine();
@@ -208,7 +208,7 @@ fn measure(
 /// The programs `--programs` names (all by default), and those skipped.
 fn select_programs(
     args: &ProgramsArgs,
-    scale: Scale,
+    scale: InputSize,
     workdir: &Path,
 ) -> Result<(Vec<set::Program>, set::Skipped)> {
     let (mut programs, mut skipped) = set::programs(scale, workdir)?;
@@ -388,17 +388,17 @@ fn program_result(
     let mut rows = Vec::new();
     for a in allocs {
         let Some(ai) = live.iter().position(|l| l.name == a.name) else {
-            rows.push(Row {
+            rows.push(ProgramRow {
                 allocator: a.name.clone(),
                 library: library(a),
                 status: a.missing.clone().unwrap_or_default(),
-                ..Row::default()
+                ..ProgramRow::default()
             });
             continue;
         };
         let (wall, rss, mean) = rounds.figures(pi, ai);
         let runs = &rounds.outcomes[pi][ai];
-        rows.push(Row {
+        rows.push(ProgramRow {
             allocator: a.name.clone(),
             library: library(a),
             status: rounds.first_failure[pi][ai]
@@ -446,7 +446,7 @@ fn program_result(
 /// allocation-bound for it), and large-block bytes per second of glibc's
 /// time when the program makes many large blocks.
 fn allocation_rates(
-    rows: &[Row],
+    rows: &[ProgramRow],
     base_wall: Option<f64>,
     many_large: bool,
 ) -> (Option<f64>, Option<f64>) {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 
-use super::{ProgramsResults, Row};
+use super::{ProgramRow, ProgramsResults};
 use crate::toolkit::chart::{RatioBar, RatioGroup, render_ratio_chart};
 use crate::toolkit::markdown::table_markdown;
 use crate::toolkit::readme::{absolute, relative, replace_between};
@@ -19,7 +19,7 @@ fn ratio(x: Option<f64>) -> String {
 }
 
 /// `0.84 s (0.80–0.91)`.
-fn time_cell(r: &Row) -> String {
+fn time_cell(r: &ProgramRow) -> String {
     let ok: Vec<f64> = r.wall_s.clone();
     match (r.wall_median_s, super::results::range(&ok)) {
         (Some(m), Some((lo, hi))) => format!("{m:.3} s ({lo:.3}–{hi:.3})"),
@@ -44,7 +44,7 @@ pub fn geomean(
     r: &ProgramsResults,
     allocator: &str,
     bound: bool,
-    pick: fn(&Row) -> Option<f64>,
+    pick: fn(&ProgramRow) -> Option<f64>,
 ) -> Option<(f64, usize)> {
     let v: Vec<f64> = r
         .programs
@@ -251,7 +251,7 @@ pub fn update_readme(path: &Path, r: &ProgramsResults, report: Option<&Path>) ->
 }
 
 /// A row's ratio and the range of its runs.
-type RatioOf = fn(&Row) -> (Option<f64>, Option<(f64, f64)>);
+type RatioOf = fn(&ProgramRow) -> (Option<f64>, Option<(f64, f64)>);
 
 fn chart_file(r: &ProgramsResults, dir: &Path) -> Result<()> {
     let panel = |pick: RatioOf| {

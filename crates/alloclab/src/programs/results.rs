@@ -3,12 +3,12 @@
 
 use serde::Serialize;
 
-use super::set::Scale;
+use super::set::InputSize;
 use crate::toolkit::machine::Machine;
 
 /// Figures of one allocator on one program.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Row {
+pub struct ProgramRow {
     /// Allocator name.
     pub allocator: String,
     /// The preloaded library (`none` for glibc).
@@ -46,7 +46,7 @@ pub struct Row {
     pub shim_large_bytes: Option<u64>,
 }
 
-impl Row {
+impl ProgramRow {
     /// True when every run finished with glibc's output.
     pub fn ok(&self) -> bool {
         self.status == "ok"
@@ -75,7 +75,7 @@ pub struct ProgramResult {
     /// large blocks per second.
     pub allocation_bound: bool,
     /// One row per allocator.
-    pub rows: Vec<Row>,
+    pub rows: Vec<ProgramRow>,
 }
 
 /// Everything `alloclab programs` measured.
@@ -86,7 +86,7 @@ pub struct ProgramsResults {
     /// Timed runs per program and allocator.
     pub runs: usize,
     /// Input sizes.
-    pub scale: Scale,
+    pub scale: InputSize,
     /// Programs not run (executable missing), and why.
     pub skipped: Vec<(String, String)>,
     /// Allocators not run, and why.

@@ -15,7 +15,7 @@ pub const ALLOC_HEAVY_PY: &str = include_str!("../../../../tests/programs/alloc_
 
 /// How much work each program does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum Scale {
+pub enum InputSize {
     /// About 0.2–2 s per program under glibc (the benchmark).
     Full,
     /// A few tenths of a second at most (tests, a quick look).
@@ -159,8 +159,8 @@ pub type Skipped = Vec<(String, String)>;
 /// The general programs (Python, sort, git, xz) whose executables exist,
 /// with their inputs written into `dir`, and the names of those that were
 /// skipped (and why); `alloc_bound::programs` adds the allocation-bound ones.
-pub fn programs(scale: Scale, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
-    let quick = scale == Scale::Quick;
+pub fn programs(scale: InputSize, dir: &Path) -> Result<(Vec<Program>, Skipped)> {
+    let quick = scale == InputSize::Quick;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     let mut missing = |name: &str, what: &str| {

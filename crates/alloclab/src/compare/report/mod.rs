@@ -472,12 +472,12 @@ mod tests {
             "linked_list_allocator",
             "mmap fallback",
         ];
-        let many: Vec<sample::Spec> = names
+        let many: Vec<sample::SampleAllocator> = names
             .iter()
             .enumerate()
             .map(|(i, &n)| {
                 let k = i as f64 + 1.0;
-                sample::Spec::arena(n, 8.0 * k * k, 3.0 * k, 0.5 + 0.045 * k)
+                sample::SampleAllocator::arena(n, 8.0 * k * k, 3.0 * k, 0.5 + 0.045 * k)
             })
             .collect();
         write(&sample::results(&many), &dir.join("many")).unwrap();

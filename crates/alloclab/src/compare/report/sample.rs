@@ -10,7 +10,7 @@ use crate::toolkit::machine::Machine;
 
 /// One allocator of the sample, by its headline numbers.
 #[derive(Clone, Debug)]
-pub struct Spec {
+pub struct SampleAllocator {
     /// Its name.
     pub name: &'static str,
     /// Net ns per allocation (every alloc phase; other phases scale from it).
@@ -30,10 +30,10 @@ pub struct Spec {
     pub realloc: bool,
 }
 
-impl Spec {
+impl SampleAllocator {
     /// An arena allocator with these speeds and usage.
-    pub fn arena(name: &'static str, alloc_ns: f64, free_ns: f64, usage: f64) -> Spec {
-        Spec {
+    pub fn arena(name: &'static str, alloc_ns: f64, free_ns: f64, usage: f64) -> SampleAllocator {
+        SampleAllocator {
             name,
             alloc_ns,
             free_ns,
@@ -47,28 +47,28 @@ impl Spec {
 }
 
 /// The two arena allocators of most tests, and an mmap-like fallback.
-pub fn specs() -> Vec<Spec> {
+pub fn specs() -> Vec<SampleAllocator> {
     vec![
-        Spec::arena("kappa", 10.0, 5.0, 0.74),
-        Spec {
+        SampleAllocator::arena("kappa", 10.0, 5.0, 0.74),
+        SampleAllocator {
             safe: false,
             smallest_arena: Some(4096),
             realloc: false,
             pow2_usage: Some(0.5),
-            ..Spec::arena("beta", 40.0, 30.0, 0.99)
+            ..SampleAllocator::arena("beta", 40.0, 30.0, 0.99)
         },
-        Spec {
+        SampleAllocator {
             usage: None,
             pow2_usage: None,
             smallest_arena: None,
             safe: false,
-            ..Spec::arena("os-fallback", 9000.0, 8000.0, 0.0)
+            ..SampleAllocator::arena("os-fallback", 9000.0, 8000.0, 0.0)
         },
     ]
 }
 
 /// The sample results for `specs` (see [`specs`] for the default).
-pub fn results(specs: &[Spec]) -> CompareResults {
+pub fn results(specs: &[SampleAllocator]) -> CompareResults {
     let workloads = vec![
         workload(
             "seed",
@@ -125,7 +125,7 @@ pub fn results(specs: &[Spec]) -> CompareResults {
     }
 }
 
-fn subject(s: &Spec) -> SubjectInfo {
+fn subject(s: &SampleAllocator) -> SubjectInfo {
     let bad = |what: &str| {
         Some(if s.safe {
             "rejected and counted, nothing changed".to_string()
@@ -184,7 +184,7 @@ fn workload(
     usage_kind: UsageKind,
     bounds: Option<(f64, f64)>,
     phases: &[&str],
-    specs: &[Spec],
+    specs: &[SampleAllocator],
 ) -> WorkloadResult {
     const EMPTY: f64 = 1.5;
     let rows = specs

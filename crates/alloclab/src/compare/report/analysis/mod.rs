@@ -147,7 +147,7 @@ pub fn analyse(r: &CompareResults) -> Analysis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::report::sample::{self, Spec};
+    use crate::compare::report::sample::{self, SampleAllocator};
 
     fn leaders(r: &CompareResults) -> Vec<Option<String>> {
         let a = analyse(r);
@@ -185,8 +185,8 @@ mod tests {
         // The same names, the numbers exchanged: no winner is built in.
         let mut specs = sample::specs();
         let (k, b) = (specs[0].clone(), specs[1].clone());
-        specs[0] = Spec { name: k.name, ..b };
-        specs[1] = Spec { name: b.name, ..k };
+        specs[0] = SampleAllocator { name: k.name, ..b };
+        specs[1] = SampleAllocator { name: b.name, ..k };
         let r = sample::results(&specs);
         assert_eq!(
             leaders(&r),
@@ -205,8 +205,8 @@ mod tests {
     #[test]
     fn close_figures_are_flagged_and_ties_named() {
         let specs = vec![
-            Spec::arena("one", 10.0, 5.0, 0.7),
-            Spec::arena("two", 10.2, 5.1, 0.7),
+            SampleAllocator::arena("one", 10.0, 5.0, 0.7),
+            SampleAllocator::arena("two", 10.2, 5.1, 0.7),
         ];
         let a = analyse(&sample::results(&specs));
         let alloc = a.section(Characteristic::AllocSpeed).unwrap();
