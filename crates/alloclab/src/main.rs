@@ -30,28 +30,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use toolkit::format::parse_bytes;
 
 use crate::engine::lab::{self, BriefConfig, BriefResult, Shown};
 use crate::engine::worker::{StartError, Worker};
-
-/// Parses a byte count with an optional K/M/G suffix (powers of 1024; `K`,
-/// `KB`, `KiB` all mean 1024).
-fn parse_bytes(s: &str) -> Result<usize, String> {
-    let lower = s.trim().to_ascii_lowercase();
-    let unit = lower.trim_end_matches('b').trim_end_matches('i');
-    let (digits, shift) = match unit.as_bytes().last() {
-        Some(b'k') => (&unit[..unit.len() - 1], 10),
-        Some(b'm') => (&unit[..unit.len() - 1], 20),
-        Some(b'g') => (&unit[..unit.len() - 1], 30),
-        _ => (unit, 0),
-    };
-    let n: usize = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a byte count (e.g. 1048576, 1M, 64K)"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{s}` is too large"))
-}
 
 /// A `--max-size`: a byte count of at least 1.
 fn parse_max_size(s: &str) -> Result<usize, String> {

@@ -50,7 +50,7 @@ pub struct MapArgs {
     pub seed: u64,
 
     /// The arena's size (K, M, G suffixes), instead of the workload's own.
-    #[arg(long, value_parser = crate::parse_bytes)]
+    #[arg(long, value_parser = crate::toolkit::format::parse_bytes)]
     pub arena_size: Option<usize>,
 
     /// Folder the pictures are written to (created if missing).

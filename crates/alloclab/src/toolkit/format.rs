@@ -1,5 +1,6 @@
 //! How numbers and lists are written in tables, reports and READMEs:
-//! `1.8x`, `152 ns`, `74.7%`, `1 MiB`, `a, b and c`.
+//! `1.8x`, `152 ns`, `74.7%`, `1 MiB`, `a, b and c`; and how a byte count
+//! is read from the command line (`64K`, `1M`).
 
 /// `1.03x`, `1.8x`, `12x`, `1200x`.
 pub fn ratio(x: f64) -> String {
@@ -61,4 +62,23 @@ pub fn bytes(n: usize) -> String {
     } else {
         format!("{n} B")
     }
+}
+
+/// Parses a byte count with an optional K/M/G suffix (powers of 1024; `K`,
+/// `KB`, `KiB` all mean 1024).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let unit = lower.trim_end_matches('b').trim_end_matches('i');
+    let (digits, shift) = match unit.as_bytes().last() {
+        Some(b'k') => (&unit[..unit.len() - 1], 10),
+        Some(b'm') => (&unit[..unit.len() - 1], 20),
+        Some(b'g') => (&unit[..unit.len() - 1], 30),
+        _ => (unit, 0),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a byte count (e.g. 1048576, 1M, 64K)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
