@@ -66,8 +66,13 @@ fn num(line: &str, name: &str) -> i64 {
 
 #[test]
 fn a_signal_handler_that_allocates_inside_malloc_does_not_hang() {
+    // glibc's malloc is not async-signal-safe: a handler's malloc that
+    // interrupts it may corrupt its arena, and glibc then aborts ("malloc
+    // assertion failure in sysmalloc", seen here now and then). What the
+    // issue asked of glibc-backed allocators is that nothing hangs: a hang
+    // fails in `run_case`; an abort of glibc's own malloc is accepted.
     let (o, _) = run_case("signal", None, &[]);
-    assert_ok("signal", "glibc", &o);
+    assert_ok_or_glibc_abort("signal", "glibc", &o);
     for (package, _) in SHIMS {
         let lib = built_plugin(package);
         let (o, stats) = run_case("signal", Some(&lib), &[]);
@@ -84,12 +89,27 @@ fn a_signal_handler_that_allocates_inside_malloc_does_not_hang() {
         Some(&rec),
         &[("ALLOCLAB_TRACE", trace.to_str().unwrap())],
     );
-    assert_ok("signal", "the recorder", &o);
-    assert!(
-        std::fs::metadata(&trace)
-            .map(|m| m.len() > 0)
-            .unwrap_or(false)
-    );
+    // The recorder serves every call from glibc's malloc (after its own
+    // signal-safe lock): as glibc, it must not hang.
+    if assert_ok_or_glibc_abort("signal", "the recorder", &o) {
+        assert!(
+            std::fs::metadata(&trace)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+        );
+    }
+}
+
+/// The case passed (true), or glibc's malloc aborted on its own arena's
+/// consistency check (false); anything else fails.
+fn assert_ok_or_glibc_abort(case: &str, who: &str, o: &Output) -> bool {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() && stderr.contains("malloc") && o.status.code().is_none() {
+        eprintln!("{case} under {who}: glibc's malloc aborted (not async-signal-safe): {stderr}");
+        return false;
+    }
+    assert_ok(case, who, o);
+    true
 }
 
 #[test]
