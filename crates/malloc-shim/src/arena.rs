@@ -13,8 +13,9 @@
 //!
 //! Memory goes back to the kernel from here ([`ArenaGuard::note_freed`]):
 //! each arena counts the bytes freed into its core since it was last
-//! trimmed. When the core holds no live block any more (and at least
-//! [`EMPTY_TRIM`] was freed since the last trim), all its free pages are
+//! trimmed. When the core holds no live block any more, or no more than
+//! thread caches may hold ([`NEARLY_EMPTY_BLOCKS`]), and at least
+//! [`EMPTY_TRIM`] was freed since the last trim, all its free pages are
 //! discarded with `madvise(MADV_DONTNEED)`; past [`TRIM_STEP`], and at most
 //! every [`TRIM_INTERVAL_MS`], its free runs of at least [`TRIM_MIN_RUN`]
 //! are. The core says which pages hold nothing it reads
@@ -49,13 +50,16 @@ pub const CORE_OFFSET: usize = SIDE_OFFSET + SIDE_BYTES;
 pub const MAX_CORE: usize = ARENA - CORE_OFFSET;
 /// The core size of a shim's first arena; each next arena's doubles, up to
 /// [`MAX_CORE`]. A core initialises metadata in proportion to its size (the
-/// buddy system's bitmaps are 1 % of it), so a small program's first arena
-/// costs a few tens of KiB of resident memory, not 640 KiB.
-pub const FIRST_CORE: usize = 4 << 20;
+/// buddy system's bitmaps are 1 % of it) and its first blocks split the
+/// region from the top (the buddy system writes a header into each half),
+/// so a small program's first arena costs a few tens of KiB of resident
+/// memory (a program making 64 small blocks: 88 KiB under the buddy shim
+/// with 1 MiB, 132 KiB with 4 MiB), not 640 KiB.
+pub const FIRST_CORE: usize = 1 << 20;
 
 /// The core size of a shim's arena number `n` (0 for the first).
 pub const fn core_size(n: u64) -> usize {
-    if n >= 5 {
+    if n >= 7 {
         MAX_CORE
     } else {
         let s = FIRST_CORE << n;
@@ -72,6 +76,12 @@ pub const TRIM_INTERVAL_MS: u64 = 100;
 /// Bytes freed into an arena that has become empty after which all its free
 /// memory is given back.
 pub const EMPTY_TRIM: usize = 256 << 10;
+/// An arena with at most this many live blocks after a free counts as
+/// empty for [`EMPTY_TRIM`]: a program's thread caches may hold that many
+/// of its blocks (12 classes of up to 64), and an arena they hold on to would
+/// otherwise never give its free pages back at once (`lua`: a program that
+/// drops its tables between rounds kept 8 MiB more resident at its peak).
+pub const NEARLY_EMPTY_BLOCKS: u64 = 1024;
 /// The shortest free run given back by a periodic trim.
 pub const TRIM_MIN_RUN: usize = 64 << 10;
 
@@ -774,8 +784,9 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         if dirty < EMPTY_TRIM {
             return Ok(());
         }
-        if self.live_blocks() == 0 {
-            // Nothing live (the depots' blocks included, see `trim`).
+        if self.live_blocks() <= NEARLY_EMPTY_BLOCKS {
+            // Nothing live but what thread caches may hold (the depots'
+            // blocks included, see `trim`).
             self.trim(0)?;
         } else if dirty >= TRIM_STEP {
             let now = sys::now_ms();
