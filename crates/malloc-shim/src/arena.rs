@@ -77,10 +77,12 @@ pub const TRIM_INTERVAL_MS: u64 = 100;
 /// memory is given back.
 pub const EMPTY_TRIM: usize = 256 << 10;
 /// An arena with at most this many live blocks after a free counts as
-/// empty for [`EMPTY_TRIM`]: a program's thread caches may hold that many
-/// of its blocks (12 classes of up to 64), and an arena they hold on to would
-/// otherwise never give its free pages back at once (`lua`: a program that
-/// drops its tables between rounds kept 8 MiB more resident at its peak).
+/// nearly empty: past [`EMPTY_TRIM`] freed, all its free pages go, as for an
+/// empty one, but at most every [`TRIM_INTERVAL_MS`]. A program's thread
+/// caches may hold that many of its blocks (12 classes of up to 64), and an
+/// arena they hold on to would otherwise never give its free pages back at
+/// once (`lua`, which drops its tables between rounds, peaked 11 MiB
+/// higher).
 pub const NEARLY_EMPTY_BLOCKS: u64 = 1024;
 /// The shortest free run given back by a periodic trim.
 pub const TRIM_MIN_RUN: usize = 64 << 10;
@@ -163,6 +165,8 @@ struct Locked {
     dirty: AtomicUsize,
     /// When the last periodic trim ran (`sys::now_ms`).
     last_trim_ms: AtomicU64,
+    /// When the last trim of a nearly empty arena ran (`sys::now_ms`).
+    last_nearly_empty_ms: AtomicU64,
     /// Blocks handed out by the core straight to the program.
     allocs: AtomicU64,
     /// Blocks handed out by the core into thread caches.
@@ -353,6 +357,7 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
                     refused: AtomicU8::new(NOTHING_REFUSED),
                     dirty: AtomicUsize::new(0),
                     last_trim_ms: AtomicU64::new(0),
+                    last_nearly_empty_ms: AtomicU64::new(0),
                     allocs: AtomicU64::new(0),
                     refilled: AtomicU64::new(0),
                     frees: AtomicU64::new(0),
@@ -784,11 +789,29 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         if dirty < EMPTY_TRIM {
             return Ok(());
         }
-        if self.live_blocks() <= NEARLY_EMPTY_BLOCKS {
-            // Nothing live but what thread caches may hold (the depots'
-            // blocks included, see `trim`).
+        let live = self.live_blocks();
+        if live == 0 {
+            // Nothing live (the depots' blocks included, see `trim`).
             self.trim(0)?;
-        } else if dirty >= TRIM_STEP {
+            return Ok(());
+        }
+        if live <= NEARLY_EMPTY_BLOCKS {
+            // Nothing live but what thread caches may hold: all free pages
+            // go too, at most every TRIM_INTERVAL_MS (an arena hovering near
+            // empty, as two threads of `mixed` make theirs, would otherwise
+            // be trimmed, and faulted in again, every 256 KiB freed). Its
+            // own clock: a periodic trim earlier in the same wave of frees
+            // must not hold back this one, which may be the arena's last.
+            let now = sys::now_ms();
+            if now.saturating_sub(l.last_nearly_empty_ms.load(Ordering::Relaxed))
+                >= TRIM_INTERVAL_MS
+            {
+                l.last_nearly_empty_ms.store(now, Ordering::Relaxed);
+                self.trim(0)?;
+                return Ok(());
+            }
+        }
+        if dirty >= TRIM_STEP {
             let now = sys::now_ms();
             if now.saturating_sub(l.last_trim_ms.load(Ordering::Relaxed)) >= TRIM_INTERVAL_MS {
                 l.last_trim_ms.store(now, Ordering::Relaxed);
