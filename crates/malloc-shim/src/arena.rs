@@ -50,16 +50,15 @@ pub const CORE_OFFSET: usize = SIDE_OFFSET + SIDE_BYTES;
 pub const MAX_CORE: usize = ARENA - CORE_OFFSET;
 /// The core size of a shim's first arena; each next arena's doubles, up to
 /// [`MAX_CORE`]. A core initialises metadata in proportion to its size (the
-/// buddy system's bitmaps are 1 % of it) and its first blocks split the
-/// region from the top (the buddy system writes a header into each half),
-/// so a small program's first arena costs a few tens of KiB of resident
-/// memory (a program making 64 small blocks: 88 KiB under the buddy shim
-/// with 1 MiB, 132 KiB with 4 MiB), not 640 KiB.
-pub const FIRST_CORE: usize = 1 << 20;
+/// buddy system's bitmaps are 1 % of it), so a small program's first arena
+/// costs a few tens of KiB of resident memory, not 640 KiB. (1 MiB saved a
+/// small program 44 KiB but gave `mixed` two more arenas, whose free blocks
+/// and depots raised its peak by 1-3 MiB.)
+pub const FIRST_CORE: usize = 4 << 20;
 
 /// The core size of a shim's arena number `n` (0 for the first).
 pub const fn core_size(n: u64) -> usize {
-    if n >= 7 {
+    if n >= 5 {
         MAX_CORE
     } else {
         let s = FIRST_CORE << n;
