@@ -809,6 +809,12 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
                 self.trim(0)?;
                 return Ok(());
             }
+            if dirty < TRIM_STEP {
+                // Too soon: look at the clock again after another half of
+                // EMPTY_TRIM freed, not on every flush.
+                l.dirty.store(EMPTY_TRIM / 2, Ordering::Relaxed);
+                return Ok(());
+            }
         }
         if dirty >= TRIM_STEP {
             let now = sys::now_ms();
