@@ -64,7 +64,6 @@ impl Buddy {
         }
         let bytes = block_bytes(k);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
-        self.free_bytes = self.free_bytes.wrapping_add(bytes);
         self.live_blocks = self.live_blocks.wrapping_sub(1);
         self.release(g, k);
         Ok(())

@@ -185,6 +185,12 @@ pub(crate) struct FreeAreas {
     heads: [u32; NUM_ORDERS],
     /// Bit `k` set iff `heads[k - 4] != NIL`.
     nonempty: u64,
+    /// Bit `k` set when `heads[k - 4]` was not read from a header since it
+    /// was last written by [`FreeAreas::push`] (or is NIL): the head is then
+    /// a block this allocator itself made free, and `push` writes its back
+    /// link without checking it again. A head taken from a `next` link
+    /// (after `pop` or `unlink` of the head) is checked before use.
+    trusted: u64,
 }
 
 #[inline(always)]
@@ -198,6 +204,7 @@ impl FreeAreas {
         FreeAreas {
             heads: [NIL; NUM_ORDERS],
             nonempty: 0,
+            trusted: u64::MAX,
         }
     }
 
@@ -269,7 +276,9 @@ impl FreeAreas {
 
     /// Makes the block of order `k` at `g` a free block at the head of its
     /// list (its `prev` is left NIL; it is not kept for the head). The old
-    /// head, whose back link is written, is checked first.
+    /// head, whose back link is written, is checked first, unless it is
+    /// trusted (pushed here last: its place came from this allocator, not
+    /// from a header, and it is still free since it is still the head).
     ///
     /// # Safety
     ///
@@ -289,7 +298,15 @@ impl FreeAreas {
     ) -> Result<(), Corrupt> {
         debug_assert!(f.fits(g, k), "push {g:#x} of order {k}");
         let old = self.heads[slot(k)];
-        let old_g = Self::checked(f, map, old, k)?;
+        let old_g = if self.trusted & (1 << k) != 0 {
+            // Trusted: a free block of order k this allocator pushed (or
+            // NIL). Its header may have been written since (a use after
+            // free), but only its `prev` is written here, inside that free
+            // block; whoever takes it checks it.
+            f.link(old)
+        } else {
+            Self::checked(f, map, old, k)?
+        };
         let r = f.rel(g);
         // SAFETY: `g` is managed (caller): its header lies in the arena, and
         // the block is the allocator's.
@@ -308,7 +325,21 @@ impl FreeAreas {
             None => self.nonempty |= 1 << k,
         }
         self.heads[slot(k)] = r;
+        self.trusted |= 1 << k;
         Ok(())
+    }
+
+    /// Makes `next`, a link read from the old head's header, the head of
+    /// list `k` (not trusted unless NIL).
+    #[inline(always)]
+    fn set_head_from_link(&mut self, k: u32, next: u32) {
+        self.heads[slot(k)] = next;
+        if next == NIL {
+            self.nonempty &= !(1 << k);
+            self.trusted |= 1 << k;
+        } else {
+            self.trusted &= !(1 << k);
+        }
     }
 
     /// Takes the first free block of order `k` off its list, after checking
@@ -330,20 +361,21 @@ impl FreeAreas {
         };
         // The new head's `prev` is not kept: nothing to write there (it is
         // checked when it is taken or written).
-        self.heads[slot(k)] = next;
-        if next == NIL {
-            self.nonempty &= !(1 << k);
-        }
+        self.set_head_from_link(k, next);
         Ok(g)
     }
 
     /// Takes the free block of order `k` at `g` off its list, after checking
-    /// that its neighbours point back at it (`prev.next == g`,
-    /// `next.prev == g`, both free blocks of order `k`).
+    /// its header (magic, order) and that its neighbours point back at it
+    /// (`prev.next == g`, `next.prev == g`, both checked free blocks of
+    /// order `k`). The bitmaps are not read again for `g`: the caller just
+    /// proved it free.
     ///
     /// # Safety
     ///
-    /// `g` is a managed granule that the bitmaps show starts a free block.
+    /// The block of order `k` at `g` lies in the managed range, aligned,
+    /// and the bitmaps show that no allocated block starts inside it
+    /// ([`crate::Buddy::is_free_of_order`]).
     ///
     /// # Time complexity
     ///
@@ -356,13 +388,18 @@ impl FreeAreas {
         g: usize,
         k: u32,
     ) -> Result<(), Corrupt> {
-        if !Self::is_free_block(f, map, g, k) {
-            return Err(Corrupt);
-        }
+        debug_assert!(
+            is_aligned(g, k) && f.fits(g, k),
+            "unlink {g:#x} of order {k}"
+        );
         let h = f.header(g);
         let r = f.rel(g);
-        // SAFETY: a checked free block: its header is the allocator's.
-        let (next, prev) = unsafe { ((*h).next, (*h).prev) };
+        // SAFETY: the bitmaps show a free block at `g` (caller): its header
+        // is the allocator's.
+        let (next, prev, order, magic) = unsafe { ((*h).next, (*h).prev, (*h).order, (*h).magic) };
+        if magic != MAGIC || u32::from(order) != k {
+            return Err(Corrupt);
+        }
         let head = self.heads[slot(k)] == r;
         let p = if head {
             None
@@ -385,10 +422,7 @@ impl FreeAreas {
             match p {
                 None => {
                     // The head: its `prev` is not kept, nor is the next one's.
-                    self.heads[slot(k)] = next;
-                    if next == NIL {
-                        self.nonempty &= !(1 << k);
-                    }
+                    self.set_head_from_link(k, next);
                 }
                 Some(p) => {
                     (*f.header(p)).next = next;

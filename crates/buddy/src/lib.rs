@@ -185,7 +185,7 @@ use arena_api::{
 
 use crate::bitmap::AllocMap;
 use crate::free_area::{Frame, FreeAreas};
-use crate::order::{GRANULE, GRANULE_SHIFT, block_bytes, covering};
+use crate::order::{GRANULE, GRANULE_SHIFT, covering};
 
 pub use crate::invariants::Corruption;
 pub use crate::order::{MAX_ORDER, MIN_ORDER};
@@ -204,9 +204,10 @@ pub use arena_api;
 /// - `map`: see `bitmap.rs`: exactly the allocated blocks.
 /// - `areas`: see `free_area.rs`: exactly the free blocks;
 ///   no two free buddies of the same order are left unmerged.
-/// - `free_bytes` is the sum of the free blocks' sizes, `reserved_bytes` of
-///   the allocated blocks', `live_blocks` their number;
-///   `free_bytes + reserved_bytes == (end - start) * 16`.
+/// - `reserved_bytes` is the sum of the allocated blocks' sizes,
+///   `live_blocks` their number; the free bytes are not counted on the hot
+///   path but derived ([`Buddy::free_bytes`]): `(end - start) * 16 -
+///   reserved_bytes`, which the checker compares with the free blocks.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Buddy {
@@ -215,7 +216,6 @@ pub struct Buddy {
     areas: FreeAreas,
     /// The `len` given to create.
     region_len: usize,
-    free_bytes: usize,
     reserved_bytes: usize,
     live_blocks: usize,
     failed_allocs: usize,
@@ -318,7 +318,6 @@ impl Buddy {
             map,
             areas: FreeAreas::new(),
             region_len: len,
-            free_bytes: 0,
             reserved_bytes: 0,
             live_blocks: 0,
             failed_allocs: 0,
@@ -333,12 +332,21 @@ impl Buddy {
             // written.
             let pushed = unsafe { buddy.areas.push(&frame, &buddy.map, g, k) };
             debug_assert!(pushed.is_ok());
-            buddy.free_bytes += block_bytes(k);
         }
         // SAFETY: the state's place is inside the region, aligned, and not
         // part of any block or bitmap.
         unsafe { state.write(buddy) };
         NonNull::new(state)
+    }
+
+    /// The bytes of this region's free blocks: the managed range less the
+    /// allocated blocks.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    pub(crate) fn free_bytes(&self) -> usize {
+        self.managed_range().1 - self.reserved_bytes
     }
 
     /// The managed range: the address of its first byte and its length. Every
