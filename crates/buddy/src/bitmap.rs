@@ -29,7 +29,12 @@ pub(crate) const WORD_ORDER: u32 = 12;
 const NIBBLES: [u64; 5] = [0xF, 0xFF, 0xFFFF, 0xFFFF_FFFF, u64::MAX];
 
 /// The A and Q bitmaps, inside the arena.
-#[derive(Debug)]
+///
+/// `Copy` so that a hot loop can read the bitmaps through a copy in
+/// registers (the compiler cannot tell that writes into blocks leave the
+/// state, which lives in the arena too, unchanged); writes go through the
+/// allocator's own map.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct AllocMap {
     /// A bitmap: `u64` words, 16 nibbles each.
     a: *mut u64,

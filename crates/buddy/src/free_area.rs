@@ -255,10 +255,19 @@ impl FreeAreas {
         } else {
             !map.has_start(g)
         };
+        no_start && Self::header_is(f, g, k)
+    }
+
+    /// True when the header at `g` has the magic and order `k`.
+    ///
+    /// `g` is a managed granule where no live block starts (the caller
+    /// checked the bitmaps, or pushed it there itself).
+    #[inline(always)]
+    fn header_is(f: &Frame, g: usize, k: u32) -> bool {
         let h = f.header(g);
         // SAFETY: a managed granule: its 16 bytes are in the arena, and no
         // live block starts there, so they are the allocator's.
-        no_start && unsafe { (*h).magic == MAGIC && u32::from((*h).order) == k }
+        unsafe { (*h).magic == MAGIC && u32::from((*h).order) == k }
     }
 
     /// The managed free block of order `k` a link points to, checked
@@ -350,8 +359,21 @@ impl FreeAreas {
     /// O(1).
     #[inline(always)]
     pub(crate) fn pop(&mut self, f: &Frame, map: &AllocMap, k: u32) -> Result<usize, Corrupt> {
-        let Some(g) = Self::checked(f, map, self.heads[slot(k)], k)? else {
-            return Err(Corrupt); // the mask said the list is not empty
+        let head = self.heads[slot(k)];
+        let g = if self.trusted & (1 << k) != 0 {
+            // Pushed by this allocator and still the head, so still a free
+            // block of order k (every way out of a list goes through `pop`
+            // or `unlink`): the bitmaps need not be read again, only the
+            // header, whose `next` is about to be followed.
+            match f.link(head) {
+                Some(g) if Self::header_is(f, g, k) => g,
+                _ => return Err(Corrupt),
+            }
+        } else {
+            match Self::checked(f, map, head, k)? {
+                Some(g) => g,
+                None => return Err(Corrupt), // the mask said the list is not empty
+            }
         };
         let h = f.header(g);
         // SAFETY: a checked free block: its header is the allocator's.
@@ -400,36 +422,29 @@ impl FreeAreas {
         if magic != MAGIC || u32::from(order) != k {
             return Err(Corrupt);
         }
-        let head = self.heads[slot(k)] == r;
-        let p = if head {
-            None
-        } else {
-            let p = Self::checked(f, map, prev, k)?.ok_or(Corrupt)?;
-            // SAFETY: a checked free block.
-            if unsafe { (*f.header(p)).next } != r {
-                return Err(Corrupt);
-            }
-            Some(p)
-        };
+        if self.heads[slot(k)] == r {
+            // The head: its `prev` is not kept, and nothing is written into
+            // the next block (its `prev` is not kept once it is the head):
+            // `next` becomes an untrusted head, checked when it is used.
+            // SAFETY: `g`'s header is the allocator's (above).
+            unsafe { (*h).magic = 0 };
+            self.set_head_from_link(k, next);
+            return Ok(());
+        }
+        let p = Self::checked(f, map, prev, k)?.ok_or(Corrupt)?;
         let n = Self::checked(f, map, next, k)?;
-        // SAFETY: a checked free block.
-        if n.is_some_and(|n| unsafe { (*f.header(n)).prev } != r) {
+        // SAFETY: checked free blocks: their headers are the allocator's.
+        let linked_back =
+            unsafe { (*f.header(p)).next == r && n.is_none_or(|n| (*f.header(n)).prev == r) };
+        if !linked_back {
             return Err(Corrupt);
         }
         // SAFETY: `g`, `p` and `n` are checked free blocks of order k.
         unsafe {
             (*h).magic = 0;
-            match p {
-                None => {
-                    // The head: its `prev` is not kept, nor is the next one's.
-                    self.set_head_from_link(k, next);
-                }
-                Some(p) => {
-                    (*f.header(p)).next = next;
-                    if let Some(n) = n {
-                        (*f.header(n)).prev = prev;
-                    }
-                }
+            (*f.header(p)).next = next;
+            if let Some(n) = n {
+                (*f.header(n)).prev = prev;
             }
         }
         Ok(())
