@@ -107,9 +107,7 @@ impl Buddy {
         let Some(j) = self.areas.smallest_at_least(from) else {
             return Ok(None);
         };
-        // Copies in registers: see `AllocMap`.
-        let (frame, map) = (self.frame, self.map);
-        let g = self.areas.pop(&frame, &map, j)?;
+        let g = self.areas.pop(&self.frame, &self.map, j)?;
         // Split: keep the lower half, free the upper one, down to order k.
         // (Should a push find a corrupt head, the block is still free in the
         // bitmaps: the rebuild puts it back.)
@@ -118,12 +116,15 @@ impl Buddy {
             i -= 1;
             // SAFETY: the upper half of order i of the block just taken off
             // its list: managed, and in no list.
-            unsafe { self.areas.push(&frame, &map, g + granules(i), i)? };
+            unsafe {
+                self.areas
+                    .push(&self.frame, &self.map, g + granules(i), i)?
+            };
         }
         self.map.mark_allocated(g, k);
         let bytes = block_bytes(k);
         self.reserved_bytes = self.reserved_bytes.wrapping_add(bytes);
         self.live_blocks = self.live_blocks.wrapping_add(1);
-        Ok(Some(frame.block_ptr(g)))
+        Ok(Some(self.frame.block_ptr(g)))
     }
 }
