@@ -265,9 +265,13 @@ impl FreeAreas {
     #[inline(always)]
     fn header_is(f: &Frame, g: usize, k: u32) -> bool {
         let h = f.header(g);
+        // `order` and `magic` are adjacent bytes: one 16-bit compare.
+        let want = u16::from_ne_bytes([k as u8, MAGIC]);
         // SAFETY: a managed granule: its 16 bytes are in the arena, and no
-        // live block starts there, so they are the allocator's.
-        unsafe { (*h).magic == MAGIC && u32::from((*h).order) == k }
+        // live block starts there, so they are the allocator's; `order` is
+        // at offset 8 of a 16-aligned header, so 2-aligned.
+        k <= u32::from(u8::MAX)
+            && unsafe { core::ptr::addr_of!((*h).order).cast::<u16>().read() } == want
     }
 
     /// The managed free block of order `k` a link points to, checked
