@@ -153,10 +153,14 @@
 //! A merge costs this allocator a *read* of both neighbours of the buddy
 //! (the safe-unlink check) where `buddy-alloc` only writes them: read
 //! misses hold the pipeline, write misses mostly do not. That is where
-//! `free` of small blocks loses: in `alloclab compare --quick` (median of
-//! four interleaved runs on the 2-core test machine) `free` costs 1.35× to
-//! 1.45× `buddy-alloc`'s on `small-random` and `small-aged`, `alloc` 1.0×
-//! to 1.3×, and `churn` 1.6×, at 0.85× to 1.1× `rlsf`'s.
+//! `free` of small blocks loses. In `alloclab compare --quick --only
+//! buddy,buddy-alloc,rlsf,mimalloc --workloads
+//! small-random,small-aged,churn,churn-aged,fill` (medians of three sets of
+//! 3 to 5 runs on the busy 2-core test machine) `free` costs 1.25× to 1.45×
+//! `buddy-alloc`'s on `small-random` and `small-aged` (1.55× to 1.9×
+//! before trusted heads and the leaner unlink), `alloc` 1.0× to 1.3×, and
+//! an operation of `churn` and `churn-aged` 1.4× to 1.7× `buddy-alloc`'s and
+//! 0.85× to 1.1× `rlsf`'s.
 //!
 //! # Drawbacks
 //!
