@@ -34,7 +34,7 @@
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::{
-    KmemBuckets, next_of, objects_per_run, prev_of, reserved_slots, set_next, set_prev,
+    Carve, KmemBuckets, next_of, objects_per_run, prev_of, reserved_slots, set_next, set_prev,
     slots_per_run,
 };
 use crate::kmemusage::BUCKET;
@@ -118,6 +118,7 @@ impl McKusickKarels {
         let (reserved, slots) = (reserved_slots(shift, indx), slots_per_run(shift, indx));
         let doubly = self.return_pages;
         let mut list = KmemBuckets::EMPTY;
+        let mut total = 0;
         let mut page = 0u32;
         while page < self.pages.npages {
             // SAFETY: `page < npages`.
@@ -137,13 +138,16 @@ impl McKusickKarels {
                         free += 1;
                     }
                 }
-                list.kb_total += objects_per_run(shift, indx);
+                total += objects_per_run(shift, indx);
                 // SAFETY: `page < npages`; no other reference is live.
                 unsafe { self.pages.kup(page) }.ku_freecnt = free;
             }
             page += d.ku_pagecnt.max(1);
         }
         self.buckets[indx as usize] = list;
+        self.kb_total[indx as usize] = total;
+        // The objects not carved yet are on the list now.
+        self.carve[indx as usize] = Carve::EMPTY;
     }
 
     /// Unlinks the free object `obj` of bucket `indx` from its doubly linked
@@ -261,7 +265,10 @@ impl McKusickKarels {
                 .iter()
                 .enumerate()
                 .skip(crate::bucket::MINBUCKET as usize)
-                .any(|(i, kb)| kb.kb_totalfree >= objects_per_run(shift, i as u32))
+                .any(|(i, kb)| {
+                    kb.kb_totalfree + self.carve[i].left(i as u32)
+                        >= objects_per_run(shift, i as u32)
+                })
     }
 
     /// The longest run of pages a request would get, counting the bucket
