@@ -378,21 +378,39 @@ impl McKusickKarels {
         indx: u32,
         in_page: usize,
     ) -> (*mut u64, u64) {
-        let shift = self.shift::<S>();
+        let off = ((page as usize) << self.shift::<S>()) + in_page;
+        // SAFETY: `page` is in the table (caller's contract).
+        let d = unsafe { self.pages.kmemusage.add(page as usize) };
+        // SAFETY: the caller's contract.
+        unsafe { self.bit_at::<S>(d, off, indx) }
+    }
+
+    /// The allocated-bit word and mask of the object at offset `off` from
+    /// `base`, whose page descriptor is `d`, of bucket `indx`.
+    ///
+    /// # Safety
+    ///
+    /// `d` is the descriptor of `off`'s page, a `BUCKET` page of bucket
+    /// `indx`; `off` is a multiple of the object size inside the pages; no
+    /// reference to the descriptor is live; `S` is 0 or the page shift.
+    #[inline(always)]
+    pub(crate) unsafe fn bit_at<const S: u32>(
+        &self,
+        d: *mut KmemUsage,
+        off: usize,
+        indx: u32,
+    ) -> (*mut u64, u64) {
+        let in_page = off & self.mask::<S>();
         let slot = in_page >> indx;
         // Both candidate words are computed and one is selected without a
         // branch: the 16- and 32-byte buckets (bitmap in the page) and the
         // others (bitmap in the descriptor) interleave unpredictably in a
         // mixed workload, and a mispredicted branch here cost ~2 ns a call.
-        let in_page_word = self
-            .base
-            .wrapping_add(((page as usize) << shift) + (slot >> 6) * 8);
-        // SAFETY: `page` is in the table (caller's contract), so the
-        // descriptor and its `ku_un` field exist.
-        let in_desc_word =
-            unsafe { &raw mut (*self.pages.kmemusage.add(page as usize)).ku_un }.cast::<u8>();
+        let in_page_word = self.base.wrapping_add((off - in_page) + (slot >> 6) * 8);
+        // SAFETY: `d` is a descriptor of the table (caller's contract).
+        let in_desc_word = unsafe { &raw mut (*d).ku_un }.cast::<u8>();
         let word = core::hint::select_unpredictable(
-            bitmap_in_page(shift, indx),
+            bitmap_in_page(self.shift::<S>(), indx),
             in_page_word,
             in_desc_word,
         );

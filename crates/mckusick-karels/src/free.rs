@@ -144,24 +144,19 @@ impl McKusickKarels {
         if off >= self.pages_len {
             return false;
         }
-        let page = (off >> self.shift::<S>()) as u32;
+        let page = off >> self.shift::<S>();
         // SAFETY: `page < npages` since `off < pages_len`; the first two
         // bytes of the `repr(C)` descriptor are `ku_indx`, `ku_kind`.
-        let [indx, kind] = unsafe {
-            self.pages
-                .kmemusage
-                .add(page as usize)
-                .cast::<[u8; 2]>()
-                .read()
-        };
+        let d = unsafe { self.pages.kmemusage.add(page) };
+        // SAFETY: as above.
+        let [indx, kind] = unsafe { d.cast::<[u8; 2]>().read() };
         let indx = indx as u32;
-        let in_page = off & self.mask::<S>();
         if kind != BUCKET || off & self.align_mask::<S>(indx) != 0 {
             return false;
         }
         // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of the
         // object size.
-        let (word, mask) = unsafe { self.bit_in::<S>(page, indx, in_page) };
+        let (word, mask) = unsafe { self.bit_at::<S>(d, off, indx) };
         // SAFETY: the bitmap word is inside the arena (or table).
         let w = unsafe { *word };
         if w & mask == 0 {
@@ -172,9 +167,8 @@ impl McKusickKarels {
         unsafe {
             *word = w & !mask;
             if EAGER && self.return_pages {
-                self.free_object(off, page, indx, p.as_ptr());
+                self.free_object(off, page as u32, indx, p.as_ptr());
             } else {
-                let d = self.pages.kmemusage.add(page as usize);
                 (*d).ku_freecnt = (*d).ku_freecnt.wrapping_add(1);
                 self.buckets.get_unchecked_mut(indx as usize).push(
                     self.base.add(off),

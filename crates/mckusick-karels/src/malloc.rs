@@ -188,9 +188,8 @@ impl McKusickKarels {
         if off >= self.pages_len || off & self.align_mask::<S>(indx) != 0 {
             return None;
         }
-        let page = (off >> shift) as u32;
-        // SAFETY: `page < npages` since `off < pages_len`.
-        let d = unsafe { self.pages.kmemusage.add(page as usize) };
+        // SAFETY: the page `off >> shift < npages` since `off < pages_len`.
+        let d = unsafe { self.pages.kmemusage.add(off >> shift) };
         // Bucket and kind, the first two bytes of the descriptor, in one
         // compare.
         // SAFETY: as above; the descriptor is `repr(C)`, `ku_indx` first.
@@ -201,7 +200,7 @@ impl McKusickKarels {
         }
         // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of the
         // object size.
-        let (word, bit) = unsafe { self.bit_in::<S>(page, indx, in_page) };
+        let (word, bit) = unsafe { self.bit_at::<S>(d, off, indx) };
         // SAFETY: the bitmap word is in the table or the page's reserved
         // slots; `off` is inside the pages; no reference to the descriptor
         // is live.
