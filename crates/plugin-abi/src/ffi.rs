@@ -11,6 +11,10 @@
 //! - answer NULL arguments, dead handles and unsupported flags as the header
 //!   says, and apply the `malloc` rules (`realloc(NULL, n)`, `realloc(p, 0)`);
 //! - take the handle's spin lock when it was created `ALLOCATOR_FLAG_LOCKED`;
+//! - on an unlocked handle, try the core's `alloc_fast`/`free_fast` first
+//!   (one compare of the handle's magic, which says live and unlocked at
+//!   once; no lock, no `catch_unwind`: those paths cannot panic), and take
+//!   the full path above only when they decline;
 //! - catch any panic of the core, so none crosses the C boundary: the call
 //!   returns NULL / -1 and the handle is poisoned (all later calls answer
 //!   NULL), because a core that panicked may have left its state half-updated.
