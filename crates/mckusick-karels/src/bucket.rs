@@ -384,6 +384,17 @@ mod tests {
     }
 
     #[test]
+    fn sizes_in_one_sixteen_byte_step_share_a_bucket() {
+        for size in 1..=8192usize {
+            assert_eq!(
+                bucket_index(size),
+                bucket_index(size.div_ceil(16) * 16),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
     fn geometry_of_4k_pages() {
         let s = 12;
         assert_eq!(maxallocsave(s), 8192);

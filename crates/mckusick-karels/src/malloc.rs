@@ -10,6 +10,19 @@ use crate::bucket::{
 };
 use crate::kmemusage::{BUCKET, BUCKET_TAIL, KmemUsage, LARGE, LARGE_TAIL};
 
+/// [`bucket_index`] of every size up to `MAXALLOCSAVE` with 4 KiB pages, by
+/// `ceil(size / 16)`: one load instead of a leading-zero count and its
+/// clamping (all sizes in `(16 (k - 1), 16 k]` share the bucket of `16 k`).
+static SIZE_CLASS: [u8; 513] = {
+    let mut t = [0u8; 513];
+    let mut k = 0;
+    while k < t.len() {
+        t[k] = bucket_index(k * 16) as u8;
+        k += 1;
+    }
+    t
+};
+
 /// Why the head of a bucket was not popped.
 enum Miss {
     /// The list is empty (or its head and count disagree).
@@ -90,9 +103,9 @@ impl McKusickKarels {
         if !self.fast || size > maxallocsave(C_PAGE_SHIFT) {
             return None;
         }
-        self.pop::<C_PAGE_SHIFT>(bucket_index(size))
-            .ok()
-            .map(|(obj, _, _)| obj)
+        // SAFETY: `size <= 8192`, so the index is at most 512.
+        let indx = unsafe { *SIZE_CLASS.get_unchecked(size.div_ceil(16)) } as u32;
+        self.pop::<C_PAGE_SHIFT>(indx).ok().map(|(obj, _, _)| obj)
     }
 
     /// Pops the head of bucket `indx` (`indx <= S + 1`, or `<= page_shift +
