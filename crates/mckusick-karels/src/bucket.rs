@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  bucket[4]  (16 B)  kb_next ─▶ [obj]─▶[obj]─▶[obj]─▶ null
-//!  bucket[5]  (32 B)  kb_next ─▶ null                      (empty: next malloc refills)
+//!  bucket[5]  (32 B)  kb_next ─▶ null                      (empty: next malloc carves)
 //!  ...
 //!  bucket[13] (8 KiB) kb_next ─▶ [obj spanning 2 pages]─▶ null
 //! ```

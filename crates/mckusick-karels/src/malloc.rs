@@ -1,5 +1,5 @@
-//! `malloc`: pop from the bucket, or refill it from the page allocator, or
-//! take a run of whole pages.
+//! `malloc`: pop from the bucket, or carve its newest run, or give it a new
+//! run from the page allocator, or take a run of whole pages.
 
 use core::ptr::{self, NonNull};
 
@@ -39,11 +39,12 @@ impl McKusickKarels {
     ///
     /// # Time complexity
     ///
-    /// O(1) when the bucket has a free object (the common case: a
-    /// leading-zero count and a list pop). Refilling an empty bucket is
-    /// O(objects per page) (the page is cut into objects, as in 4.4BSD) plus
-    /// a page-run search (O(1) typical, see [`crate::page_alloc`]). A large
-    /// request is a page-run search.
+    /// O(1) when the bucket has a free object or objects left to carve
+    /// (the common case: a leading-zero count and a checked list pop, or a
+    /// bump of the carve range). A new run for an empty bucket is a page-run
+    /// search (O(1) typical, see [`crate::page_alloc`]), plus O(objects per
+    /// page) with doubly linked lists (the page is threaded, as in 4.4BSD).
+    /// A large request is a page-run search.
     #[inline(always)]
     pub fn malloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         let p = self.malloc_uncounted(size);
