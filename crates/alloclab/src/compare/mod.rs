@@ -89,6 +89,12 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 120)]
     pub deadline: u64,
 
+    /// Seconds an allocator's checked (untimed) pass of one workload may
+    /// take: past it, the allocator is reported as too slow for that
+    /// workload and not timed on it (default 10, 3 with --quick)
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub pass_limit: Option<u64>,
+
     /// Do not pin the measuring thread to a CPU.
     #[arg(long)]
     pub no_pin: bool,
@@ -242,6 +248,7 @@ pub fn main(args: &CompareArgs) -> Result<()> {
         cold: args.cold,
         deadline_secs: args.deadline.max(1),
         cpu: (!args.no_pin).then(measure::pin_to_last_cpu).flatten(),
+        pass_limit_secs: args.pass_limit.unwrap_or(if args.quick { 3 } else { 10 }),
     };
     // After pinning, so every worker is told the run's CPU.
     let mut entries = entries(args, settings)?;

@@ -52,7 +52,11 @@ pub fn workload_table(w: &WorkloadResult) -> Table {
         }
         let mut cells = vec![Cell::new(name)];
         if let Some(f) = &row.failure {
-            cells.push(Cell::new(format!("failed: {f}")));
+            cells.push(Cell::new(if row.too_slow {
+                f.clone()
+            } else {
+                format!("failed: {f}")
+            }));
             table.add_row(cells);
             continue;
         }

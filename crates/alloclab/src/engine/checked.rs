@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::ptr::null_mut;
+use std::time::{Duration, Instant};
 
 use plugin_abi::Allocator;
 
@@ -21,7 +22,14 @@ pub struct Checked {
     pub requested_after_first: usize,
     /// OR of every block address (its trailing zeros: the alignment seen).
     pub address_bits: usize,
+    /// The pass stopped at its time limit (why, with how far it got): the
+    /// allocator is too slow for this workload, and the other fields
+    /// describe only the part that ran.
+    pub cut_short: Option<String>,
 }
+
+/// Calls between two looks at the clock in the checked loop.
+const CLOCK_EVERY: usize = 1024;
 
 /// Live blocks of the checked loop, by address: `(end, slot, size)`.
 struct Shadow {
@@ -95,24 +103,44 @@ unsafe fn damage(p: *const u8, len: usize, slot: usize) -> Option<usize> {
     (0..len).find(|&i| unsafe { p.add(i).read() } != pattern(slot, i))
 }
 
+/// What the checked loop holds an allocator to, beyond the shadow's rules.
+pub struct Rules<'c> {
+    /// Every block inside `[lo, hi)` (None: the allocator's blocks are not
+    /// in the arena).
+    pub in_arena: Option<(usize, usize)>,
+    /// The plugin's `allocator_check`, true when it passes.
+    pub check: &'c dyn Fn() -> bool,
+    /// How long the whole loop may take.
+    pub time_limit: Option<Duration>,
+}
+
 /// The checked loop over the whole script (never timed): every block inside
-/// the arena (`in_arena`), 16-byte aligned, not overlapping another, its
-/// contents intact until freed and across reallocs; `check` (the plugin's
-/// `allocator_check`) passes after every phase.
+/// the arena (`rules.in_arena`), 16-byte aligned, not overlapping another,
+/// its contents intact until freed and across reallocs; `rules.check` (the
+/// plugin's `allocator_check`) passes after every phase. Past
+/// `rules.time_limit` (looked at every 1,024 calls) the loop frees what is
+/// live and returns with [`Checked::cut_short`] set.
 ///
 /// # Safety
 ///
-/// `a` is a live allocator of `calls`, on a fresh arena `in_arena` if given;
-/// `slots` are all NULL and long enough for the script.
+/// `a` is a live allocator of `calls`, on a fresh arena `rules.in_arena` if
+/// given; `slots` are all NULL and long enough for the script.
 pub unsafe fn run_checked(
     calls: Calls,
     a: *mut Allocator,
     script: &Script,
     slots: &mut [*mut c_void],
-    in_arena: Option<(usize, usize)>,
-    check: &dyn Fn() -> bool,
+    rules: Rules,
     mut after_first_phase: impl FnMut(),
 ) -> Result<Checked, String> {
+    let Rules {
+        in_arena,
+        check,
+        time_limit: limit,
+    } = rules;
+    let started = Instant::now();
+    let total_calls: usize = script.phases.iter().map(|p| p.ops.len()).sum();
+    let mut calls_before = 0;
     let len = slots.len();
     let mut run = CheckedRun {
         calls,
@@ -128,6 +156,21 @@ pub unsafe fn run_checked(
     for (n, phase) in script.phases.iter().enumerate() {
         let mut out = PhaseOutcome::default();
         for (i, op) in phase.ops.iter().enumerate() {
+            if i % CLOCK_EVERY == 0
+                && let Some(limit) = limit
+                && started.elapsed() > limit
+            {
+                let done = calls_before + i;
+                let secs = started.elapsed().as_secs_f64();
+                run.checked.cut_short = Some(format!(
+                    "too slow: checked {done} of {total_calls} ops in {secs:.0} s \
+                     (limit {} s, --pass-limit); not timed",
+                    limit.as_secs()
+                ));
+                // SAFETY: `a` is live and the slots hold NULL or its blocks.
+                unsafe { run.free_all() }.map_err(|e| format!("phase {}: {e}", phase.name))?;
+                return Ok(run.checked);
+            }
             let fail = |e: String| format!("phase {}, op {i}: {e}", phase.name);
             let s = op.slot as usize;
             // SAFETY (all three): `a` is live and the slots hold NULL or its
@@ -154,6 +197,7 @@ pub unsafe fn run_checked(
             after_first_phase();
         }
         run.checked.signature.push((out, occupancy_hash(run.slots)));
+        calls_before += phase.ops.len();
     }
     Ok(run.checked)
 }
@@ -262,6 +306,20 @@ impl CheckedRun<'_> {
         self.sizes[s] = size;
         self.slots[s] = q;
         self.shadow.add(q, size, s)
+    }
+
+    /// Frees every live block (checking each), when the loop stops early.
+    ///
+    /// # Safety
+    ///
+    /// `self.a` is live and the slots hold NULL or its live blocks.
+    unsafe fn free_all(&mut self) -> Result<(), String> {
+        let mut out = PhaseOutcome::default();
+        for s in 0..self.slots.len() {
+            // SAFETY: caller's contract.
+            unsafe { self.free(s, &mut out) }?;
+        }
+        Ok(())
     }
 
     /// Requested bytes of the live slots.

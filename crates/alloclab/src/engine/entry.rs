@@ -104,7 +104,7 @@ impl Entry {
             ..CheckedOut::default()
         };
         match &mut self.exec {
-            RunsIn::Local(subject) => checked_pass(subject, script, arena, bounds),
+            RunsIn::Local(subject) => checked_pass(subject, script, &self.settings, arena, bounds),
             RunsIn::Worker(w) => w.checked(bounds).unwrap_or_else(failed),
             RunsIn::Failed(why) => failed(why.clone()),
         }

@@ -6,14 +6,14 @@
 //! them across allocators is `run.rs`.
 
 use std::ptr::null_mut;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use plugin_abi::Allocator;
 use plugin_abi::loader::PluginApi;
 use serde::{Deserialize, Serialize};
 
-use super::checked;
+use super::checked::{self, Checked};
 use super::exec::{self, Calls, Class, Signature, Slots};
 use super::measure::{self, Rusage};
 use super::results::*;
@@ -27,6 +27,9 @@ use crate::arena::Arena;
 pub struct CheckedOut {
     /// Why the subject cannot be measured on this workload.
     pub failure: Option<String>,
+    /// The failure is that the checked pass passed its time limit (the
+    /// subject is too slow for the workload), not a wrong answer.
+    pub too_slow: bool,
     /// The choices every timed repetition must reproduce.
     pub signature: Option<Signature>,
     /// Usage figures.
@@ -182,6 +185,7 @@ fn prepare(
 pub fn checked_pass(
     subject: &Subject,
     script: &Script,
+    settings: &Settings,
     arena: &Arena,
     bounds: Option<workload::IdealBounds>,
 ) -> CheckedOut {
@@ -220,13 +224,27 @@ pub fn checked_pass(
             a,
             script,
             &mut slots,
-            in_arena,
-            &check,
+            checked::Rules {
+                in_arena,
+                check: &check,
+                time_limit: Some(Duration::from_secs(settings.pass_limit_secs)),
+            },
             || {
                 stats_after_first = subject.stats(a, len);
             },
         )
     };
+    if let Ok(Checked {
+        cut_short: Some(why),
+        ..
+    }) = &result
+    {
+        // SAFETY: `a` is live (the loop freed its blocks) and not used afterwards.
+        unsafe { subject.destroy(a) };
+        out.failure = Some(why.clone());
+        out.too_slow = true;
+        return out;
+    }
     if let (Ok(_), Some(l)) = (&result, largest) {
         // SAFETY: `a` is live and everything was freed by the script.
         out.largest_restored = Some(unsafe { serves(subject, a, l) });
@@ -451,10 +469,38 @@ mod tests {
         let script = super::super::trace::from_events("t", &events).unwrap();
         let arena = Arena::map_aligned(script.arena, script.arena.next_power_of_two()).unwrap();
         let rlsf = crate::allocators::builtin("rlsf").unwrap();
-        let out = checked_pass(&rlsf, &script, &arena, None);
+        let out = checked_pass(&rlsf, &script, &Settings::default(), &arena, None);
         assert_eq!(out.failure, None);
         assert_eq!(out.largest_restored, Some(true));
         let usage = out.usage.expect("a usage figure").factor;
         assert!(usage > 0.3 && usage <= 1.0, "{usage}");
+    }
+
+    /// Past its time limit the checked pass stops, frees what is live and
+    /// reports the allocator as too slow (no signature: it is not timed);
+    /// within the limit the same pass completes.
+    #[test]
+    fn a_pass_over_its_time_limit_is_too_slow_not_wrong() {
+        let scale = workload::Scale {
+            divisor: 16,
+            seed: 1,
+        };
+        let script = workload::generate("churn", scale).unwrap();
+        let arena = Arena::map(script.arena).unwrap();
+        let rlsf = crate::allocators::builtin("rlsf").unwrap();
+        let no_time = Settings {
+            pass_limit_secs: 0,
+            ..Settings::default()
+        };
+        let out = checked_pass(&rlsf, &script, &no_time, &arena, None);
+        assert!(out.too_slow);
+        let why = out.failure.expect("a reason");
+        assert!(why.starts_with("too slow: 0 of "), "{why}");
+        assert!(why.contains("--pass-limit"), "{why}");
+        assert!(out.signature.is_none() && out.usage.is_none());
+        let out = checked_pass(&rlsf, &script, &Settings::default(), &arena, None);
+        assert!(!out.too_slow);
+        assert_eq!(out.failure, None);
+        assert!(out.signature.is_some());
     }
 }

@@ -164,8 +164,12 @@ pub struct Row {
     /// Timed repetitions kept (fewer than asked when the allocator is too
     /// slow for the time budget).
     pub repetitions: usize,
-    /// Why it has no figures, if it failed (crash, hang, wrong answer).
+    /// Why it has no figures, if it failed (crash, hang, wrong answer) or
+    /// was too slow.
     pub failure: Option<String>,
+    /// The failure is the time limit of a pass (`--pass-limit`): too slow
+    /// for this workload, not wrong.
+    pub too_slow: bool,
     /// Timed phases.
     pub phases: Vec<PhaseResult>,
     /// Per-operation latency from the cycle counter.

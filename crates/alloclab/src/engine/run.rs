@@ -63,6 +63,7 @@ struct Acc {
 }
 
 impl Acc {
+    /// Failed or too slow: no timed repetitions.
     fn failed(&self) -> bool {
         self.checked.failure.is_some()
     }
@@ -344,6 +345,7 @@ fn row(
         subject: entry.name.clone(),
         repetitions: acc.times.first().map_or(0, Vec::len),
         failure: checked.failure,
+        too_slow: checked.too_slow,
         phases,
         latency: acc.latency,
         usage: checked.usage,

@@ -16,6 +16,12 @@ pub struct Settings {
     pub deadline_secs: u64,
     /// The CPU the measuring thread is pinned to (None: not pinned).
     pub cpu: Option<usize>,
+    /// Seconds an allocator's checked pass of one workload may take
+    /// (`--pass-limit`): past it the pass stops, and the allocator is
+    /// reported as too slow for that workload and not timed on it (an
+    /// O(n) first-fit list through a million churn operations would
+    /// otherwise hold the whole run for many minutes).
+    pub pass_limit_secs: u64,
 }
 
 impl Default for Settings {
@@ -24,6 +30,7 @@ impl Default for Settings {
             cold: false,
             deadline_secs: 120,
             cpu: None,
+            pass_limit_secs: 10,
         }
     }
 }

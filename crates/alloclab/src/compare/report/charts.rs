@@ -55,6 +55,7 @@ fn usage_figure(r: &CompareResults, colors: &Colors) -> Option<Figure> {
             .map(|row| {
                 let value = row.usage.map_or(f64::NAN, |u| u.factor);
                 let text = match (&row.failure, value.is_finite()) {
+                    (Some(_), _) if row.too_slow => format!("{}: too slow", row.subject),
                     (Some(_), _) => format!("{}: failed", row.subject),
                     (None, true) => format!("{} {}", row.subject, pct(value)),
                     (None, false) => format!("{}: n/a (not an arena allocator)", row.subject),
@@ -124,6 +125,7 @@ fn time_figure(w: &WorkloadResult, colors: &Colors) -> Option<Figure> {
                     let value = s.map_or(f64::NAN, |s| s.median);
                     any |= value.is_finite();
                     let text = match (&row.failure, value.is_finite()) {
+                        (Some(_), _) if row.too_slow => format!("{}: too slow", row.subject),
                         (Some(_), _) => format!("{}: failed", row.subject),
                         (None, true) => format!("{} {}", row.subject, ns(value)),
                         (None, false) => format!("{}: no figure", row.subject),

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::engine::results::{CompareResults, WorkloadResult};
+use crate::engine::results::{CompareResults, Row, WorkloadResult};
 pub use crate::toolkit::chart::Chart;
 use crate::toolkit::format::pct;
 use crate::toolkit::readme::{absolute, relative, replace_between};
@@ -187,6 +187,12 @@ pub fn readme_block(r: &CompareResults, extra: &str) -> String {
 }
 
 /// The README table's cells of allocator `name` on workload `w`: its net
+/// What a row without figures shows: `failed`, or `too slow` when a pass
+/// passed its time limit.
+fn failed_or_slow(row: &Row) -> &'static str {
+    if row.too_slow { "too slow" } else { "failed" }
+}
+
 /// ns per call in each timed phase, and its usage figure.
 fn readme_cells(w: &WorkloadResult, name: &str) -> Vec<String> {
     let mut cells = Vec::new();
@@ -195,7 +201,7 @@ fn readme_cells(w: &WorkloadResult, name: &str) -> Vec<String> {
     if !phases.is_empty() {
         cells.push(match row {
             None => "–".into(),
-            Some(row) if row.failure.is_some() => "failed".into(),
+            Some(row) if row.failure.is_some() => failed_or_slow(row).into(),
             Some(row) => phases
                 .iter()
                 .map(|p| {
@@ -210,7 +216,7 @@ fn readme_cells(w: &WorkloadResult, name: &str) -> Vec<String> {
     }
     if w.usage_kind != super::workload::UsageKind::None {
         cells.push(match row {
-            Some(row) if row.failure.is_some() => "failed".into(),
+            Some(row) if row.failure.is_some() => failed_or_slow(row).into(),
             Some(row) => row.usage.map_or("n/a".into(), |u| pct(u.factor)),
             None => "–".into(),
         });

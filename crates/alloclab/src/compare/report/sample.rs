@@ -195,6 +195,7 @@ fn workload(
                     subject: s.name.into(),
                     repetitions: 0,
                     failure: Some("no allocator_realloc".into()),
+                    too_slow: false,
                     phases: Vec::new(),
                     latency: Vec::new(),
                     usage: None,
@@ -253,6 +254,7 @@ fn workload(
                 subject: s.name.into(),
                 repetitions: 5,
                 failure: None,
+                too_slow: false,
                 phases,
                 latency,
                 usage: factor.map(|f| Usage {

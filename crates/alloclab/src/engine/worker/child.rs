@@ -119,7 +119,7 @@ impl State {
             Request::Checked(bounds) => {
                 postmortem::stage(Stage::CheckedPass);
                 let answer: Reply<CheckedOut> = ready
-                    .map(|((s, _), a)| passes::checked_pass(subject, s, a, bounds))
+                    .map(|((s, _), a)| passes::checked_pass(subject, s, settings, a, bounds))
                     .ok_or_else(no_workload);
                 serde_json::to_string(&answer)?
             }
