@@ -192,6 +192,36 @@ pub trait ArenaAllocator: Sized {
     /// `rejected_frees`) and changes nothing else.
     fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer>;
 
+    /// The common case of [`ArenaAllocator::alloc`], for the C layer's fast
+    /// path: a block as `alloc` would give, or `None` when `alloc` itself
+    /// must be called, in which case nothing was changed. It must not panic
+    /// (the C layer calls it outside `catch_unwind`): an implementation keeps
+    /// to code that cannot. The default always answers `None`.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    fn alloc_fast(&mut self, size: usize) -> Option<NonNull<u8>> {
+        let _ = size;
+        None
+    }
+
+    /// The common case of [`ArenaAllocator::free`], for the C layer's fast
+    /// path: `true` when the block at `ptr` was live and is now freed,
+    /// `false` when `free` itself must be called (a pointer to reject
+    /// included), in which case nothing was changed. Must not panic, as
+    /// [`ArenaAllocator::alloc_fast`]. The default always answers `false`.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    fn free_fast(&mut self, ptr: NonNull<u8>) -> bool {
+        let _ = ptr;
+        false
+    }
+
     /// Resizes the block at `ptr` to hold `new_size` bytes (`new_size` 0
     /// counts as 1), in place where possible, keeping its first
     /// `min(old, new)` bytes. On error the old block is untouched.

@@ -123,7 +123,6 @@ impl Buddy {
         }
         self.map.mark_allocated(g, k);
         let bytes = block_bytes(k);
-        self.free_bytes = self.free_bytes.wrapping_sub(bytes);
         self.reserved_bytes = self.reserved_bytes.wrapping_add(bytes);
         self.live_blocks = self.live_blocks.wrapping_add(1);
         Ok(Some(self.frame.block_ptr(g)))

@@ -29,7 +29,12 @@ pub(crate) const WORD_ORDER: u32 = 12;
 const NIBBLES: [u64; 5] = [0xF, 0xFF, 0xFFFF, 0xFFFF_FFFF, u64::MAX];
 
 /// The A and Q bitmaps, inside the arena.
-#[derive(Debug)]
+///
+/// `Copy` so that a hot loop can read the bitmaps through a copy in
+/// registers (the compiler cannot tell that writes into blocks leave the
+/// state, which lives in the arena too, unchanged); writes go through the
+/// allocator's own map.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct AllocMap {
     /// A bitmap: `u64` words, 16 nibbles each.
     a: *mut u64,
@@ -81,8 +86,20 @@ impl AllocMap {
             debug_assert!(false, "granule {g:#x} outside the bitmaps");
             return FREE;
         }
-        // SAFETY: `qi < quads = 16 * a_words`, so word `qi / 16` of A and
-        // word `qi / 64 < a_words.div_ceil(4)` of Q exist (contract of `new`).
+        // SAFETY: just checked.
+        unsafe { self.code_of_quad(qi) }
+    }
+
+    /// The code of quad `qi`.
+    ///
+    /// # Safety
+    ///
+    /// `qi < self.quads`.
+    #[inline(always)]
+    unsafe fn code_of_quad(&self, qi: usize) -> Code {
+        // SAFETY: `qi < quads = 16 * a_words` (caller), so word `qi / 16` of
+        // A and word `qi / 64 < a_words.div_ceil(4)` of Q exist (contract of
+        // `new`).
         let (aw, qw) = unsafe { (self.a.add(qi >> 4).read(), self.q.add(qi >> 6).read()) };
         let nibble = (aw >> ((qi & 15) << 2)) & 15;
         let q = (qw >> (qi & 63)) & 1;
@@ -147,7 +164,8 @@ impl AllocMap {
             "region {g:#x} of order {k}"
         );
         if k <= 5 {
-            let c = self.code(g);
+            // SAFETY: `qi < quads` (caller).
+            let c = unsafe { self.code_of_quad(qi) };
             // Order 4: granule g; order 5: the pair at g.
             return START[at(c, g)] | (if k == 5 { START[at(c, g + 1)] } else { 0 }) == 0;
         }

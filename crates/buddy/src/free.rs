@@ -29,7 +29,8 @@ use core::ptr::NonNull;
 use arena_api::BadPointer;
 
 use crate::Buddy;
-use crate::bitmap::WORD_ORDER;
+use crate::bitmap::{AllocMap, WORD_ORDER};
+use crate::free_area::Frame;
 use crate::order::{MAX_ORDER, block_bytes, buddy, granules, parent};
 
 impl Buddy {
@@ -64,7 +65,6 @@ impl Buddy {
         }
         let bytes = block_bytes(k);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
-        self.free_bytes = self.free_bytes.wrapping_add(bytes);
         self.live_blocks = self.live_blocks.wrapping_sub(1);
         self.release(g, k);
         Ok(())
@@ -115,20 +115,17 @@ impl Buddy {
     /// The region of order `k` at `b` lies inside the managed range.
     #[inline(always)]
     pub(crate) unsafe fn is_free_of_order(&self, b: usize, k: u32) -> bool {
-        if k <= WORD_ORDER {
-            // SAFETY: the region lies in the managed range (caller), which
-            // the bitmaps cover.
-            unsafe { self.map.no_start_in(b, k) }
-        } else {
-            !self.map.has_start(b) && u32::from(self.frame.header_order(b)) == k
-        }
+        // SAFETY: the caller's contract.
+        unsafe { free_of_order(&self.frame, &self.map, b, k) }
     }
 
     /// Puts the (already forgotten) block of order `k` at `g` back in the
     /// free areas, merging it with its buddy while possible.
     #[inline(always)]
     pub(crate) fn release(&mut self, mut g: usize, mut k: u32) {
-        let (start, end) = (self.frame.start, self.frame.end);
+        // Copies in registers: see `AllocMap`.
+        let (frame, map) = (self.frame, self.map);
+        let (start, end) = (frame.start, frame.end);
         // granules(k), kept as k grows rather than recomputed.
         let mut size = granules(k);
         while k < MAX_ORDER {
@@ -140,12 +137,12 @@ impl Buddy {
             let b = g ^ size;
             debug_assert_eq!((p, b), (parent(g, k), buddy(g, k)));
             // SAFETY: `b`'s region is half of the parent, in the range.
-            if !unsafe { self.is_free_of_order(b, k) } {
+            if !unsafe { free_of_order(&frame, &map, b, k) } {
                 break;
             }
             // SAFETY: `b` lies in the range (its parent does) and starts a
             // free block of order k (just checked).
-            if unsafe { self.areas.unlink(&self.frame, &self.map, b, k) }.is_err() {
+            if unsafe { self.areas.unlink(&frame, &map, b, k) }.is_err() {
                 // A write into a freed block: the bitmaps already show the
                 // block at `g` free, the rebuild merges it.
                 return self.rebuild_free_areas();
@@ -154,11 +151,27 @@ impl Buddy {
             k += 1;
             size <<= 1;
         }
-        debug_assert!(self.frame.fits(g, k));
+        debug_assert!(frame.fits(g, k));
         // SAFETY: `(g, k)` is the freed block or a parent of it made of free
         // buddies just taken off their lists: managed, in no list.
-        if unsafe { self.areas.push(&self.frame, &self.map, g, k) }.is_err() {
+        if unsafe { self.areas.push(&frame, &map, g, k) }.is_err() {
             self.rebuild_free_areas();
         }
+    }
+}
+
+/// [`Buddy::is_free_of_order`] on a frame and bitmaps given by value.
+///
+/// # Safety
+///
+/// As for [`Buddy::is_free_of_order`].
+#[inline(always)]
+unsafe fn free_of_order(frame: &Frame, map: &AllocMap, b: usize, k: u32) -> bool {
+    if k <= WORD_ORDER {
+        // SAFETY: the region lies in the managed range (caller), which the
+        // bitmaps cover.
+        unsafe { map.no_start_in(b, k) }
+    } else {
+        !map.has_start(b) && u32::from(frame.header_order(b)) == k
     }
 }

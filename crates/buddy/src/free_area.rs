@@ -185,6 +185,12 @@ pub(crate) struct FreeAreas {
     heads: [u32; NUM_ORDERS],
     /// Bit `k` set iff `heads[k - 4] != NIL`.
     nonempty: u64,
+    /// Bit `k` set when `heads[k - 4]` was not read from a header since it
+    /// was last written by [`FreeAreas::push`] (or is NIL): the head is then
+    /// a block this allocator itself made free, and `push` writes its back
+    /// link without checking it again. A head taken from a `next` link
+    /// (after `pop` or `unlink` of the head) is checked before use.
+    trusted: u64,
 }
 
 #[inline(always)]
@@ -198,6 +204,7 @@ impl FreeAreas {
         FreeAreas {
             heads: [NIL; NUM_ORDERS],
             nonempty: 0,
+            trusted: u64::MAX,
         }
     }
 
@@ -248,10 +255,23 @@ impl FreeAreas {
         } else {
             !map.has_start(g)
         };
+        no_start && Self::header_is(f, g, k)
+    }
+
+    /// True when the header at `g` has the magic and order `k`.
+    ///
+    /// `g` is a managed granule where no live block starts (the caller
+    /// checked the bitmaps, or pushed it there itself).
+    #[inline(always)]
+    fn header_is(f: &Frame, g: usize, k: u32) -> bool {
         let h = f.header(g);
+        // `order` and `magic` are adjacent bytes: one 16-bit compare.
+        let want = u16::from_ne_bytes([k as u8, MAGIC]);
         // SAFETY: a managed granule: its 16 bytes are in the arena, and no
-        // live block starts there, so they are the allocator's.
-        no_start && unsafe { (*h).magic == MAGIC && u32::from((*h).order) == k }
+        // live block starts there, so they are the allocator's; `order` is
+        // at offset 8 of a 16-aligned header, so 2-aligned.
+        k <= u32::from(u8::MAX)
+            && unsafe { core::ptr::addr_of!((*h).order).cast::<u16>().read() } == want
     }
 
     /// The managed free block of order `k` a link points to, checked
@@ -269,7 +289,9 @@ impl FreeAreas {
 
     /// Makes the block of order `k` at `g` a free block at the head of its
     /// list (its `prev` is left NIL; it is not kept for the head). The old
-    /// head, whose back link is written, is checked first.
+    /// head, whose back link is written, is checked first, unless it is
+    /// trusted (pushed here last: its place came from this allocator, not
+    /// from a header, and it is still free since it is still the head).
     ///
     /// # Safety
     ///
@@ -289,7 +311,15 @@ impl FreeAreas {
     ) -> Result<(), Corrupt> {
         debug_assert!(f.fits(g, k), "push {g:#x} of order {k}");
         let old = self.heads[slot(k)];
-        let old_g = Self::checked(f, map, old, k)?;
+        let old_g = if self.trusted & (1 << k) != 0 {
+            // Trusted: a free block of order k this allocator pushed (or
+            // NIL). Its header may have been written since (a use after
+            // free), but only its `prev` is written here, inside that free
+            // block; whoever takes it checks it.
+            f.link(old)
+        } else {
+            Self::checked(f, map, old, k)?
+        };
         let r = f.rel(g);
         // SAFETY: `g` is managed (caller): its header lies in the arena, and
         // the block is the allocator's.
@@ -308,7 +338,21 @@ impl FreeAreas {
             None => self.nonempty |= 1 << k,
         }
         self.heads[slot(k)] = r;
+        self.trusted |= 1 << k;
         Ok(())
+    }
+
+    /// Makes `next`, a link read from the old head's header, the head of
+    /// list `k` (not trusted unless NIL).
+    #[inline(always)]
+    fn set_head_from_link(&mut self, k: u32, next: u32) {
+        self.heads[slot(k)] = next;
+        if next == NIL {
+            self.nonempty &= !(1 << k);
+            self.trusted |= 1 << k;
+        } else {
+            self.trusted &= !(1 << k);
+        }
     }
 
     /// Takes the first free block of order `k` off its list, after checking
@@ -319,8 +363,21 @@ impl FreeAreas {
     /// O(1).
     #[inline(always)]
     pub(crate) fn pop(&mut self, f: &Frame, map: &AllocMap, k: u32) -> Result<usize, Corrupt> {
-        let Some(g) = Self::checked(f, map, self.heads[slot(k)], k)? else {
-            return Err(Corrupt); // the mask said the list is not empty
+        let head = self.heads[slot(k)];
+        let g = if self.trusted & (1 << k) != 0 {
+            // Pushed by this allocator and still the head, so still a free
+            // block of order k (every way out of a list goes through `pop`
+            // or `unlink`): the bitmaps need not be read again, only the
+            // header, whose `next` is about to be followed.
+            match f.link(head) {
+                Some(g) if Self::header_is(f, g, k) => g,
+                _ => return Err(Corrupt),
+            }
+        } else {
+            match Self::checked(f, map, head, k)? {
+                Some(g) => g,
+                None => return Err(Corrupt), // the mask said the list is not empty
+            }
         };
         let h = f.header(g);
         // SAFETY: a checked free block: its header is the allocator's.
@@ -330,20 +387,21 @@ impl FreeAreas {
         };
         // The new head's `prev` is not kept: nothing to write there (it is
         // checked when it is taken or written).
-        self.heads[slot(k)] = next;
-        if next == NIL {
-            self.nonempty &= !(1 << k);
-        }
+        self.set_head_from_link(k, next);
         Ok(g)
     }
 
     /// Takes the free block of order `k` at `g` off its list, after checking
-    /// that its neighbours point back at it (`prev.next == g`,
-    /// `next.prev == g`, both free blocks of order `k`).
+    /// its header (magic, order) and that its neighbours point back at it
+    /// (`prev.next == g`, `next.prev == g`, both checked free blocks of
+    /// order `k`). The bitmaps are not read again for `g`: the caller just
+    /// proved it free.
     ///
     /// # Safety
     ///
-    /// `g` is a managed granule that the bitmaps show starts a free block.
+    /// The block of order `k` at `g` lies in the managed range, aligned,
+    /// and the bitmaps show that no allocated block starts inside it
+    /// ([`crate::Buddy::is_free_of_order`]).
     ///
     /// # Time complexity
     ///
@@ -356,46 +414,41 @@ impl FreeAreas {
         g: usize,
         k: u32,
     ) -> Result<(), Corrupt> {
-        if !Self::is_free_block(f, map, g, k) {
-            return Err(Corrupt);
-        }
+        debug_assert!(
+            is_aligned(g, k) && f.fits(g, k),
+            "unlink {g:#x} of order {k}"
+        );
         let h = f.header(g);
         let r = f.rel(g);
-        // SAFETY: a checked free block: its header is the allocator's.
-        let (next, prev) = unsafe { ((*h).next, (*h).prev) };
-        let head = self.heads[slot(k)] == r;
-        let p = if head {
-            None
-        } else {
-            let p = Self::checked(f, map, prev, k)?.ok_or(Corrupt)?;
-            // SAFETY: a checked free block.
-            if unsafe { (*f.header(p)).next } != r {
-                return Err(Corrupt);
-            }
-            Some(p)
-        };
+        // SAFETY: the bitmaps show a free block at `g` (caller): its header
+        // is the allocator's.
+        let (next, prev, order, magic) = unsafe { ((*h).next, (*h).prev, (*h).order, (*h).magic) };
+        if magic != MAGIC || u32::from(order) != k {
+            return Err(Corrupt);
+        }
+        if self.heads[slot(k)] == r {
+            // The head: its `prev` is not kept, and nothing is written into
+            // the next block (its `prev` is not kept once it is the head):
+            // `next` becomes an untrusted head, checked when it is used.
+            // SAFETY: `g`'s header is the allocator's (above).
+            unsafe { (*h).magic = 0 };
+            self.set_head_from_link(k, next);
+            return Ok(());
+        }
+        let p = Self::checked(f, map, prev, k)?.ok_or(Corrupt)?;
         let n = Self::checked(f, map, next, k)?;
-        // SAFETY: a checked free block.
-        if n.is_some_and(|n| unsafe { (*f.header(n)).prev } != r) {
+        // SAFETY: checked free blocks: their headers are the allocator's.
+        let linked_back =
+            unsafe { (*f.header(p)).next == r && n.is_none_or(|n| (*f.header(n)).prev == r) };
+        if !linked_back {
             return Err(Corrupt);
         }
         // SAFETY: `g`, `p` and `n` are checked free blocks of order k.
         unsafe {
             (*h).magic = 0;
-            match p {
-                None => {
-                    // The head: its `prev` is not kept, nor is the next one's.
-                    self.heads[slot(k)] = next;
-                    if next == NIL {
-                        self.nonempty &= !(1 << k);
-                    }
-                }
-                Some(p) => {
-                    (*f.header(p)).next = next;
-                    if let Some(n) = n {
-                        (*f.header(n)).prev = prev;
-                    }
-                }
+            (*f.header(p)).next = next;
+            if let Some(n) = n {
+                (*f.header(n)).prev = prev;
             }
         }
         Ok(())

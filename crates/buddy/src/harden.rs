@@ -3,10 +3,11 @@
 //! header is followed or written before the bitmaps, which no caller can
 //! reach through a block, confirm it:
 //!
-//! - a list head is taken (`alloc`) or written (`push`) only if it is a
-//!   managed granule aligned to the order, the block fits the range, no
-//!   allocated block starts inside it (one bitmap word up to 4 KiB; at its
-//!   start above) and its header has the magic and the order;
+//! - a list head read from a header is taken (`alloc`) or written
+//!   (`push`) only if it is a managed granule aligned to the order, the
+//!   block fits the range, no allocated block starts inside it (one bitmap
+//!   word up to 4 KiB; at its start above) and its header has the magic and
+//!   the order (a head this allocator pushed itself is *trusted*, below);
 //! - a block is unlinked from the middle of a list (a merge, a `realloc`
 //!   that grows) only if, in addition, its neighbours are such blocks and
 //!   point back at it (`prev.next == self && next.prev == self`).
@@ -24,14 +25,30 @@
 //! the order at offsets 9 and 8, at an address aligned to the order): only a
 //! deliberate forgery, not a stray write, does that.
 //!
+//! # Trusted heads
+//!
+//! A list head is *trusted* when this allocator wrote it itself (`push`, or
+//! the list became empty), not when it was read from a header (`pop` or an
+//! unlink of the head make the old head's `next` the new head). A trusted
+//! head is a free block of its order by construction: blocks leave a list
+//! only through `pop` and `unlink`, which change the head. So `push` writes
+//! its back link, and `pop` takes it, with no bitmap check (its header's
+//! order and magic are still compared before its `next` is read). Its
+//! bytes may have been written since it was freed, but only its own header
+//! is written, inside a block that is free; what it links to is checked
+//! when it is used.
+//!
 //! # What it costs
 //!
-//! `alloc` reads the header it reads anyway plus the bitmap word of the
-//! block's region (one more cache line, shared by 4 KiB of blocks): about
-//! eight instructions and four well-predicted branches. `free` checks the
-//! list head before writing its back link (the same again), and each merge
-//! reads the two neighbours' headers (two cache lines per merge, which the
-//! unlink wrote before anyway).
+//! `alloc` from an untrusted head reads the bitmap word of the block's
+//! region (which marking the block allocated reads next anyway): about ten
+//! instructions and four well-predicted branches; from a trusted head,
+//! two. `free` pushes onto a trusted head for nothing and checks an
+//! untrusted one as `alloc` does. A merge reads the buddy's header (which
+//! any buddy allocator reads to unlink it) and, unless the buddy is its
+//! list's head, both neighbours' headers and bitmap words: one or two more
+//! cache misses per merge than an unchecked unlink, which only writes
+//! them. The crate docs' *Cost per call* gives the counts.
 
 use crate::Buddy;
 use crate::bitmap::WORD_ORDER;

@@ -252,10 +252,10 @@ impl Buddy {
 
         // 4. Counters.
         require!(
-            free == self.free_bytes,
+            free == self.free_bytes(),
             "free bytes disagree with the free blocks",
             0,
-            self.free_bytes
+            self.free_bytes()
         );
         require!(
             reserved == self.reserved_bytes,

@@ -43,15 +43,17 @@
 //!   memory a caller may have written (`bitmap.rs`). A free block's in-block
 //!   header is read only where the bitmaps prove a free block starts
 //!   (`free.rs`).
-//! - **Hardened free areas** (`harden.rs`): a list head is taken or written,
-//!   and a block unlinked from a list, only once the bitmaps confirm a free
-//!   block of that order starts there and its header has the magic and the
-//!   order (plus `prev.next == self && next.prev == self` for an unlink). A
+//! - **Hardened free areas** (`harden.rs`): no link read from a free
+//!   block's header is followed or written through before the bitmaps
+//!   confirm a free block of that order starts where it points and its
+//!   header has the magic and the order (plus `prev.next == self &&
+//!   next.prev == self` for an unlink). A list head this allocator pushed
+//!   itself (not read from a header) is trusted and not checked again. A
 //!   link that fails (a write into a freed block) is not followed: the free
 //!   areas are rebuilt from the bitmaps, nothing is lost, the repair is
 //!   counted ([`Buddy::free_list_repairs`]) and `allocator_check` answers
-//!   `ALLOCATOR_CHECK_REPAIRED`. In release builds too: `alloc` pays one
-//!   bitmap word and a few compares, `free` the same for the list head.
+//!   `ALLOCATOR_CHECK_REPAIRED`. In release builds too; what it costs is
+//!   under *Cost per call*.
 //! - **O(log) worst case, O(1) per step**: the order of a block, its
 //!   buddy, "is the buddy free and whole" (up to 4 KiB: one bitmap word)
 //!   and removal from a free area (doubly linked) are O(1); `alloc` does
@@ -128,13 +130,37 @@
 //!
 //! | path | loads | stores | cache lines |
 //! |------|-------|--------|-------------|
-//! | `alloc`, a free block of the order | mask, list head, the block's header, its bitmap word (the check), the block's A/Q words | header magic, list head, A/Q words, three counters | state, header, bitmap (1–2): 3–4 |
-//! | `alloc`, per split | the old head of the smaller list (header + bitmap word: the check) | the half's header, the old head's back link | +2 per split (the old head's line is usually the one split last time) |
-//! | `free`, no merge | A/Q words of the block, of its buddy's region (one word up to 4 KiB), the list head's header and bitmap word | A/Q words, the header, the old head's back link, counters | state, bitmap, block, old head: 4 |
-//! | `free`, per merge | the buddy's header and its two neighbours' headers (safe unlink) + their bitmap words | their links | +2–3 per merge |
+//! | `alloc`, a free block of the order | mask, list head, the block's header (order and magic, `next`), its bitmap word(s) unless the head is trusted (pushed by this allocator), the block's A/Q words | header magic, list head, A/Q words, two counters | state, header, bitmap (1–2): 3–4 |
+//! | `alloc`, per split | nothing more: the smaller lists were empty, and an empty list's head is trusted | the half's header, the list head | +1 per split (the half's header) |
+//! | `free`, no merge | A/Q words of the block, of its buddy's region (the same word up to 4 KiB) | A/Q words, the header, the old head's back link (checked first only if the head came from a link), two counters | state, bitmap, block, old head: 4 |
+//! | `free`, per merge | the buddy's header (the bitmaps already proved it free: only its order and magic are compared); unless it is its list's head, both neighbours' headers and bitmap words (safe unlink) | the neighbours' links | +1 (the buddy is the head) or +3 per merge |
 //!
 //! Branches: the size class, the non-empty mask, then per checked link five
-//! predictable ones (range, alignment, bitmap, magic, order).
+//! predictable ones (range, alignment, bitmap, order and magic as one
+//! 16-bit compare, the link back).
+//!
+//! Counted by cachegrind (`examples/cost_per_call.rs`, which gives the
+//! commands), per call, this allocator against `buddy-alloc` 0.6 (no check
+//! of any kind) on the same inputs:
+//!
+//! | workload | call | instructions | L1 read misses | L1 write misses |
+//! |----------|------|--------------|----------------|-----------------|
+//! | `small` (20 rounds of 10,000 × 16..=128 B in 4 MiB) | alloc | 174 (buddy-alloc 140) | 0.02 (0.04) | 0.92 (0.92) |
+//! | | free | 339 (206) | 3.04 (1.55) | 0.71 (2.49) |
+//! | `churn` (half of 16 MiB live, 16..=4096 B) | alloc | 158 (108) | 0.29 (0.14) | 0.04 (0.38) |
+//! | | free | 245 (221) | 1.54 (2.93) | 1.01 (1.10) |
+//!
+//! A merge costs this allocator a *read* of both neighbours of the buddy
+//! (the safe-unlink check) where `buddy-alloc` only writes them: read
+//! misses hold the pipeline, write misses mostly do not. That is where
+//! `free` of small blocks loses. In `alloclab compare --quick --only
+//! buddy,buddy-alloc,rlsf,mimalloc --workloads
+//! small-random,small-aged,churn,churn-aged,fill` (medians of three sets of
+//! 3 to 5 runs on the busy 2-core test machine) `free` costs 1.25× to 1.45×
+//! `buddy-alloc`'s on `small-random` and `small-aged` (1.55× to 1.9×
+//! before trusted heads and the leaner unlink), `alloc` 1.0× to 1.3×, and
+//! an operation of `churn` and `churn-aged` 1.4× to 1.7× `buddy-alloc`'s and
+//! 0.85× to 1.1× `rlsf`'s.
 //!
 //! # Drawbacks
 //!
@@ -185,7 +211,7 @@ use arena_api::{
 
 use crate::bitmap::AllocMap;
 use crate::free_area::{Frame, FreeAreas};
-use crate::order::{GRANULE, GRANULE_SHIFT, block_bytes, covering};
+use crate::order::{GRANULE, GRANULE_SHIFT, covering};
 
 pub use crate::invariants::Corruption;
 pub use crate::order::{MAX_ORDER, MIN_ORDER};
@@ -204,9 +230,10 @@ pub use arena_api;
 /// - `map`: see `bitmap.rs`: exactly the allocated blocks.
 /// - `areas`: see `free_area.rs`: exactly the free blocks;
 ///   no two free buddies of the same order are left unmerged.
-/// - `free_bytes` is the sum of the free blocks' sizes, `reserved_bytes` of
-///   the allocated blocks', `live_blocks` their number;
-///   `free_bytes + reserved_bytes == (end - start) * 16`.
+/// - `reserved_bytes` is the sum of the allocated blocks' sizes,
+///   `live_blocks` their number; the free bytes are not counted on the hot
+///   path but derived (`Buddy::free_bytes`): `(end - start) * 16 -
+///   reserved_bytes`, which the checker compares with the free blocks.
 #[repr(C)]
 #[derive(Debug)]
 pub struct Buddy {
@@ -215,7 +242,6 @@ pub struct Buddy {
     areas: FreeAreas,
     /// The `len` given to create.
     region_len: usize,
-    free_bytes: usize,
     reserved_bytes: usize,
     live_blocks: usize,
     failed_allocs: usize,
@@ -318,7 +344,6 @@ impl Buddy {
             map,
             areas: FreeAreas::new(),
             region_len: len,
-            free_bytes: 0,
             reserved_bytes: 0,
             live_blocks: 0,
             failed_allocs: 0,
@@ -333,12 +358,21 @@ impl Buddy {
             // written.
             let pushed = unsafe { buddy.areas.push(&frame, &buddy.map, g, k) };
             debug_assert!(pushed.is_ok());
-            buddy.free_bytes += block_bytes(k);
         }
         // SAFETY: the state's place is inside the region, aligned, and not
         // part of any block or bitmap.
         unsafe { state.write(buddy) };
         NonNull::new(state)
+    }
+
+    /// The bytes of this region's free blocks: the managed range less the
+    /// allocated blocks.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    pub(crate) fn free_bytes(&self) -> usize {
+        self.managed_range().1 - self.reserved_bytes
     }
 
     /// The managed range: the address of its first byte and its length. Every

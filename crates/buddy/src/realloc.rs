@@ -68,7 +68,6 @@ impl Buddy {
         self.map.clear_allocated(g, k);
         let bytes = block_bytes(k);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
-        self.free_bytes = self.free_bytes.wrapping_add(bytes);
         self.live_blocks = self.live_blocks.wrapping_sub(1);
         self.release(g, k);
     }
@@ -89,7 +88,6 @@ impl Buddy {
         }
         let bytes = block_bytes(k) - block_bytes(new);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
-        self.free_bytes = self.free_bytes.wrapping_add(bytes);
     }
 
     /// True when the live block `(g, k)` can become `(g, new)`: aligned for
@@ -135,6 +133,5 @@ impl Buddy {
         self.map.mark_allocated(g, new);
         let bytes = block_bytes(new) - block_bytes(k);
         self.reserved_bytes = self.reserved_bytes.wrapping_add(bytes);
-        self.free_bytes = self.free_bytes.wrapping_sub(bytes);
     }
 }

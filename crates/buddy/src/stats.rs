@@ -36,7 +36,7 @@ impl Buddy {
             metadata_bytes: self.region_len - managed,
             bytes_requested: ALLOCATOR_STAT_UNKNOWN,
             bytes_reserved: self.reserved_bytes,
-            bytes_free: self.free_bytes,
+            bytes_free: self.free_bytes(),
             largest_free_block: self.areas.largest().map_or(0, block_bytes),
             live_blocks: self.live_blocks,
             failed_allocs: self.failed_allocs,

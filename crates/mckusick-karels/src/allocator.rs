@@ -11,10 +11,42 @@
 use core::ptr::{self, NonNull};
 
 use crate::bucket::{
-    KmemBuckets, MAX_PAGE_SHIFT, MIN_PAGE_SHIFT, NBUCKETS, bitmap_in_page, maxallocsave,
+    Carve, KmemBuckets, MAX_PAGE_SHIFT, MIN_PAGE_SHIFT, MINBUCKET, NBUCKETS, bitmap_in_page,
+    maxallocsave, reserved_bytes,
 };
 use crate::kmemusage::KmemUsage;
 use crate::page_alloc::PageAlloc;
+
+/// The page shift of the C ABI (4 KiB pages): `malloc` and `free` are
+/// compiled once with it as a constant, and once for any page size.
+pub(crate) const C_PAGE_SHIFT: u32 = 12;
+
+/// Per-bucket constants of the hot paths for page shift `S`, as tables
+/// (one load instead of a few shifts and compares).
+struct Geometry<const S: u32>;
+
+impl<const S: u32> Geometry<S> {
+    /// `(object size - 1) & page_mask` per bucket slot.
+    const ALIGN: [u32; NBUCKETS] = {
+        let mut t = [0; NBUCKETS];
+        let mut i = 0;
+        while i < NBUCKETS {
+            t[i] = (((1usize << i) - 1) & ((1usize << S) - 1)) as u32;
+            i += 1;
+        }
+        t
+    };
+    /// [`reserved_bytes`] per bucket slot.
+    const RESERVED: [u32; NBUCKETS] = {
+        let mut t = [0; NBUCKETS];
+        let mut i = MINBUCKET;
+        while i <= S + 1 && (i as usize) < NBUCKETS {
+            t[i as usize] = reserved_bytes(S, i) as u32;
+            i += 1;
+        }
+        t
+    };
+}
 
 /// When a bucket's page goes back to the page allocator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,15 +144,17 @@ impl core::error::Error for CreateError {}
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct McKusickKarels {
-    /// `bucket[indx]`: free objects of `1 << indx` bytes (slots below
-    /// `MINBUCKET` unused, as in 4.4BSD).
-    pub(crate) buckets: [KmemBuckets; NBUCKETS],
+    // The fields `malloc` and `free` read on every call come first: with the
+    // descriptor table's address (the first field of `pages`) they fill the
+    // first cache line of the state.
     /// The first page (`kmembase`).
     pub(crate) base: *mut u8,
     /// `npages << page_shift`: the bytes of all pages.
     pub(crate) pages_len: usize,
     /// `page_size - 1`.
     pub(crate) page_mask: usize,
+    /// Requests above this get whole pages.
+    pub(crate) maxallocsave: usize,
     /// log2 of the page size.
     pub(crate) page_shift: u32,
     /// Bucket lists are doubly linked and an empty run goes back to the
@@ -129,10 +163,20 @@ pub struct McKusickKarels {
     /// Empty bucket runs go back before a request for pages fails
     /// ([`PageReturn::Hysteresis`], the default).
     pub(crate) reclaim: bool,
-    /// Requests above this get whole pages.
-    pub(crate) maxallocsave: usize,
+    /// The C ABI's fast paths apply: 4 KiB pages ([`C_PAGE_SHIFT`]) and
+    /// singly linked lists (not [`PageReturn::Eager`]).
+    pub(crate) fast: bool,
     /// Runs, boundary tags, free-run lists; owns the `kmemusage` table.
     pub(crate) pages: PageAlloc,
+    /// `bucket[indx]`: free objects of `1 << indx` bytes (slots below
+    /// `MINBUCKET` unused, as in 4.4BSD).
+    pub(crate) buckets: [KmemBuckets; NBUCKETS],
+    /// Per bucket: the objects of its newest run not yet handed out, which
+    /// are on no list (singly linked modes: a fresh run is carved lazily).
+    pub(crate) carve: [Carve; NBUCKETS],
+    /// Per bucket: objects in all its runs, free or not (`kb_total` of
+    /// 4.4BSD's `kmembuckets`, kept apart: only refills and returns change it).
+    pub(crate) kb_total: [usize; NBUCKETS],
     /// Live large allocations.
     pub(crate) large_live: usize,
     /// Bytes of bucket pages that hold in-page bitmaps (metadata).
@@ -213,15 +257,18 @@ impl McKusickKarels {
             ptr::write_bytes(table, 0, n);
             let pages = PageAlloc::new(table, n as u32);
             this.write(McKusickKarels {
-                buckets: [KmemBuckets::EMPTY; NBUCKETS],
                 base: region.add(pages_off),
                 pages_len: n << shift,
                 page_mask: page - 1,
+                maxallocsave: maxallocsave(shift),
                 page_shift: shift,
                 return_pages: config.page_return == PageReturn::Eager,
                 reclaim: config.page_return == PageReturn::Hysteresis,
-                maxallocsave: maxallocsave(shift),
+                fast: shift == C_PAGE_SHIFT && config.page_return != PageReturn::Eager,
                 pages,
+                buckets: [KmemBuckets::EMPTY; NBUCKETS],
+                carve: [Carve::EMPTY; NBUCKETS],
+                kb_total: [0; NBUCKETS],
                 large_live: 0,
                 inpage_bitmap_bytes: 0,
                 failed_allocs: 0,
@@ -268,6 +315,42 @@ impl McKusickKarels {
         (off >> self.page_shift) as u32
     }
 
+    /// log2 of the page size: the constant `S` in the hot paths compiled
+    /// for one page size ([`C_PAGE_SHIFT`]), the field otherwise (`S == 0`).
+    #[inline(always)]
+    pub(crate) fn shift<const S: u32>(&self) -> u32 {
+        if S == 0 { self.page_shift } else { S }
+    }
+
+    /// `page_size - 1`, as [`McKusickKarels::shift`].
+    #[inline(always)]
+    pub(crate) fn mask<const S: u32>(&self) -> usize {
+        if S == 0 { self.page_mask } else { (1 << S) - 1 }
+    }
+
+    /// `(object size - 1) & page_mask` of bucket `indx`: an object's offset
+    /// from `base` has none of these bits set. A table lookup for `S > 0`.
+    #[inline(always)]
+    pub(crate) fn align_mask<const S: u32>(&self, indx: u32) -> usize {
+        if S == 0 {
+            ((1usize << indx) - 1) & self.page_mask
+        } else {
+            // SAFETY: `indx < NBUCKETS` (every caller's bucket index).
+            (unsafe { *Geometry::<S>::ALIGN.get_unchecked(indx as usize) }) as usize
+        }
+    }
+
+    /// [`reserved_bytes`] of bucket `indx`: a table lookup for `S > 0`.
+    #[inline(always)]
+    pub(crate) fn reserved<const S: u32>(&self, indx: u32) -> usize {
+        if S == 0 {
+            reserved_bytes(self.page_shift, indx)
+        } else {
+            // SAFETY: `indx < NBUCKETS` (every caller's bucket index).
+            (unsafe { *Geometry::<S>::RESERVED.get_unchecked(indx as usize) }) as usize
+        }
+    }
+
     /// The allocated-bit word and mask of the object at page offset
     /// `in_page` of the bucket page `page` (objects of `1 << indx` bytes).
     ///
@@ -278,23 +361,59 @@ impl McKusickKarels {
     /// descriptor is live.
     #[inline(always)]
     pub(crate) unsafe fn bit_of(&self, page: u32, indx: u32, in_page: usize) -> (*mut u64, u64) {
+        // SAFETY: the caller's contract.
+        unsafe { self.bit_in::<0>(page, indx, in_page) }
+    }
+
+    /// [`McKusickKarels::bit_of`] for page shift `S` (see
+    /// [`McKusickKarels::shift`]).
+    ///
+    /// # Safety
+    ///
+    /// As for [`McKusickKarels::bit_of`]; `S` is 0 or the page shift.
+    #[inline(always)]
+    pub(crate) unsafe fn bit_in<const S: u32>(
+        &self,
+        page: u32,
+        indx: u32,
+        in_page: usize,
+    ) -> (*mut u64, u64) {
+        let off = ((page as usize) << self.shift::<S>()) + in_page;
+        // SAFETY: `page` is in the table (caller's contract).
+        let d = unsafe { self.pages.kmemusage.add(page as usize) };
+        // SAFETY: the caller's contract.
+        unsafe { self.bit_at::<S>(d, off, indx) }
+    }
+
+    /// The allocated-bit word and mask of the object at offset `off` from
+    /// `base`, whose page descriptor is `d`, of bucket `indx`.
+    ///
+    /// # Safety
+    ///
+    /// `d` is the descriptor of `off`'s page, a `BUCKET` page of bucket
+    /// `indx`; `off` is a multiple of the object size inside the pages; no
+    /// reference to the descriptor is live; `S` is 0 or the page shift.
+    #[inline(always)]
+    pub(crate) unsafe fn bit_at<const S: u32>(
+        &self,
+        d: *mut KmemUsage,
+        off: usize,
+        indx: u32,
+    ) -> (*mut u64, u64) {
+        let in_page = off & self.mask::<S>();
         let slot = in_page >> indx;
         // Both candidate words are computed and one is selected without a
         // branch: the 16- and 32-byte buckets (bitmap in the page) and the
         // others (bitmap in the descriptor) interleave unpredictably in a
         // mixed workload, and a mispredicted branch here cost ~2 ns a call.
-        let in_page_word = self
-            .base
-            .wrapping_add(((page as usize) << self.page_shift) + (slot >> 6) * 8);
-        // SAFETY: `page` is in the table (caller's contract), so the
-        // descriptor and its `ku_un` field exist.
-        let in_desc_word =
-            unsafe { &raw mut (*self.pages.kmemusage.add(page as usize)).ku_un }.cast::<u8>();
-        let word = if bitmap_in_page(self.page_shift, indx) {
-            in_page_word
-        } else {
-            in_desc_word
-        };
+        let in_page_word = self.base.wrapping_add((off - in_page) + (slot >> 6) * 8);
+        // SAFETY: `d` is a descriptor of the table (caller's contract).
+        let in_desc_word = unsafe { &raw mut (*d).ku_un }.cast::<u8>();
+        let word = core::hint::select_unpredictable(
+            bitmap_in_page(self.shift::<S>(), indx),
+            in_page_word,
+            in_desc_word,
+        );
         (word.cast::<u64>(), 1 << (slot & 63))
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  bucket[4]  (16 B)  kb_next ─▶ [obj]─▶[obj]─▶[obj]─▶ null
-//!  bucket[5]  (32 B)  kb_next ─▶ null                      (empty: next malloc refills)
+//!  bucket[5]  (32 B)  kb_next ─▶ null                      (empty: next malloc carves)
 //!  ...
 //!  bucket[13] (8 KiB) kb_next ─▶ [obj spanning 2 pages]─▶ null
 //! ```
@@ -61,7 +61,9 @@ pub const fn bucket_index(size: usize) -> u32 {
     } else {
         size
     };
-    usize::BITS - (s - 1).leading_zeros()
+    // `| 1` changes nothing (`s - 1 >= 15`) but tells the compiler the
+    // operand is not zero: a bare `bsr`, no zero case.
+    usize::BITS - ((s - 1) | 1).leading_zeros()
 }
 
 /// Pages taken from the page allocator when bucket `indx` is refilled: one,
@@ -122,6 +124,24 @@ pub const fn reserved_slots(page_shift: u32, indx: u32) -> usize {
     }
 }
 
+/// Bytes at the start of a page of bucket `indx` that hold its in-page
+/// bitmap, `reserved_slots(..) << indx`, computed without a division or a
+/// branch (`malloc` checks a link against it): `2^max(log2(bitmap bytes),
+/// indx)` when the bitmap is in the page, else 0.
+///
+/// # Time complexity
+///
+/// O(1).
+#[inline(always)]
+pub const fn reserved_bytes(page_shift: u32, indx: u32) -> usize {
+    // slots / 8 = 2^(page_shift - indx - 3) bytes of bitmap, rounded up to
+    // whole objects of 2^indx bytes.
+    let log = page_shift.saturating_sub(indx + 3);
+    let log = if log > indx { log } else { indx };
+    let in_page = bitmap_in_page(page_shift, indx) as usize;
+    in_page << log
+}
+
 /// Objects a run of bucket `indx` holds for callers.
 ///
 /// # Time complexity
@@ -132,13 +152,13 @@ pub const fn objects_per_run(page_shift: u32, indx: u32) -> usize {
     slots_per_run(page_shift, indx) - reserved_slots(page_shift, indx)
 }
 
-/// A bucket (`struct kmembuckets`).
+/// A bucket (`struct kmembuckets`): the two fields `malloc` and `free` touch
+/// on every call, 16 bytes (`kb_total` lives apart, in the allocator).
 ///
 /// Invariants (checked by [`crate::McKusickKarels::check_invariants`]):
 /// - `kb_next` is null iff `kb_totalfree == 0`; the list holds exactly the
-///   `kb_totalfree` free objects of this bucket's runs, each once;
-/// - `kb_total` = objects in all runs of this bucket; `kb_total -
-///   kb_totalfree` of them are allocated.
+///   `kb_totalfree` free objects of this bucket's runs that are not in its
+///   [`Carve`] range, each once.
 #[repr(C)]
 #[derive(Debug)]
 pub struct KmemBuckets {
@@ -146,8 +166,6 @@ pub struct KmemBuckets {
     pub kb_next: *mut u8,
     /// Free objects on the list.
     pub kb_totalfree: usize,
-    /// Objects in all runs of this bucket, free or not.
-    pub kb_total: usize,
 }
 
 impl KmemBuckets {
@@ -155,8 +173,37 @@ impl KmemBuckets {
     pub const EMPTY: KmemBuckets = KmemBuckets {
         kb_next: ptr::null_mut(),
         kb_totalfree: 0,
-        kb_total: 0,
     };
+}
+
+/// The part of a bucket's newest run not handed out yet (singly linked
+/// modes): objects at offsets `next, next + size, .. end` from the first
+/// page, all free (allocated bit clear) and on no list. 4.4BSD threaded a
+/// fresh page's objects into the list at once (one write per object, every
+/// line of the page touched); here `malloc` takes them in address order
+/// when the list is empty, as a bump pointer. `next == end` when empty.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Carve {
+    /// Offset from `base` of the next object to hand out.
+    pub next: usize,
+    /// Offset from `base` of the end of the run.
+    pub end: usize,
+}
+
+impl Carve {
+    /// Nothing left to carve.
+    pub const EMPTY: Carve = Carve { next: 0, end: 0 };
+
+    /// Objects of `1 << indx` bytes left.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline]
+    pub const fn left(&self, indx: u32) -> usize {
+        (self.end - self.next) >> indx
+    }
 }
 
 /// Offset of the `prev` link in a free object (return-pages mode only).
@@ -281,7 +328,7 @@ impl KmemBuckets {
             }
         }
         self.kb_next = obj;
-        self.kb_totalfree += 1;
+        self.kb_totalfree = self.kb_totalfree.wrapping_add(1);
     }
 
     /// Unlinks a free object from anywhere in a doubly linked list.
@@ -337,6 +384,17 @@ mod tests {
     }
 
     #[test]
+    fn sizes_in_one_sixteen_byte_step_share_a_bucket() {
+        for size in 1..=8192usize {
+            assert_eq!(
+                bucket_index(size),
+                bucket_index(size.div_ceil(16) * 16),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
     fn geometry_of_4k_pages() {
         let s = 12;
         assert_eq!(maxallocsave(s), 8192);
@@ -365,6 +423,7 @@ mod tests {
                     assert!(r << i >= slots / 8);
                     assert!(r * 64 <= slots, "s={s} i={i}: {r} of {slots}");
                 }
+                assert_eq!(reserved_bytes(s, i), r << i, "s={s} i={i}");
                 assert!(objects_per_run(s, i) >= 1);
                 assert!(objects_per_run(s, i) <= u16::MAX as usize);
                 assert_eq!(pages_per_run(s, i) << s, slots << i);

@@ -16,7 +16,7 @@ use core::ptr::NonNull;
 
 use arena_api::BadPointer;
 
-use crate::allocator::McKusickKarels;
+use crate::allocator::{C_PAGE_SHIFT, McKusickKarels};
 use crate::bucket::{objects_per_run, pages_per_run, reserved_slots, slots_per_run};
 use crate::kmemusage::{BUCKET, LARGE};
 
@@ -96,36 +96,88 @@ impl McKusickKarels {
     /// `free` in this region only, counting nothing.
     #[inline(always)]
     pub(crate) fn free_here(&mut self, p: NonNull<u8>) -> Result<(), BadPointer> {
+        if self.page_shift == C_PAGE_SHIFT {
+            self.free_in::<C_PAGE_SHIFT>(p)
+        } else {
+            self.free_in::<0>(p)
+        }
+    }
+
+    /// [`McKusickKarels::free_here`] compiled for page shift `S` (0: any).
+    #[inline(always)]
+    fn free_in<const S: u32>(&mut self, p: NonNull<u8>) -> Result<(), BadPointer> {
+        if self.free_object_at::<S, true>(p) {
+            return Ok(());
+        }
         let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
-        if off < self.pages_len {
+        if off < self.pages_len && off & self.page_mask == 0 {
             let page = self.page_of(off);
             // SAFETY: `page < npages` since `off < pages_len`.
-            let kind = unsafe { self.pages.kup(page) }.ku_kind;
-            let in_page = off & self.page_mask;
-            if kind == BUCKET {
-                // SAFETY: as above.
-                let indx = unsafe { self.pages.kup(page) }.ku_indx as u32;
-                if in_page & ((1usize << indx) - 1) == 0 {
-                    // SAFETY: a BUCKET page of bucket `indx`, offset a
-                    // multiple of the object size.
-                    let (word, mask) = unsafe { self.bit_of(page, indx, in_page) };
-                    // SAFETY: the bitmap word is inside the arena (or table).
-                    if unsafe { *word } & mask != 0 {
-                        // SAFETY: the object is live: clear its bit and push
-                        // it, writing its link through the caller's pointer.
-                        unsafe {
-                            *word &= !mask;
-                            self.free_object(off, page, indx, p.as_ptr());
-                        }
-                        return Ok(());
-                    }
-                }
-            } else if kind == LARGE && in_page == 0 {
+            if unsafe { self.pages.kup(page) }.ku_kind == LARGE {
                 self.free_large(page);
                 return Ok(());
             }
         }
         Err(BadPointer)
+    }
+
+    /// The C ABI's `free` fast path (4 KiB pages, singly linked lists): true
+    /// when `p` was a live object and is freed, false with nothing changed
+    /// otherwise (a large run, a pointer to reject). No call, no panic: the
+    /// C layer runs it outside `catch_unwind`.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    pub(crate) fn free_fast(&mut self, p: NonNull<u8>) -> bool {
+        self.fast && self.free_object_at::<C_PAGE_SHIFT, false>(p)
+    }
+
+    /// Frees `p` if it is a live object of a bucket (inside the pages, on a
+    /// `BUCKET` page, a multiple of the object size, allocated bit set);
+    /// false, with nothing changed, otherwise. `EAGER`: the lists may be
+    /// doubly linked (false only where `self.fast` was checked).
+    #[inline(always)]
+    fn free_object_at<const S: u32, const EAGER: bool>(&mut self, p: NonNull<u8>) -> bool {
+        let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
+        if off >= self.pages_len {
+            return false;
+        }
+        let page = off >> self.shift::<S>();
+        // SAFETY: `page < npages` since `off < pages_len`; the first two
+        // bytes of the `repr(C)` descriptor are `ku_indx`, `ku_kind`.
+        let d = unsafe { self.pages.kmemusage.add(page) };
+        // SAFETY: as above.
+        let [indx, kind] = unsafe { d.cast::<[u8; 2]>().read() };
+        let indx = indx as u32;
+        if kind != BUCKET || off & self.align_mask::<S>(indx) != 0 {
+            return false;
+        }
+        // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of the
+        // object size.
+        let (word, mask) = unsafe { self.bit_at::<S>(d, off, indx) };
+        // SAFETY: the bitmap word is inside the arena (or table).
+        let w = unsafe { *word };
+        if w & mask == 0 {
+            return false;
+        }
+        // SAFETY: the object is live: clear its bit and push it, writing its
+        // link through the caller's pointer.
+        unsafe {
+            *word = w & !mask;
+            if EAGER && self.return_pages {
+                self.free_object(off, page as u32, indx, p.as_ptr());
+            } else {
+                (*d).ku_freecnt = (*d).ku_freecnt.wrapping_add(1);
+                self.buckets.get_unchecked_mut(indx as usize).push(
+                    self.base.add(off),
+                    p.as_ptr(),
+                    false,
+                );
+            }
+        }
+        true
     }
 
     /// Frees a block found by [`McKusickKarels::lookup`] from the caller's
@@ -156,7 +208,7 @@ impl McKusickKarels {
     unsafe fn free_object(&mut self, off: usize, page: u32, indx: u32, via: *mut u8) {
         // SAFETY: `page` is in the table.
         let kup = unsafe { self.pages.kup(page) };
-        kup.ku_freecnt += 1;
+        kup.ku_freecnt = kup.ku_freecnt.wrapping_add(1);
         let freecnt = kup.ku_freecnt as usize;
         // SAFETY: `off` is inside the pages; `indx < NBUCKETS`.
         unsafe {
@@ -201,7 +253,7 @@ impl McKusickKarels {
         self.inpage_bitmap_bytes -= reserved << indx;
         self.pages.free_run(page, pages_per_run(shift, indx) as u32);
         if intact {
-            self.buckets[indx as usize].kb_total -= slots - reserved;
+            self.kb_total[indx as usize] -= slots - reserved;
         } else {
             self.rebuild_bucket(indx);
         }

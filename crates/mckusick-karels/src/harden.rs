@@ -14,6 +14,10 @@
 //! neighbours before unlinking an object from the middle of a list
 //! (`prev.next == obj && next.prev == obj`, the "safe unlink" of glibc).
 //!
+//! The objects of a bucket's carve range (see [`crate::bucket::Carve`]) are
+//! on no list: one a corrupt link handed out is found allocated when the
+//! carving reaches it.
+//!
 //! A link that fails is never followed: the bucket's list is rebuilt from
 //! the bitmaps (every object whose bit is clear, O(pages + objects), once per
 //! detected corruption), counted in [`McKusickKarels::free_list_repairs`],
@@ -22,19 +26,21 @@
 //!
 //! # What it costs
 //!
-//! `malloc` checks the *next* object before it becomes the list head: a
-//! subtraction and two compares (inside the pages, aligned), one descriptor
-//! load (kind and bucket in one 16-bit compare; the descriptor of the next
-//! object is usually the one `malloc` just read for the object it returns,
-//! so the same cache line), and one bitmap-word load (the same word, or the
-//! descriptor line again). About six more instructions and three
-//! well-predicted branches; no new cache line in the common case. `free`
-//! checks nothing more: the list head it writes is always one that was
-//! checked.
+//! `malloc` checks the *head* when it pops it (`take_free` in `malloc.rs`),
+//! before it reads its link: a subtraction and two compares (inside the
+//! pages; aligned, with a per-bucket mask), one 16-bit descriptor load
+//! (kind and bucket in one compare), a compare with the bucket's bitmap
+//! slots, and the bit test on the bitmap word that `malloc` then sets. The
+//! descriptor and the word are the ones marking the object allocated reads
+//! anyway: no new cache line, a handful of instructions and predicted
+//! branches. The link read from the popped object becomes the head
+//! unchecked; it is checked when it is popped in its turn. `free` checks
+//! nothing more. With doubly linked lists the new head is also checked when
+//! it is installed (`checked_link`), since a back link is written into it.
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::{
-    KmemBuckets, next_of, objects_per_run, prev_of, reserved_slots, set_next, set_prev,
+    Carve, KmemBuckets, next_of, objects_per_run, prev_of, reserved_slots, set_next, set_prev,
     slots_per_run,
 };
 use crate::kmemusage::BUCKET;
@@ -118,6 +124,7 @@ impl McKusickKarels {
         let (reserved, slots) = (reserved_slots(shift, indx), slots_per_run(shift, indx));
         let doubly = self.return_pages;
         let mut list = KmemBuckets::EMPTY;
+        let mut total = 0;
         let mut page = 0u32;
         while page < self.pages.npages {
             // SAFETY: `page < npages`.
@@ -137,13 +144,16 @@ impl McKusickKarels {
                         free += 1;
                     }
                 }
-                list.kb_total += objects_per_run(shift, indx);
+                total += objects_per_run(shift, indx);
                 // SAFETY: `page < npages`; no other reference is live.
                 unsafe { self.pages.kup(page) }.ku_freecnt = free;
             }
             page += d.ku_pagecnt.max(1);
         }
         self.buckets[indx as usize] = list;
+        self.kb_total[indx as usize] = total;
+        // The objects not carved yet are on the list now.
+        self.carve[indx as usize] = Carve::EMPTY;
     }
 
     /// Unlinks the free object `obj` of bucket `indx` from its doubly linked
@@ -261,7 +271,10 @@ impl McKusickKarels {
                 .iter()
                 .enumerate()
                 .skip(crate::bucket::MINBUCKET as usize)
-                .any(|(i, kb)| kb.kb_totalfree >= objects_per_run(shift, i as u32))
+                .any(|(i, kb)| {
+                    kb.kb_totalfree + self.carve[i].left(i as u32)
+                        >= objects_per_run(shift, i as u32)
+                })
     }
 
     /// The longest run of pages a request would get, counting the bucket

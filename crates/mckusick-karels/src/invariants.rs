@@ -6,7 +6,7 @@ use arena_api::{InvariantViolation, ensure};
 
 use crate::allocator::McKusickKarels;
 use crate::bucket::{
-    MINBUCKET, NBUCKETS, bitmap_in_page, next_of, objects_per_run, pages_per_run, prev_of,
+    Carve, MINBUCKET, NBUCKETS, bitmap_in_page, next_of, objects_per_run, pages_per_run, prev_of,
     reserved_slots, slots_per_run,
 };
 use crate::kmemusage::{BUCKET, FREE, LARGE, NIL, kind_name, tail_kind};
@@ -182,10 +182,11 @@ impl McKusickKarels {
         self.check_run_lists(&runs_in_class)?;
         for indx in 0..NBUCKETS as u32 {
             let kb = &self.buckets[indx as usize];
+            let total = self.kb_total[indx as usize];
+            let carve = self.check_carve(indx)?;
             ensure!(
-                kb.kb_total == objs[indx as usize] && kb.kb_totalfree == free_objs[indx as usize],
-                "bucket {indx}: kb_total {} / kb_totalfree {}, pages hold {} / {} free",
-                kb.kb_total,
+                total == objs[indx as usize] && kb.kb_totalfree + carve == free_objs[indx as usize],
+                "bucket {indx}: kb_total {total} / kb_totalfree {} + {carve} to carve, pages hold {} / {} free",
                 kb.kb_totalfree,
                 objs[indx as usize],
                 free_objs[indx as usize]
@@ -272,6 +273,54 @@ impl McKusickKarels {
         Ok(())
     }
 
+    /// The objects bucket `indx` has left to carve, checking that they lie
+    /// in one of its runs, aligned, with their allocated bits clear.
+    fn check_carve(&self, indx: u32) -> Result<usize, InvariantViolation> {
+        let c = self.carve[indx as usize];
+        if c == Carve::EMPTY || c.next == c.end {
+            return Ok(0);
+        }
+        let shift = self.page_shift;
+        ensure!(
+            !self.return_pages
+                && (MINBUCKET..=shift + 1).contains(&indx)
+                && c.next < c.end
+                && c.end <= self.pages_len
+                && (c.end - c.next).is_multiple_of(1 << indx)
+                && c.next.is_multiple_of(1 << indx.min(shift)),
+            "bucket {indx}: carve range {:#x}..{:#x} is not a run's objects",
+            c.next,
+            c.end
+        );
+        let page = self.page_of(c.next);
+        // SAFETY: `page < npages` since `c.next < pages_len`.
+        let d = unsafe { *self.pages.kup(page) };
+        let run_end = ((page as usize) << shift) + (slots_per_run(shift, indx) << indx);
+        ensure!(
+            d.ku_kind == BUCKET && d.ku_indx as u32 == indx && c.end == run_end,
+            "bucket {indx}: carve range {:#x}..{:#x} is not the end of one of its runs",
+            c.next,
+            c.end
+        );
+        ensure!(
+            c.next & self.page_mask >= reserved_slots(shift, indx) << indx,
+            "bucket {indx}: carve range starts in the bitmap slots"
+        );
+        let mut off = c.next;
+        while off < c.end {
+            // SAFETY: a BUCKET page of bucket `indx`, aligned offset.
+            let (word, mask) = unsafe { self.bit_of(page, indx, off & self.page_mask) };
+            // SAFETY: the bitmap word is in the arena or the table.
+            let bit = unsafe { *word } & mask;
+            ensure!(
+                bit == 0,
+                "bucket {indx}: object at offset {off:#x} is still to carve but allocated"
+            );
+            off += 1 << indx;
+        }
+        Ok(c.left(indx))
+    }
+
     fn check_bucket_list(&self, indx: u32) -> Result<(), InvariantViolation> {
         let kb = &self.buckets[indx as usize];
         let mut p = kb.kb_next;
@@ -306,6 +355,11 @@ impl McKusickKarels {
             ensure!(
                 bit == 0,
                 "bucket {indx}: object at offset {off:#x} is on the free list but allocated"
+            );
+            let c = self.carve[indx as usize];
+            ensure!(
+                !(c.next..c.end).contains(&off),
+                "bucket {indx}: object at offset {off:#x} is on the free list and still to carve"
             );
             // Re-derive the pointer from `base` rather than trusting the link.
             // SAFETY: `off` is a free object of this bucket, inside the pages.

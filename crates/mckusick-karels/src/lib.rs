@@ -40,9 +40,11 @@
 //! ```
 //!
 //! `malloc(size)`: `size <= MAXALLOCSAVE`: bucket index by leading-zero
-//! count, pop `kb_next`, set the object's allocated bit, `ku_freecnt -= 1`.
-//! An empty bucket takes a page (two for the `MAXALLOCSAVE` bucket) from the
-//! page allocator and cuts it into objects first. Larger: a page run.
+//! count, check the head `kb_next` against its descriptor and bitmap, set
+//! its allocated bit, `ku_freecnt -= 1`, pop it. An empty list takes the next
+//! object of the bucket's newest run (carved lazily, see 5. below), and once
+//! that run is used up a new page (two for the `MAXALLOCSAVE` bucket) from
+//! the page allocator. Larger: a page run.
 //!
 //! `free(p)`: descriptor of `p`'s page → bucket page? check the offset is a
 //! multiple of the object size and the allocated bit is set, clear it, push
@@ -80,10 +82,16 @@
 //!    fewer, no `kb_last`, and the most recently freed (cache-warm) object is
 //!    reused first. This moves benchmark numbers (warm reuse) and not the
 //!    memory usage.
-//! 5. **Carving order kept.** As in 4.4BSD, a fresh page is chained from its
-//!    last object down to its first, so its objects are handed out in
-//!    descending address order. Kept for faithfulness; it costs one pass
-//!    over the page per refill, as in 4.4BSD.
+//! 5. **Lazy carving.** 4.4BSD chained a fresh page from its last object
+//!    down to its first at once (one write per object, every line of the
+//!    page touched before the first object is handed out). Here, with
+//!    singly linked lists (the default and the faithful mode), a fresh run
+//!    becomes the bucket's *carve range* ([`bucket::Carve`]): `malloc` takes
+//!    its objects in ascending address order, as a bump pointer, when the
+//!    list is empty, and writes nothing into them; freed objects go to the
+//!    list as usual. With `ALLOCATOR_FLAG_RETURN_PAGES` (doubly linked
+//!    lists, whose free-page check must find every free object on the list)
+//!    a fresh page is still threaded as 4.4BSD did, in descending order.
 //! 6. **Memory comes back by default.** 4.4BSD never gives a bucket's
 //!    page back: it counted `kb_couldfree` once `kb_totalfree > kb_highwat`
 //!    and stopped there, so filling an arena with small blocks and freeing
@@ -108,20 +116,24 @@
 //!    kernel lacked until later BSDs) works in place where it can.
 //! 8. **Hardened free lists**:
 //!    4.4BSD followed `kb_next` blindly, so a write into a freed object
-//!    (use after free) made `malloc` return any address. Here the link read
-//!    from a popped object becomes the list head only if the descriptor
-//!    table and the allocated bitmap confirm it is a free object of the same
-//!    bucket (inside the pages, aligned, outside the bitmap slots, bit
-//!    clear) and the list ends exactly when `kb_totalfree` says; unlinking
-//!    from a doubly linked list checks `prev.next == obj && next.prev ==
-//!    obj`. A link that fails is never followed: the bucket's list is
+//!    (use after free) made `malloc` return any address. Here nothing is
+//!    read from the list head, and it is not handed out, before the
+//!    descriptor table and the allocated bitmap confirm it is a free object
+//!    of the bucket (inside the pages, aligned, outside the bitmap slots,
+//!    bit clear); the list must end exactly when `kb_totalfree` says (a null
+//!    link that cuts it short is found when the list runs dry, a link to an
+//!    object counted elsewhere when the count runs out first); an object of
+//!    the carve range is checked the same way; unlinking from a doubly
+//!    linked list checks `prev.next == obj && next.prev == obj`, and there
+//!    the new head is checked when it is installed (a back link is written
+//!    into it). A link that fails is never followed: the bucket's list is
 //!    rebuilt from the bitmaps (nothing is lost), counted
 //!    ([`McKusickKarels::free_list_repairs`]), and `allocator_check` answers
-//!    `ALLOCATOR_CHECK_REPAIRED`. In release builds: `malloc` pays about six
-//!    instructions and three predictable branches on lines it already reads
-//!    (the next object's descriptor and bitmap word are usually those of the
-//!    object it returns); `free` checks nothing more, the head it writes
-//!    having been checked.
+//!    `ALLOCATOR_CHECK_REPAIRED`. The head is checked when it is popped, not
+//!    when it becomes the head: the descriptor and bitmap word it reads are
+//!    the ones `malloc` updates to mark the object allocated, so the check
+//!    adds no cache line and a handful of instructions (see the cost table
+//!    below); `free` checks nothing more.
 //! 9. **No `kmemstats`/types, no sleeping**: an arena allocator answers
 //!    `None` when full; thread safety is the caller's (or the C layer's
 //!    `ALLOCATOR_FLAG_LOCKED` spin lock), where 4.4BSD raised the spl.
@@ -137,32 +149,48 @@
 //!   are power-of-two objects kept in buckets, larger ones are rounded to
 //!   pages only (at most one page lost instead of up to half).
 //! - **LIFO bucket lists** (see 4. above): reuse is cache-warm.
-//! - **Descending carving** (see 5. above): faithful to 4.4BSD; no measurable
-//!   effect on the benchmarks here.
+//! - **Lazy carving** (see 5. above): a fresh page costs `malloc` nothing
+//!   but the bitmap bit of each object; the first write into an object's
+//!   line is the caller's (or `free`'s).
 //! - **Free-run lists**: LIFO, best fit among the 16 exact classes, four
 //!   probes of the own power-of-two class before a larger run is split
 //!   ([`page_alloc`]).
 //! - **Hot-path details**: the allocated-bit word (in the descriptor or in
-//!   the page) is selected without a branch, and `malloc` prefetches the new
-//!   list head, whose link the next `malloc` of that bucket reads.
+//!   the page) is selected without a branch (`select_unpredictable`);
+//!   `malloc` prefetches the new list head, whose link the next `malloc` of
+//!   that bucket reads; the fields both paths read come first in the state
+//!   (`base`, `pages_len`, the page shift and mode, the table's address);
+//!   `kb_total` lives apart from the 16-byte buckets; `malloc` and `free`
+//!   are compiled once for 4 KiB pages (a constant shift, per-bucket
+//!   alignment and bitmap-slot tables) and once for any page size; and the C
+//!   ABI calls a fast path (`alloc_fast`/`free_fast` of `arena_api`) that
+//!   covers list pops, carving and object frees on an unlocked handle, with
+//!   no call and nothing that can panic, outside `catch_unwind`.
 //!
 //! # Cost per call (4 KiB pages, default or faithful mode)
 //!
 //! | path | loads | stores | branches | cache lines |
 //! |------|-------|--------|----------|-------------|
-//! | `malloc`, bucket not empty | 4 state fields, `kb_next` + `kb_totalfree`, the object's link, its descriptor and bitmap word, the next object's descriptor and bitmap word (the same lines but across a page boundary) | bitmap word, `ku_freecnt`, `kb_next`, `kb_totalfree` | size class, empty list, then the link check: null/count, range + alignment, kind + bucket, reserved slots, bit (all predicted taken) | state, bucket, object, descriptor (+ the page's first line for the in-page bitmaps of 16/32-byte objects): 4–5 |
-//! | `malloc`, empty bucket | + a page-run search (O(1) typical) and the carving of the page (O(objects)) | the page's links | | the new page |
-//! | `free`, object | 4 state fields, the descriptor (kind, bucket), the bitmap word, `kb_next` | bitmap word, the object's link, `ku_freecnt`, `kb_next`, `kb_totalfree` | range, kind, alignment, bit | state, descriptor (+ in-page bitmap), object, bucket: 4–5 |
+//! | `malloc`, list not empty | the handle's magic and state pointer, 5 state fields, `kb_next` + `kb_totalfree`, the head's descriptor (kind + bucket: one 16-bit load) and bitmap word, two table entries (alignment, bitmap slots), the head's link | bitmap word, `ku_freecnt`, `kb_next`, `kb_totalfree` | handle, size class, fast mode, empty list, then the check: range, alignment, kind + bucket, bitmap slots, bit (all predicted) | handle, state, bucket, descriptor (+ the page's first line for the in-page bitmaps of 16/32-byte objects), object: 4–5 |
+//! | `malloc`, list empty, carve range left | as above, then the carve range (`next`, `end`) instead of the link | bitmap word, `ku_freecnt`, carve `next` | + range empty | + the carve line; the object is only prefetched |
+//! | `malloc`, nothing left | + a page-run search (O(1) typical); the run becomes the carve range (threaded, O(objects), with doubly linked lists) | tags | | the new run's descriptor (+ its first line: in-page bitmap) |
+//! | `free`, object | the handle, 4 state fields, the descriptor (kind, bucket), an alignment-table entry, the bitmap word, `kb_next` | bitmap word, the object's link, `ku_freecnt`, `kb_next`, `kb_totalfree` | handle, null, fast mode, range, kind, alignment, bit | handle, state, descriptor (+ in-page bitmap), object, bucket: 4–5 |
 //! | `free`, large run | descriptor, the neighbours' boundary tags | tags, free-run list links | range, kind, merges | 3–4 |
 //!
-//! With `ALLOCATOR_FLAG_RETURN_PAGES` each list operation also writes a back
-//! link in the neighbouring free object (one more line, usually hot), and
-//! the free that empties a page unlinks its objects (O(objects per page)).
-//! The hardening (see 8. above) adds the five checks of the `malloc` row and
-//! nothing to `free`.
+//! Counted through the C ABI (callgrind on `benches/c_abi_calls.c`: 210,000
+//! calls of the `small-random` and `small-aged` pattern on
+//! `libmckusick_karels.so`, wrapper included):
+//! about 82 instructions per `allocator_alloc` and 59 per `allocator_free`
+//! (before the lazy check, the lazy carving, the fast path and the tables:
+//! 149 and 101; mimalloc through an equal wrapper: 41 and 28). Measured by
+//! `alloclab compare --quick` (net ns per call, medians, mimalloc in the same
+//! run), see the crate README.
 //!
-//! Measured figures and the commands that produce them are in the crate's
-//! README (`benches/alloc.rs`, `examples/usage.rs`).
+//! With `ALLOCATOR_FLAG_RETURN_PAGES` each list operation also writes a back
+//! link in the neighbouring free object (one more line, usually hot), the
+//! new head is checked when it is installed, the free that empties a page
+//! unlinks its objects (O(objects per page)), and the C ABI takes the full
+//! path (no fast path).
 //!
 //! # Usage
 //!

@@ -1,14 +1,35 @@
-//! `malloc`: pop from the bucket, or refill it from the page allocator, or
-//! take a run of whole pages.
+//! `malloc`: pop from the bucket, or carve its newest run, or give it a new
+//! run from the page allocator, or take a run of whole pages.
 
 use core::ptr::{self, NonNull};
 
-use crate::allocator::McKusickKarels;
+use crate::allocator::{C_PAGE_SHIFT, McKusickKarels};
 use crate::bucket::{
-    bucket_index, next_of, objects_per_run, pages_per_run, prefetch, reserved_slots, set_next,
-    set_prev, slots_per_run,
+    Carve, bucket_index, maxallocsave, next_of, objects_per_run, pages_per_run, prefetch,
+    reserved_slots, set_next, set_prev, slots_per_run,
 };
 use crate::kmemusage::{BUCKET, BUCKET_TAIL, KmemUsage, LARGE, LARGE_TAIL};
+
+/// [`bucket_index`] of every size up to `MAXALLOCSAVE` with 4 KiB pages, by
+/// `ceil(size / 16)`: one load instead of a leading-zero count and its
+/// clamping (all sizes in `(16 (k - 1), 16 k]` share the bucket of `16 k`).
+static SIZE_CLASS: [u8; 513] = {
+    let mut t = [0u8; 513];
+    let mut k = 0;
+    while k < t.len() {
+        t[k] = bucket_index(k * 16) as u8;
+        k += 1;
+    }
+    t
+};
+
+/// Why the head of a bucket was not popped.
+enum Miss {
+    /// The list is empty (or its head and count disagree).
+    Empty,
+    /// The head is not a free object of the bucket: a link was overwritten.
+    Corrupt,
+}
 
 impl McKusickKarels {
     /// A block of at least `size` bytes (0 counts as 1), 16-byte aligned, or
@@ -18,11 +39,12 @@ impl McKusickKarels {
     ///
     /// # Time complexity
     ///
-    /// O(1) when the bucket has a free object (the common case: a
-    /// leading-zero count and a list pop). Refilling an empty bucket is
-    /// O(objects per page) (the page is cut into objects, as in 4.4BSD) plus
-    /// a page-run search (O(1) typical, see [`crate::page_alloc`]). A large
-    /// request is a page-run search.
+    /// O(1) when the bucket has a free object or objects left to carve
+    /// (the common case: a leading-zero count and a checked list pop, or a
+    /// bump of the carve range). A new run for an empty bucket is a page-run
+    /// search (O(1) typical, see [`crate::page_alloc`]), plus O(objects per
+    /// page) with doubly linked lists (the page is threaded, as in 4.4BSD).
+    /// A large request is a page-run search.
     #[inline(always)]
     pub fn malloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         let p = self.malloc_uncounted(size);
@@ -44,78 +66,225 @@ impl McKusickKarels {
     /// [`McKusickKarels::malloc`] in this region only, counting nothing.
     #[inline(always)]
     pub(crate) fn malloc_here(&mut self, size: usize) -> Option<NonNull<u8>> {
-        if size > self.maxallocsave {
+        if self.page_shift == C_PAGE_SHIFT {
+            self.malloc_in::<C_PAGE_SHIFT>(size)
+        } else {
+            self.malloc_in::<0>(size)
+        }
+    }
+
+    /// [`McKusickKarels::malloc_here`] compiled for page shift `S` (0: any).
+    #[inline(always)]
+    fn malloc_in<const S: u32>(&mut self, size: usize) -> Option<NonNull<u8>> {
+        if size > maxallocsave(self.shift::<S>()) {
             return self.malloc_large(size);
         }
         let indx = bucket_index(size);
-        debug_assert!((indx as usize) < self.buckets.len());
-        // SAFETY: `size <= MAXALLOCSAVE <= 2^17`, so `indx <= 17 < NBUCKETS`.
-        let kbp = unsafe { self.buckets.get_unchecked_mut(indx as usize) };
-        let va = kbp.kb_next;
-        if va.is_null() {
-            return self.refill(indx);
+        match self.pop::<S>(indx) {
+            Ok((obj, next, totalfree)) => {
+                if self.return_pages {
+                    self.doubly_new_head(next, indx, totalfree);
+                }
+                Some(obj)
+            }
+            Err(Miss::Empty) => self.malloc_empty(indx),
+            Err(Miss::Corrupt) => self.repair_and_retry(indx),
         }
-        let totalfree = kbp.kb_totalfree;
-        // SAFETY: the head is always a checked free object of bucket `indx`:
-        // its first word is its link (possibly overwritten by a caller).
-        let next = unsafe { next_of(va) };
-        // SAFETY: `va` is a free object of bucket `indx`, leaving the list.
-        unsafe { self.mark_allocated(va, indx) };
-        let Some(next) = self.checked_link(next, indx, totalfree) else {
-            return self.repair_after_pop(va, indx);
+    }
+
+    /// The C ABI's `malloc` fast path (4 KiB pages, singly linked lists):
+    /// the head of the bucket, or `None` with nothing changed. No call, no
+    /// panic: the C layer runs it outside `catch_unwind`.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    pub(crate) fn malloc_fast(&mut self, size: usize) -> Option<NonNull<u8>> {
+        if !self.fast || size > maxallocsave(C_PAGE_SHIFT) {
+            return None;
+        }
+        // SAFETY: `size <= 8192`, so the index is at most 512.
+        let indx = unsafe { *SIZE_CLASS.get_unchecked(size.div_ceil(16)) } as u32;
+        self.pop::<C_PAGE_SHIFT>(indx).ok().map(|(obj, _, _)| obj)
+    }
+
+    /// Pops the head of bucket `indx` (`indx <= S + 1`, or `<= page_shift +
+    /// 1` for `S == 0`), checked first: the object, the new head (the link
+    /// read from it, checked when it is popped in its turn) and the count
+    /// before the pop. Nothing changed on `Err`.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    fn pop<const S: u32>(&mut self, indx: u32) -> Result<(NonNull<u8>, *mut u8, usize), Miss> {
+        debug_assert!((indx as usize) < self.buckets.len());
+        // SAFETY: `indx <= MAX_PAGE_SHIFT + 1 < NBUCKETS` (caller's contract).
+        let kbp = unsafe { self.buckets.get_unchecked(indx as usize) };
+        let (va, totalfree) = (kbp.kb_next, kbp.kb_totalfree);
+        if va.is_null() || totalfree == 0 {
+            return self.carve_one::<S>(indx);
+        }
+        // The head is a link read from a free object, which a caller may
+        // have overwritten: it is checked (and marked allocated) before
+        // anything is read from it.
+        // SAFETY: `indx` is a bucket index; `take_free` trusts nothing of `va`.
+        let Some(obj) = (unsafe { self.take_free::<S>(va, indx) }) else {
+            return Err(Miss::Corrupt);
         };
+        // SAFETY: `obj` is a free object of bucket `indx` (just checked):
+        // its first word is its link.
+        let next = unsafe { next_of(obj) };
         // SAFETY: as above.
         let kbp = unsafe { self.buckets.get_unchecked_mut(indx as usize) };
         kbp.kb_next = next;
         kbp.kb_totalfree = totalfree - 1;
         prefetch(next);
-        if self.return_pages && !next.is_null() {
-            // SAFETY: `next` was just checked: a free object of this bucket.
-            unsafe { set_prev(next, ptr::null_mut()) };
+        // SAFETY: objects lie inside the arena, so `obj` is non-null.
+        Ok((unsafe { NonNull::new_unchecked(obj) }, next, totalfree))
+    }
+
+    /// Bucket `indx`'s list is empty: the next object of its carve range
+    /// (checked: its bit may have been set through an overwritten link that
+    /// pointed there). A list whose head and count disagree (a null link
+    /// written over a free object's, cutting the list short, or a link to an
+    /// object counted elsewhere) is `Corrupt`. Nothing changed on `Err`.
+    #[inline(always)]
+    fn carve_one<const S: u32>(
+        &mut self,
+        indx: u32,
+    ) -> Result<(NonNull<u8>, *mut u8, usize), Miss> {
+        // SAFETY: `indx < NBUCKETS` (see `pop`).
+        let (kb, c) = unsafe {
+            (
+                self.buckets.get_unchecked(indx as usize),
+                *self.carve.get_unchecked(indx as usize),
+            )
+        };
+        if !kb.kb_next.is_null() || kb.kb_totalfree != 0 {
+            return Err(Miss::Corrupt);
         }
-        // SAFETY: objects lie inside the arena, so `va` is non-null.
-        Some(unsafe { NonNull::new_unchecked(va) })
+        if c.next == c.end {
+            return Err(Miss::Empty);
+        }
+        // SAFETY: `indx` is a bucket index; the object is checked.
+        let obj = unsafe { self.take_free::<S>(self.base.wrapping_add(c.next), indx) }
+            .ok_or(Miss::Corrupt)?;
+        // SAFETY: as above.
+        unsafe { self.carve.get_unchecked_mut(indx as usize) }.next = c.next + (1 << indx);
+        // Nothing was read from the object: ask for its line now, as the
+        // caller is about to write it (and `free` will write its link).
+        // 4.4BSD's threading of the page brought every line in at once.
+        prefetch(obj);
+        // SAFETY: objects lie inside the arena, so `obj` is non-null.
+        Ok((unsafe { NonNull::new_unchecked(obj) }, ptr::null_mut(), 0))
     }
 
-    /// The link read from `va` (just marked allocated) is corrupt: rebuild
-    /// the list from the bitmaps and hand `va` out.
-    #[cold]
-    #[inline(never)]
-    fn repair_after_pop(&mut self, va: *mut u8, indx: u32) -> Option<NonNull<u8>> {
-        self.rebuild_bucket(indx);
-        NonNull::new(va)
-    }
-
-    /// Sets the allocated bit of object `va` of bucket `indx`, one fewer free
-    /// object in its page.
+    /// The object at `p` as a pointer derived from the arena, marked
+    /// allocated (one fewer free object in its page), if `p` is a free
+    /// object of bucket `indx`: inside the pages, aligned, on a `BUCKET`
+    /// page of that bucket, outside the reserved bitmap slots, allocated bit
+    /// clear. `None`, with nothing changed, otherwise. Only the descriptor
+    /// and the bitmap word are read, never `p` itself.
     ///
     /// # Safety
     ///
-    /// `va` is an object of a `BUCKET` run of bucket `indx`, just taken off
-    /// the free list.
+    /// `indx` is a bucket index (`< NBUCKETS`); `S` is 0 or the page shift.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
     #[inline(always)]
-    unsafe fn mark_allocated(&mut self, va: *mut u8, indx: u32) {
-        let off = va.addr() - self.base.addr();
-        let page = self.page_of(off);
-        // SAFETY: the object's page is a BUCKET page of bucket `indx`.
+    pub(crate) unsafe fn take_free<const S: u32>(
+        &mut self,
+        p: *mut u8,
+        indx: u32,
+    ) -> Option<*mut u8> {
+        let (shift, page_mask) = (self.shift::<S>(), self.mask::<S>());
+        let off = p.addr().wrapping_sub(self.base.addr());
+        if off >= self.pages_len || off & self.align_mask::<S>(indx) != 0 {
+            return None;
+        }
+        // SAFETY: the page `off >> shift < npages` since `off < pages_len`.
+        let d = unsafe { self.pages.kmemusage.add(off >> shift) };
+        // Bucket and kind, the first two bytes of the descriptor, in one
+        // compare.
+        // SAFETY: as above; the descriptor is `repr(C)`, `ku_indx` first.
+        let tag = unsafe { d.cast::<u16>().read() };
+        let in_page = off & page_mask;
+        if tag != u16::from_ne_bytes([indx as u8, BUCKET]) || in_page < self.reserved::<S>(indx) {
+            return None;
+        }
+        // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of the
+        // object size.
+        let (word, bit) = unsafe { self.bit_at::<S>(d, off, indx) };
+        // SAFETY: the bitmap word is in the table or the page's reserved
+        // slots; `off` is inside the pages; no reference to the descriptor
+        // is live.
         unsafe {
-            let (word, mask) = self.bit_of(page, indx, off & self.page_mask);
-            *word |= mask;
-            self.pages.kup(page).ku_freecnt -= 1;
+            let w = *word;
+            if w & bit != 0 {
+                return None;
+            }
+            *word = w | bit;
+            (*d).ku_freecnt = (*d).ku_freecnt.wrapping_sub(1);
+            Some(self.base.add(off))
         }
     }
 
-    /// Takes a page run for bucket `indx`, cuts it into objects, chains them
-    /// onto the (empty) bucket list and hands out the first.
-    ///
-    /// As 4.4BSD does, the objects are chained from the last one down to the
-    /// first, so a fresh page is handed out in *descending* address order.
+    /// Doubly linked lists (`ALLOCATOR_FLAG_RETURN_PAGES`): the new head
+    /// `next` (read from the object just popped, when the list held
+    /// `totalfree` objects) gets a null back link, once checked: the back
+    /// link is written into it, so it must be checked before, not when it
+    /// is popped.
+    #[inline(never)]
+    fn doubly_new_head(&mut self, next: *mut u8, indx: u32, totalfree: usize) {
+        match self.checked_link(next, indx, totalfree) {
+            // SAFETY: a checked free object of this bucket holds two links.
+            Some(n) if !n.is_null() => unsafe { set_prev(n, ptr::null_mut()) },
+            Some(_) => {}
+            None => self.rebuild_bucket(indx),
+        }
+    }
+
+    /// A corrupt link was found in bucket `indx`: rebuild its list from the
+    /// bitmaps (counted) and serve the request from it.
     #[cold]
     #[inline(never)]
-    fn refill(&mut self, indx: u32) -> Option<NonNull<u8>> {
+    fn repair_and_retry(&mut self, indx: u32) -> Option<NonNull<u8>> {
+        self.rebuild_bucket(indx);
+        // After the rebuild the list and its count agree and every entry is
+        // a checked free object: this does not come back here.
+        self.malloc_here(1 << indx)
+    }
+
+    /// Bucket `indx` has no free object left: take a new run for it and
+    /// serve the request from it.
+    #[cold]
+    #[inline(never)]
+    fn malloc_empty(&mut self, indx: u32) -> Option<NonNull<u8>> {
+        if !self.new_run(indx) {
+            return None;
+        }
+        self.malloc_here(1 << indx)
+    }
+
+    /// Takes a page run for bucket `indx` and makes its objects available:
+    /// as the carve range of the bucket (singly linked modes: handed out in
+    /// address order, nothing written to the run but the bitmap), or, with
+    /// doubly linked lists, threaded onto the (empty) list from the last
+    /// object down to the first, as 4.4BSD did. False when no run is free.
+    ///
+    /// # Time complexity
+    ///
+    /// A page-run search, plus O(objects per run) with doubly linked lists.
+    fn new_run(&mut self, indx: u32) -> bool {
         let shift = self.page_shift;
         let npg = pages_per_run(shift, indx) as u32;
-        let page = self.alloc_pages(npg)?;
+        let Some(page) = self.alloc_pages(npg) else {
+            return false;
+        };
         let slots = slots_per_run(shift, indx);
         let reserved = reserved_slots(shift, indx);
         let nobj = objects_per_run(shift, indx);
@@ -132,14 +301,22 @@ impl McKusickKarels {
             BUCKET_TAIL,
         );
         let size = 1usize << indx;
-        let doubly = self.return_pages;
+        let start = (page as usize) << shift;
         // SAFETY: the run `[page, page + npg)` is ours, inside the arena.
-        let va = unsafe { self.base.add((page as usize) << shift) };
+        let va = unsafe { self.base.add(start) };
         if reserved > 0 {
             // SAFETY: the in-page bitmap (`slots / 8` bytes) lies in the
             // reserved slots at the start of the page.
             unsafe { ptr::write_bytes(va, 0, slots / 8) };
             self.inpage_bitmap_bytes += reserved << indx;
+        }
+        self.kb_total[indx as usize] += nobj;
+        if !self.return_pages {
+            self.carve[indx as usize] = Carve {
+                next: start + (reserved << indx),
+                end: start + (slots << indx),
+            };
+            return true;
         }
         // SAFETY: slots `reserved..slots` are objects of the new run, each
         // valid for writes of `size >= 16` bytes and 16-aligned.
@@ -151,29 +328,22 @@ impl McKusickKarels {
                 } else {
                     ptr::null_mut()
                 };
+                let above = if i + 1 < slots {
+                    va.add((i + 1) * size)
+                } else {
+                    ptr::null_mut()
+                };
                 set_next(obj, below);
-                if doubly {
-                    let above = if i + 1 < slots {
-                        va.add((i + 1) * size)
-                    } else {
-                        ptr::null_mut()
-                    };
-                    set_prev(obj, above);
-                }
+                set_prev(obj, above);
             }
         }
-        // SAFETY: `indx < NBUCKETS` (see `malloc_uncounted`).
+        // SAFETY: `indx < NBUCKETS` (see `malloc_in`).
         let kbp = unsafe { self.buckets.get_unchecked_mut(indx as usize) };
         debug_assert!(kbp.kb_next.is_null());
         // SAFETY: the last slot is inside the run.
         kbp.kb_next = unsafe { va.add((slots - 1) * size) };
         kbp.kb_totalfree += nobj;
-        kbp.kb_total += nobj;
-        // SAFETY: the list now holds the new run's objects.
-        let obj = unsafe { kbp.pop(doubly) };
-        // SAFETY: `obj` was a free object of bucket `indx`.
-        unsafe { self.mark_allocated(obj, indx) };
-        NonNull::new(obj)
+        true
     }
 
     /// A run of `ceil(size / page)` whole pages (`size > MAXALLOCSAVE`).

@@ -64,6 +64,16 @@ impl ArenaAllocator for McKusickKarels {
         self.malloc(size)
     }
 
+    #[inline(always)]
+    fn alloc_fast(&mut self, size: usize) -> Option<NonNull<u8>> {
+        self.malloc_fast(size)
+    }
+
+    #[inline(always)]
+    fn free_fast(&mut self, ptr: NonNull<u8>) -> bool {
+        McKusickKarels::free_fast(self, ptr)
+    }
+
     fn alloc_aligned(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
         self.malloc_aligned(size, align)
     }

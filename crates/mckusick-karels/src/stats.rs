@@ -44,9 +44,10 @@ impl McKusickKarels {
         let mut live = self.large_live;
         let mut largest_object = 0;
         for (indx, kb) in self.buckets.iter().enumerate().skip(MINBUCKET as usize) {
-            free += kb.kb_totalfree << indx;
-            live += kb.kb_total - kb.kb_totalfree;
-            if kb.kb_totalfree > 0 {
+            let carve = self.carve[indx].left(indx as u32);
+            free += (kb.kb_totalfree + carve) << indx;
+            live += self.kb_total[indx].saturating_sub(kb.kb_totalfree + carve);
+            if kb.kb_totalfree + carve > 0 {
                 largest_object = 1 << indx;
             }
         }

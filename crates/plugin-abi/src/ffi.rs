@@ -11,6 +11,10 @@
 //! - answer NULL arguments, dead handles and unsupported flags as the header
 //!   says, and apply the `malloc` rules (`realloc(NULL, n)`, `realloc(p, 0)`);
 //! - take the handle's spin lock when it was created `ALLOCATOR_FLAG_LOCKED`;
+//! - on an unlocked handle, try the core's `alloc_fast`/`free_fast` first
+//!   (one compare of the handle's magic, which says live and unlocked at
+//!   once; no lock, no `catch_unwind`: those paths cannot panic), and take
+//!   the full path above only when they decline;
 //! - catch any panic of the core, so none crosses the C boundary: the call
 //!   returns NULL / -1 and the handle is poisoned (all later calls answer
 //!   NULL), because a core that panicked may have left its state half-updated.
@@ -30,14 +34,19 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use arena_api::types::{ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_LOCKED, Allocator, AllocatorStats};
 use arena_api::{ArenaAllocator, C_HANDLE_BYTES, ReallocError, SpinLock};
 
+/// A live handle created without `ALLOCATOR_FLAG_LOCKED`: the value the
+/// fast paths of `alloc` and `free` compare with, one load for both checks.
 const MAGIC_LIVE: u64 = u64::from_le_bytes(*b"alloclab");
+/// A live handle created with `ALLOCATOR_FLAG_LOCKED`.
+const MAGIC_LIVE_LOCKED: u64 = u64::from_le_bytes(*b"alloclbL");
 const MAGIC_DEAD: u64 = u64::from_le_bytes(*b"destroyd");
 const MAGIC_POISONED: u64 = u64::from_le_bytes(*b"panicked");
 
 /// What an `Allocator *` points to: the generic part of every plugin's state.
 ///
-/// Invariant: `magic == MAGIC_LIVE` iff `core` points to a live allocator
-/// created in this handle's arena.
+/// Invariant: `magic` is `MAGIC_LIVE` or `MAGIC_LIVE_LOCKED` (as `flags`
+/// says) iff `core` points to a live allocator created in this handle's
+/// arena.
 #[repr(C, align(64))]
 pub struct Handle<A> {
     magic: AtomicU64,
@@ -67,7 +76,29 @@ impl<A: ArenaAllocator> Handle<A> {
         // `Handle<A>` written by `create` (possibly destroyed since, which the
         // magic tells: destroy leaves the rest of the handle intact).
         let h = unsafe { a.cast::<Self>().as_ref()? };
-        (h.magic.load(Ordering::Relaxed) == MAGIC_LIVE).then_some(h)
+        let m = h.magic.load(Ordering::Relaxed);
+        (m == MAGIC_LIVE || m == MAGIC_LIVE_LOCKED).then_some(h)
+    }
+
+    /// The core behind `a` if `a` is a live handle created without
+    /// `ALLOCATOR_FLAG_LOCKED` (one compare), for the fast paths.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Handle::from_raw`]; calls on the handle are serialised by
+    /// the caller (the header: "not thread-safe by default"), and the
+    /// reference is dropped before the call returns.
+    #[inline(always)]
+    unsafe fn unlocked_core<'a>(a: *const Allocator) -> Option<&'a mut A> {
+        // SAFETY: as in `from_raw`.
+        let h = unsafe { a.cast::<Self>().as_ref()? };
+        if h.magic.load(Ordering::Relaxed) != MAGIC_LIVE {
+            return None;
+        }
+        // SAFETY: the handle is live, so `core` points to a live allocator,
+        // and the caller serialises the calls on it: this is the only
+        // reference to the core while it lives.
+        Some(unsafe { &mut *h.core.as_ptr() })
     }
 
     /// Runs `f` on the core under the lock (if any), catching a panic.
@@ -130,7 +161,11 @@ pub unsafe fn create<A: ArenaAllocator>(
     // `[pad, prefix)` lie inside the arena, before the core's region.
     unsafe {
         handle_ptr.write(Handle {
-            magic: AtomicU64::new(MAGIC_LIVE),
+            magic: AtomicU64::new(if flags & ALLOCATOR_FLAG_LOCKED != 0 {
+                MAGIC_LIVE_LOCKED
+            } else {
+                MAGIC_LIVE
+            }),
             flags,
             lock: SpinLock::new(),
             core,
@@ -154,13 +189,32 @@ pub unsafe fn destroy<A: ArenaAllocator>(a: *mut Allocator) {
     }
 }
 
-/// `allocator_alloc`.
+/// `allocator_alloc`: the core's [`ArenaAllocator::alloc_fast`] on an
+/// unlocked handle, else [`alloc_slow`].
 ///
 /// # Safety
 ///
 /// As for [`destroy`].
 #[inline]
 pub unsafe fn alloc<A: ArenaAllocator>(a: *mut Allocator, size: usize) -> *mut c_void {
+    // SAFETY: caller's contract.
+    if let Some(core) = unsafe { Handle::<A>::unlocked_core(a) }
+        && let Some(p) = core.alloc_fast(size)
+    {
+        return p.as_ptr().cast();
+    }
+    // SAFETY: caller's contract.
+    unsafe { alloc_slow::<A>(a, size) }
+}
+
+/// `allocator_alloc` in full: the lock if any, the core's `alloc` inside
+/// `catch_unwind`.
+///
+/// # Safety
+///
+/// As for [`destroy`].
+#[inline(never)]
+pub unsafe fn alloc_slow<A: ArenaAllocator>(a: *mut Allocator, size: usize) -> *mut c_void {
     // SAFETY: caller's contract.
     match unsafe { Handle::<A>::from_raw(a) } {
         Some(h) => h.with(ptr::null_mut(), |core| nullable(core.alloc(size))),
@@ -191,7 +245,8 @@ pub unsafe fn alloc_aligned<A: ArenaAllocator>(
     }
 }
 
-/// `allocator_free`.
+/// `allocator_free`: the core's [`ArenaAllocator::free_fast`] on an
+/// unlocked handle, else [`free_slow`].
 ///
 /// # Safety
 ///
@@ -201,6 +256,24 @@ pub unsafe fn free<A: ArenaAllocator>(a: *mut Allocator, memory: *mut c_void) {
     let Some(p) = NonNull::new(memory.cast::<u8>()) else {
         return;
     };
+    // SAFETY: caller's contract.
+    if let Some(core) = unsafe { Handle::<A>::unlocked_core(a) }
+        && core.free_fast(p)
+    {
+        return;
+    }
+    // SAFETY: caller's contract.
+    unsafe { free_slow::<A>(a, p) }
+}
+
+/// `allocator_free` in full: the lock if any, the core's `free` inside
+/// `catch_unwind`.
+///
+/// # Safety
+///
+/// As for [`destroy`].
+#[inline(never)]
+pub unsafe fn free_slow<A: ArenaAllocator>(a: *mut Allocator, p: NonNull<u8>) {
     // SAFETY: caller's contract.
     if let Some(h) = unsafe { Handle::<A>::from_raw(a) } {
         // A rejected pointer is counted by the core; nothing else to do.

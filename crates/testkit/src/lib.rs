@@ -21,6 +21,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod action;
+pub mod allocator_api;
 pub mod arena;
 pub mod model;
 #[cfg(feature = "plugin")]

@@ -89,8 +89,8 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 120)]
     pub deadline: u64,
 
-    /// Seconds an allocator's checked (untimed) pass of one workload may
-    /// take: past it, the allocator is reported as too slow for that
+    /// Seconds of CPU time an allocator's checked (untimed) pass of one
+    /// workload may take: past it, the allocator is reported as too slow for that
     /// workload and not timed on it (default 10, 3 with --quick)
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub pass_limit: Option<u64>,

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::ptr::null_mut;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plugin_abi::Allocator;
 
 use super::exec::{Calls, PhaseOutcome, emulated_realloc, occupancy_hash};
+use super::measure::thread_cpu_time;
 use super::workload::{OpKind, Script};
 
 /// What the checked loop found.
@@ -110,7 +111,7 @@ pub struct Rules<'c> {
     pub in_arena: Option<(usize, usize)>,
     /// The plugin's `allocator_check`, true when it passes.
     pub check: &'c dyn Fn() -> bool,
-    /// How long the whole loop may take.
+    /// How much CPU time the whole loop may take.
     pub time_limit: Option<Duration>,
 }
 
@@ -118,7 +119,7 @@ pub struct Rules<'c> {
 /// the arena (`rules.in_arena`), 16-byte aligned, not overlapping another,
 /// its contents intact until freed and across reallocs; `rules.check` (the
 /// plugin's `allocator_check`) passes after every phase. Past
-/// `rules.time_limit` (looked at every 1,024 calls) the loop frees what is
+/// `rules.time_limit` of the thread's CPU time (looked at every 1,024 calls) the loop frees what is
 /// live and returns with [`Checked::cut_short`] set.
 ///
 /// # Safety
@@ -138,7 +139,8 @@ pub unsafe fn run_checked(
         check,
         time_limit: limit,
     } = rules;
-    let started = Instant::now();
+    let started = thread_cpu_time();
+    let used = || thread_cpu_time().saturating_sub(started);
     let total_calls: usize = script.phases.iter().map(|p| p.ops.len()).sum();
     let mut calls_before = 0;
     let len = slots.len();
@@ -158,12 +160,12 @@ pub unsafe fn run_checked(
         for (i, op) in phase.ops.iter().enumerate() {
             if i % CLOCK_EVERY == 0
                 && let Some(limit) = limit
-                && started.elapsed() > limit
+                && used() > limit
             {
                 let done = calls_before + i;
-                let secs = started.elapsed().as_secs_f64();
+                let secs = used().as_secs_f64();
                 run.checked.cut_short = Some(format!(
-                    "too slow: checked {done} of {total_calls} ops in {secs:.0} s \
+                    "too slow: checked {done} of {total_calls} ops in {secs:.0} s of CPU time \
                      (limit {} s, --pass-limit); not timed",
                     limit.as_secs()
                 ));

@@ -178,3 +178,10 @@ impl Rusage {
         }
     }
 }
+
+/// CPU time the calling thread has used (user and kernel), which a loaded
+/// machine does not inflate as it inflates wall-clock time.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}

@@ -495,7 +495,7 @@ mod tests {
         let out = checked_pass(&rlsf, &script, &no_time, &arena, None);
         assert!(out.too_slow);
         let why = out.failure.expect("a reason");
-        assert!(why.starts_with("too slow: 0 of "), "{why}");
+        assert!(why.starts_with("too slow: checked 0 of "), "{why}");
         assert!(why.contains("--pass-limit"), "{why}");
         assert!(out.signature.is_none() && out.usage.is_none());
         let out = checked_pass(&rlsf, &script, &Settings::default(), &arena, None);

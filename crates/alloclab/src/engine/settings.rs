@@ -16,7 +16,7 @@ pub struct Settings {
     pub deadline_secs: u64,
     /// The CPU the measuring thread is pinned to (None: not pinned).
     pub cpu: Option<usize>,
-    /// Seconds an allocator's checked pass of one workload may take
+    /// Seconds of CPU time an allocator's checked pass of one workload may take
     /// (`--pass-limit`): past it the pass stops, and the allocator is
     /// reported as too slow for that workload and not timed on it (an
     /// O(n) first-fit list through a million churn operations would
