@@ -14,9 +14,14 @@
 //!   per run of blocks of the same arena): into the arena's depot for its
 //!   class, where the next refill finds it ([`crate::arena`]), or, when the
 //!   depot is full, to the core, which validates it again.
-//! - **Cross-thread frees** land in the *freeing* thread's cache (as in
-//!   glibc's tcache): the owner of the block's arena is never disturbed,
-//!   and the block returns to its arena in a batch when that cache flushes.
+//! - **Cross-thread frees** (a block of an arena other than the one the
+//!   thread refills from) go to the freeing thread's *remote batch*, not to
+//!   its class stacks: the thread does not reuse the block (writing the
+//!   block and its side byte, on lines the arena's own threads write, made
+//!   the two threads' caches bounce: `threads.c` at 2 threads and `larson`).
+//!   A full batch (32 blocks) goes back to the blocks' arenas' depots, one
+//!   lock per arena, where their makers' refills find them; the owner is
+//!   never disturbed in between.
 //! - **Double free**: a block in a cache has its side byte marked cached; a
 //!   `free` of it is caught before it reaches any cache (counted, or an
 //!   abort with glibc's message in abort mode). A bad pointer that is not a
@@ -125,6 +130,11 @@ impl<A: ArenaAllocator> Shim<A> {
             return false;
         };
         inside(tc, || {
+            // SAFETY: `p` is a block of this shim's arenas (caller's side byte).
+            let h = unsafe { arena_of::<A>(p.as_ptr()) };
+            if !core::ptr::eq(h, tc.home.get() as *const ArenaHeader<A>) {
+                return self.remote_free(tc, side, p, c);
+            }
             let Some(count) = tc.counts.get(c) else {
                 return false;
             };
@@ -191,12 +201,77 @@ impl<A: ArenaAllocator> Shim<A> {
         };
         let n = usize::from(held_n.get());
         let k = k.min(n);
+        self.give_back(
+            tc,
+            slots
+                .iter()
+                .take(k)
+                .filter_map(|s| NonNull::new(s.get()).map(|p| (p, c))),
+        );
+        for j in k..n {
+            if let (Some(dst), Some(src)) = (slots.get(j.wrapping_sub(k)), slots.get(j)) {
+                dst.set(src.get());
+            }
+        }
+        held_n.set(n.wrapping_sub(k) as u8);
+        ThreadCache::bump(&tc.flushes, 1);
+    }
+
+    /// Puts `p` (a live block of class `c` of an arena other than the
+    /// cache's home) in the cache's remote batch, which goes back to the
+    /// blocks' arenas when full: this thread does not reuse it.
+    #[inline]
+    fn remote_free(&self, tc: &ThreadCache, side: &AtomicU8, p: NonNull<u8>, c: usize) -> bool {
+        let mut n = usize::from(tc.remote_n.get());
+        if n >= tcache::REMOTE {
+            self.flush_remote(tc);
+            n = usize::from(tc.remote_n.get());
+        }
+        let (Some(slot), Some(class)) = (tc.remote.get(n), tc.remote_class.get(n)) else {
+            return false;
+        };
+        slot.set(p.as_ptr());
+        class.set(c as u8);
+        tc.remote_n.set(n.wrapping_add(1) as u8);
+        side.store(class::cached(c), Ordering::Relaxed);
+        ThreadCache::bump(&tc.frees, 1);
+        true
+    }
+
+    /// Sends the cache's remote batch back to the blocks' arenas, one arena
+    /// at a time, so that each arena's lock is taken once.
+    #[cold]
+    fn flush_remote(&self, tc: &ThreadCache) {
+        let n = usize::from(tc.remote_n.get());
+        let ps = tc.remote.get(..n).unwrap_or(&[]);
+        let cs = tc.remote_class.get(..n).unwrap_or(&[]);
+        for (i, first) in ps.iter().enumerate() {
+            let f = first.get();
+            if f.is_null() {
+                continue; // sent with an earlier block's arena
+            }
+            let base = registry::slot_base(f as usize);
+            self.give_back(
+                tc,
+                ps.iter().zip(cs).skip(i).filter_map(|(s, c)| {
+                    if s.get().is_null() || registry::slot_base(s.get() as usize) != base {
+                        return None;
+                    }
+                    NonNull::new(s.replace(core::ptr::null_mut()))
+                        .map(|p| (p, usize::from(c.get())))
+                }),
+            );
+        }
+        tc.remote_n.set(0);
+        ThreadCache::bump(&tc.flushes, 1);
+    }
+
+    /// Gives cached blocks back to their arenas, taking each arena's lock
+    /// once per run of its blocks (each block with its class).
+    fn give_back(&self, tc: &ThreadCache, blocks: impl Iterator<Item = (NonNull<u8>, usize)>) {
         let home = tc.home.get() as *const ArenaHeader<A>;
         let mut held: Option<ArenaGuard<'_, A>> = None;
-        for s in slots.iter().take(k) {
-            let Some(p) = NonNull::new(s.get()) else {
-                continue;
-            };
+        for (p, c) in blocks {
             // SAFETY: cached blocks are blocks of this shim's arenas.
             let h = unsafe { arena_of::<A>(p.as_ptr()) };
             if held.as_ref().is_none_or(|g| !core::ptr::eq(g.header(), h)) {
@@ -236,13 +311,6 @@ impl<A: ArenaAllocator> Shim<A> {
             }
         }
         drop(held);
-        for j in k..n {
-            if let (Some(dst), Some(src)) = (slots.get(j.wrapping_sub(k)), slots.get(j)) {
-                dst.set(src.get());
-            }
-        }
-        held_n.set(n.wrapping_sub(k) as u8);
-        ThreadCache::bump(&tc.flushes, 1);
     }
 
     /// Empties the calling thread's cache (for `malloc_trim`).
@@ -253,6 +321,7 @@ impl<A: ArenaAllocator> Shim<A> {
                     let n = tc.counts.get(c).map_or(0, |n| usize::from(n.get()));
                     self.flush(tc, c, n);
                 }
+                self.flush_remote(tc);
             });
         }
     }
@@ -272,6 +341,7 @@ impl<A: ArenaAllocator> Shim<A> {
                 let n = tc.counts.get(c).map_or(0, |n| usize::from(n.get()));
                 shim.flush(tc, c, n);
             }
+            shim.flush_remote(tc);
         });
         let co = &shim.counters;
         for (from, to) in [
