@@ -210,8 +210,10 @@ impl<A: ArenaAllocator> Shim<A> {
         self.stats_fd.load(Ordering::Relaxed)
     }
 
-    /// The stripe of the calling thread: a multiplicative hash of its
-    /// `pthread_t`. O(1), no system call.
+    /// The stripe of the calling thread: its cache's number modulo the
+    /// stripes ([`crate::tcache::ThreadCache::number`]), or, for a thread
+    /// without a cache, a multiplicative hash of its `pthread_t`. O(1), no
+    /// system call.
     #[inline]
     fn stripe(&self) -> &AtomicPtr<Header<A>> {
         let mut n = self.nstripes.load(Ordering::Relaxed) as u64;
@@ -220,8 +222,14 @@ impl<A: ArenaAllocator> Shim<A> {
             self.init();
             n = (self.nstripes.load(Ordering::Relaxed) as u64).max(1);
         }
-        let h = (sys::thread_id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let i = ((h >> 32).wrapping_mul(n) >> 32) as usize;
+        let i = match crate::tls::cache() {
+            // Threads alive together hold distinct caches: distinct stripes.
+            Some(tc) => (tc.number.get() as u64).checked_rem(n).unwrap_or(0) as usize,
+            None => {
+                let h = (sys::thread_id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                ((h >> 32).wrapping_mul(n) >> 32) as usize
+            }
+        };
         self.stripes.get(i).unwrap_or(&self.stripes[0])
     }
 
