@@ -332,6 +332,44 @@ fn depot<A: ArenaAllocator + 'static>(s: &'static Shim<A>) {
     }
 }
 
+/// A thread that frees another thread's block keeps it in its remote batch
+/// (sent home later), never hands it out itself, and catches a second free
+/// of it while it waits there.
+fn remote_batch<A: ArenaAllocator + 'static>(s: &'static Shim<A>) {
+    // Made on this thread, which stays alive (an exited thread's cache, and
+    // with it its arena, would go to the next thread).
+    let theirs = s.malloc(48) as usize;
+    std::thread::spawn(move || {
+        let mine = s.malloc(48); // this thread's home arena
+        let before = s.stats();
+        // SAFETY: a live block handed over, then a double free of it.
+        unsafe {
+            s.free(theirs as *mut c_void);
+            s.free(theirs as *mut c_void);
+        }
+        let after = s.stats();
+        assert_eq!(after.double_frees, before.double_frees + 1, "{after:?}");
+        let next: Vec<_> = (0..8).map(|_| s.malloc(48)).collect();
+        // Arenas are 64 MiB-aligned; with other tests' threads alive, the
+        // two threads may share a stripe, hence an arena (then the block is
+        // this thread's to reuse).
+        let other_arena = (mine as usize) >> 26 != theirs >> 26;
+        assert!(
+            !other_arena || next.iter().all(|&p| p as usize != theirs),
+            "the other thread's block reused by the freeing thread"
+        );
+        // SAFETY: live blocks of this thread.
+        unsafe {
+            s.free(mine);
+            for p in next {
+                s.free(p);
+            }
+        }
+    })
+    .join()
+    .unwrap();
+}
+
 /// Every block freed: once the calling thread's cache is flushed (other
 /// threads' caches were flushed when they exited), the cores hold nothing.
 fn balanced<A: ArenaAllocator>(s: &Shim<A>) {
@@ -374,6 +412,13 @@ macro_rules! per_core {
             fn cross_thread_frees_pass_through_the_depot() {
                 let s = new_shim::<$ty>(stringify!($m), $flags);
                 depot(s);
+                balanced(s);
+            }
+
+            #[test]
+            fn a_thread_sends_other_arenas_blocks_home() {
+                let s = new_shim::<$ty>(stringify!($m), $flags);
+                remote_batch(s);
                 balanced(s);
             }
 
