@@ -180,7 +180,7 @@
 //! Counted through the C ABI (callgrind on `benches/c_abi_calls.c`: 210,000
 //! calls of the `small-random` and `small-aged` pattern on
 //! `libmckusick_karels.so`, wrapper included):
-//! about 82 instructions per `allocator_alloc` and 59 per `allocator_free`
+//! about 80 instructions per `allocator_alloc` and 59 per `allocator_free`
 //! (before the lazy check, the lazy carving, the fast path and the tables:
 //! 149 and 101; mimalloc through an equal wrapper: 41 and 28). Measured by
 //! `alloclab compare --quick` (net ns per call, medians, mimalloc in the same
