@@ -103,9 +103,12 @@ impl McKusickKarels {
     /// O(1).
     #[inline(always)]
     pub(crate) fn malloc_fast(&mut self, size: usize) -> Option<NonNull<u8>> {
-        if !self.fast || size > maxallocsave(C_PAGE_SHIFT) {
+        // 0 when the fast paths do not apply (see `fast_size_limit`).
+        if size >= self.fast_size_limit {
             return None;
         }
+        // SAFETY: `fast_size_limit` is at most `MAXALLOCSAVE + 1`.
+        unsafe { core::hint::assert_unchecked(size <= maxallocsave(C_PAGE_SHIFT)) };
         // SAFETY: `size <= 8192`, so the index is at most 512.
         let indx = unsafe { *SIZE_CLASS.get_unchecked(size.div_ceil(16)) } as u32;
         self.pop::<C_PAGE_SHIFT>(indx).ok().map(|(obj, _, _)| obj)
