@@ -123,6 +123,7 @@ pub fn mapping_for(size: usize, align: usize) -> Option<(usize, usize)> {
 }
 
 /// Maps a fresh large block (`None`: the kernel said no).
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 pub fn map_new(size: usize, align: usize, owner: usize) -> Option<NonNull<u8>> {
     let (len, offset) = mapping_for(size, align)?;
     let base = sys::map_aligned(len, ARENA, false)?;
@@ -144,6 +145,7 @@ pub fn map_new(size: usize, align: usize, owner: usize) -> Option<NonNull<u8>> {
 /// # Safety
 ///
 /// `h` heads a large mapping of this shim that nothing uses any more.
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 pub unsafe fn unmap(h: &LargeHeader) {
     let base = ptr::from_ref(h) as usize;
     let len = h.map_len.load(Ordering::Relaxed);
@@ -162,6 +164,7 @@ pub unsafe fn unmap(h: &LargeHeader) {
 ///
 /// `h` heads a large mapping of this shim that the caller alone uses, and
 /// `new_len` is a multiple of [`PAGE`] above its offset.
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 pub unsafe fn resize(h: &LargeHeader, new_len: usize) -> Option<&LargeHeader> {
     let base = ptr::from_ref(h) as usize as *mut u8;
     let old_len = h.map_len.load(Ordering::Relaxed);
@@ -237,6 +240,7 @@ impl LargeCache {
     /// # Safety
     ///
     /// `h` heads a large mapping of this shim whose block was just freed.
+    #[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
     pub unsafe fn put(&self, h: &LargeHeader) {
         let len = h.map_len.load(Ordering::Relaxed);
         let Ok(_g) = self.lock.lock() else {
@@ -282,6 +286,7 @@ impl LargeCache {
     /// Takes the cached mapping that best serves a block of `size` bytes
     /// (page-aligned) and resizes it; `None` if the cache is empty or locked
     /// by this thread, or the resize failed (then the mapping is unmapped).
+    #[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
     pub fn take(&self, size: usize) -> Option<NonNull<u8>> {
         let (need, _) = mapping_for(size, PAGE)?;
         let h = {
@@ -334,6 +339,7 @@ impl LargeCache {
     }
 
     /// Unmaps every cached mapping; returns the bytes given back.
+    #[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
     pub fn purge(&self) -> usize {
         let Ok(_g) = self.lock.lock() else {
             return 0;
@@ -361,6 +367,7 @@ impl LargeCache {
         }
     }
 
+    #[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
     fn evict_oldest(&self) -> bool {
         let oldest = self
             .slots

@@ -65,6 +65,22 @@
 //! served without it. And as a last line, Rust aborts a panic that reaches
 //! an `extern "C"` function.
 //!
+//! # The library's own memory
+//!
+//! Every process under `LD_PRELOAD` pays for the library's pages, and a
+//! small program's peak RSS is mostly such fixed costs (glibc's: 1.5 MiB).
+//! Two choices keep the shim's small (the README's section of the same name
+//! gives the figures):
+//!
+//! - the few functions of this crate that are not generic over the core
+//!   (thread-cache set-up, options, large-block cache, `write_all`) are
+//!   `#[inline]`, so they are compiled into the `cdylib`'s own code unit,
+//!   beside `malloc` and `free`, instead of after std's code: a process
+//!   faults in one stretch of the library's text, not two (the kernel maps
+//!   file pages in 64 KiB windows around each fault);
+//! - the `cdylib` crates link libgcc's unwinder statically (`build.rs`), so
+//!   `libgcc_s.so.1` is not loaded.
+//!
 //! # Statistics
 //!
 //! `ALLOCLAB_SHIM_STATS=1` makes the library print one line of counters to

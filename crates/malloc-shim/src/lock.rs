@@ -97,6 +97,7 @@ impl Mutex {
     }
 
     #[cold]
+    #[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
     fn lock_contended(&self, me: usize) {
         loop {
             for _ in 0..64 {

@@ -30,6 +30,7 @@ fn flag(name: &core::ffi::CStr) -> Option<bool> {
 
 impl Options {
     /// Reads the environment (`max_stripes` caps the stripes).
+    #[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
     pub fn from_env(max_stripes: usize) -> Options {
         let stripes = sys::getenv(c"ALLOCLAB_SHIM_ARENAS")
             .and_then(|v| sys::parse_small(v.to_bytes()))

@@ -137,6 +137,7 @@ pub fn now_ms() -> u64 {
 
 /// Writes `msg` to stderr and aborts the process (`SIGABRT`), as glibc does
 /// on a corrupted heap.
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 pub fn die(msg: &[u8]) -> ! {
     write_all(2, msg);
     // SAFETY: abort has no preconditions.
@@ -236,6 +237,7 @@ pub fn futex_wake_one(word: &AtomicU32) {
 
 /// Writes all of `bytes` to `fd` (retrying on `EINTR` and short writes);
 /// false on error.
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 pub fn write_all(fd: i32, mut bytes: &[u8]) -> bool {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is valid for reads of its length.

@@ -136,6 +136,7 @@ pub fn note_reentry() {
 
 /// The thread-exit key, made on first use; `None` if it cannot be made
 /// (then caches are not used: nothing would return them).
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 fn key() -> Option<libc::pthread_key_t> {
     loop {
         match KEY.load(Ordering::Acquire) {
@@ -174,6 +175,7 @@ pub fn key_number() -> Option<u32> {
 /// # Time complexity
 ///
 /// O(1); one `mmap` when the pool has no free cache.
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 pub fn attach(owner: usize, exit: ExitFn) -> Option<&'static ThreadCache> {
     if tls::get() != tls::NONE {
         return None;
@@ -206,6 +208,7 @@ pub fn attach(owner: usize, exit: ExitFn) -> Option<&'static ThreadCache> {
 
 /// The pthread key destructor: flushes the cache into its shim and returns
 /// it to the pool.
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 unsafe extern "C" fn on_thread_exit(v: *mut c_void) {
     let tc = v.cast::<ThreadCache>();
     if tc.is_null() {
@@ -224,6 +227,7 @@ unsafe extern "C" fn on_thread_exit(v: *mut c_void) {
 
 /// Takes a cache from the pool (or maps a new one), names its owner and links
 /// it in the live list.
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 fn take(owner: usize, exit: ExitFn) -> Option<*mut ThreadCache> {
     let _g = POOL.lock.lock().ok()?;
     // SAFETY: under the pool's lock.
@@ -256,6 +260,7 @@ fn take(owner: usize, exit: ExitFn) -> Option<*mut ThreadCache> {
 }
 
 /// Unlinks a cache from the live list and puts it in the free list.
+#[inline] // compiled beside the callers: see "The library's own memory" in lib.rs
 fn give_back(tc: *mut ThreadCache) {
     let Ok(_g) = POOL.lock.lock() else {
         return; // re-entered while holding the pool lock: leak it

@@ -32,7 +32,7 @@ pub struct CompareArgs {
     /// project and the built-in peers.
     pub plugins: Vec<PathBuf>,
 
-    /// A short run (about 40 s once built, on the 2-CPU machine of the
+    /// A short run (about 100 s once built, on the 2-CPU machine of the
     /// README): fewer repetitions, smaller workloads.
     #[arg(long)]
     pub quick: bool,

@@ -34,27 +34,7 @@ static size_t (*usable_size)(const Allocator *, const void *);
 static int (*check)(const Allocator *);
 static const AllocatorInfo *(*info)(void);
 
-static int checks;
-
-#define CHECK(cond, ...)                                                                             \
-    do {                                                                                             \
-        checks++;                                                                                    \
-        if (!(cond)) {                                                                               \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                   \
-            printf(__VA_ARGS__);                                                                     \
-            printf("\n");                                                                            \
-            exit(1);                                                                                 \
-        }                                                                                            \
-    } while (0)
-
-static void *sym(void *lib, const char *name) {
-    void *f = dlsym(lib, name);
-    if (f == NULL) {
-        printf("FAIL: the plugin lacks %s\n", name);
-        exit(1);
-    }
-    return f;
-}
+#include "check.h"
 
 enum { ARENA = 1 << 20, LIVE = 600 };
 
