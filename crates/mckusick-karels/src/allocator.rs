@@ -163,9 +163,14 @@ pub struct McKusickKarels {
     /// Empty bucket runs go back before a request for pages fails
     /// ([`PageReturn::Hysteresis`], the default).
     pub(crate) reclaim: bool,
-    /// The C ABI's fast paths apply: 4 KiB pages ([`C_PAGE_SHIFT`]) and
-    /// singly linked lists (not [`PageReturn::Eager`]).
-    pub(crate) fast: bool,
+    /// When the C ABI's fast paths apply (4 KiB pages, [`C_PAGE_SHIFT`],
+    /// and singly linked lists, not [`PageReturn::Eager`]):
+    /// `MAXALLOCSAVE + 1`, the sizes `malloc_fast` takes being below it;
+    /// otherwise 0, so that it takes none. One compare for both tests.
+    pub(crate) fast_size_limit: usize,
+    /// `pages_len` when the fast paths apply, otherwise 0, so that
+    /// `free_fast` takes no pointer: one compare for both tests.
+    pub(crate) fast_pages_len: usize,
     /// Runs, boundary tags, free-run lists; owns the `kmemusage` table.
     pub(crate) pages: PageAlloc,
     /// `bucket[indx]`: free objects of `1 << indx` bytes (slots below
@@ -223,6 +228,7 @@ impl McKusickKarels {
         config: Config,
     ) -> Result<NonNull<McKusickKarels>, CreateError> {
         let shift = config.page_shift().ok_or(CreateError::BadPageSize)?;
+        let fast = shift == C_PAGE_SHIFT && config.page_return != PageReturn::Eager;
         let page = 1usize << shift;
         if region.is_null() || region.addr().checked_add(len).is_none() {
             return Err(CreateError::TooSmall);
@@ -264,7 +270,8 @@ impl McKusickKarels {
                 page_shift: shift,
                 return_pages: config.page_return == PageReturn::Eager,
                 reclaim: config.page_return == PageReturn::Hysteresis,
-                fast: shift == C_PAGE_SHIFT && config.page_return != PageReturn::Eager,
+                fast_size_limit: if fast { maxallocsave(shift) + 1 } else { 0 },
+                fast_pages_len: if fast { n << shift } else { 0 },
                 pages,
                 buckets: [KmemBuckets::EMPTY; NBUCKETS],
                 carve: [Carve::EMPTY; NBUCKETS],

@@ -131,17 +131,23 @@ impl McKusickKarels {
     /// O(1).
     #[inline(always)]
     pub(crate) fn free_fast(&mut self, p: NonNull<u8>) -> bool {
-        self.fast && self.free_object_at::<C_PAGE_SHIFT, false>(p)
+        self.free_object_at::<C_PAGE_SHIFT, false>(p)
     }
 
     /// Frees `p` if it is a live object of a bucket (inside the pages, on a
     /// `BUCKET` page, a multiple of the object size, allocated bit set);
     /// false, with nothing changed, otherwise. `EAGER`: the lists may be
-    /// doubly linked (false only where `self.fast` was checked).
+    /// doubly linked; false: the fast path, which takes no pointer unless
+    /// the fast paths apply (`fast_pages_len` is 0 otherwise).
     #[inline(always)]
     fn free_object_at<const S: u32, const EAGER: bool>(&mut self, p: NonNull<u8>) -> bool {
         let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
-        if off >= self.pages_len {
+        let limit = if EAGER {
+            self.pages_len
+        } else {
+            self.fast_pages_len
+        };
+        if off >= limit {
             return false;
         }
         let page = off >> self.shift::<S>();

@@ -13,7 +13,9 @@ use crate::kmemusage::{BUCKET, BUCKET_TAIL, KmemUsage, LARGE, LARGE_TAIL};
 /// [`bucket_index`] of every size up to `MAXALLOCSAVE` with 4 KiB pages, by
 /// `ceil(size / 16)`: one load instead of a leading-zero count and its
 /// clamping (all sizes in `(16 (k - 1), 16 k]` share the bucket of `16 k`).
-static SIZE_CLASS: [u8; 513] = {
+/// A `const`, not a `static`: the plugin then reaches it PC-relative, not
+/// through the GOT (one load fewer).
+const SIZE_CLASS: [u8; 513] = {
     let mut t = [0u8; 513];
     let mut k = 0;
     while k < t.len() {
@@ -101,9 +103,12 @@ impl McKusickKarels {
     /// O(1).
     #[inline(always)]
     pub(crate) fn malloc_fast(&mut self, size: usize) -> Option<NonNull<u8>> {
-        if !self.fast || size > maxallocsave(C_PAGE_SHIFT) {
+        // 0 when the fast paths do not apply (see `fast_size_limit`).
+        if size >= self.fast_size_limit {
             return None;
         }
+        // SAFETY: `fast_size_limit` is at most `MAXALLOCSAVE + 1`.
+        unsafe { core::hint::assert_unchecked(size <= maxallocsave(C_PAGE_SHIFT)) };
         // SAFETY: `size <= 8192`, so the index is at most 512.
         let indx = unsafe { *SIZE_CLASS.get_unchecked(size.div_ceil(16)) } as u32;
         self.pop::<C_PAGE_SHIFT>(indx).ok().map(|(obj, _, _)| obj)
@@ -123,12 +128,14 @@ impl McKusickKarels {
         // SAFETY: `indx <= MAX_PAGE_SHIFT + 1 < NBUCKETS` (caller's contract).
         let kbp = unsafe { self.buckets.get_unchecked(indx as usize) };
         let (va, totalfree) = (kbp.kb_next, kbp.kb_totalfree);
-        if va.is_null() || totalfree == 0 {
+        if totalfree == 0 {
             return self.carve_one::<S>(indx);
         }
         // The head is a link read from a free object, which a caller may
         // have overwritten: it is checked (and marked allocated) before
-        // anything is read from it.
+        // anything is read from it. A null head with objects counted (a
+        // null link that cut the list short) fails the range check: `base`
+        // is not null, so its offset wraps far beyond the pages.
         // SAFETY: `indx` is a bucket index; `take_free` trusts nothing of `va`.
         let Some(obj) = (unsafe { self.take_free::<S>(va, indx) }) else {
             return Err(Miss::Corrupt);
