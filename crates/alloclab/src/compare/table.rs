@@ -6,9 +6,12 @@ use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
 use crate::engine::results::*;
 use crate::engine::workload::UsageKind;
 
-/// `12.3 ±4%`: median and interquartile range relative to it.
+/// `12.3 ±4%`: median and interquartile range relative to it (`no calls`
+/// for a phase that made none, e.g. every allocation before it refused).
 pub fn ns_cell(s: &Summary) -> String {
-    if s.median >= 100.0 {
+    if !s.median.is_finite() {
+        "no calls".into()
+    } else if s.median >= 100.0 {
         format!("{:.0} ±{:.0}%", s.median, 100.0 * s.relative_spread())
     } else {
         format!("{:.1} ±{:.0}%", s.median, 100.0 * s.relative_spread())

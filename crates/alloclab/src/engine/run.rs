@@ -293,8 +293,13 @@ fn latency_passes(work: &Work, entries: &mut [Entry], accs: &mut [Acc]) {
 }
 
 /// Nanoseconds per call of each (seconds, calls).
+/// ns per call of each repetition; NaN (no figure) for a repetition that
+/// made no call (a phase left empty because every allocation was refused: its
+/// time is the loop's, not any call's).
 fn per_op(v: &[(f64, usize)]) -> Vec<f64> {
-    v.iter().map(|&(s, n)| s * 1e9 / n.max(1) as f64).collect()
+    v.iter()
+        .map(|&(s, n)| if n == 0 { f64::NAN } else { s * 1e9 / n as f64 })
+        .collect()
 }
 
 /// One entry's row of the workload's results.
@@ -376,4 +381,21 @@ pub fn progress(steps: u64) -> ProgressBar {
 /// Steps of one workload for the progress bar.
 pub fn steps(subjects: usize, plan: &Plan) -> u64 {
     (subjects * (plan.reps + 2)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repetition_without_calls_has_no_time_per_call() {
+        let ns = per_op(&[(2e-6, 1000), (9e-6, 0)]);
+        assert!((ns[0] - 2.0).abs() < 1e-9, "{ns:?}");
+        assert!(
+            ns[1].is_nan(),
+            "the loop's time over no call is no figure: {ns:?}"
+        );
+        let cell = crate::compare::table::ns_cell(&Summary::of(&ns[1..]));
+        assert_eq!(cell, "no calls");
+    }
 }

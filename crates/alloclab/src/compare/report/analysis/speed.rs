@@ -15,6 +15,7 @@ pub(super) fn speed_fields(r: &CompareResults, phase: &str) -> Vec<Field> {
         .filter_map(|w| {
             let rows: Vec<(&Row, &crate::engine::results::PhaseResult)> = ok_rows(w)
                 .filter_map(|row| Some((row, row.phases.iter().find(|p| p.name == phase)?)))
+                .filter(|(_, p)| p.calls > 0)
                 .collect();
             if rows.is_empty() {
                 return None;
