@@ -157,9 +157,11 @@
 //! decided by the bitmaps alone, each merge first prefetches the next
 //! level's buddy header (x86_64), so the header misses of a free that
 //! merges twice or more overlap: about 10 instructions more per small
-//! `free` (349 in the table's `small` run), 4 % to 7 % less time per
-//! small `free` measured side by side. (Prefetching the two neighbours
-//! as soon as the buddy's header gives their links did not help.) In `alloclab compare --quick --only
+//! `free` (349 in the table's `small` run) for no measurable change in
+//! its time, and 3 % less time per `churn` operation (ten paired runs
+//! side by side, 64 MiB arena). Prefetching the two neighbours as soon as
+//! the buddy's header gives their links, or the new list head in `pop`,
+//! did not help. In `alloclab compare --quick --only
 //! buddy,buddy-alloc,rlsf,mimalloc --workloads
 //! small-random,small-aged,churn,churn-aged,fill` (medians of three sets of
 //! 3 to 5 runs on the busy 2-core test machine) `free` costs 1.25× to 1.45×
