@@ -140,6 +140,10 @@ impl Buddy {
             if !unsafe { free_of_order(&frame, &map, b, k) } {
                 break;
             }
+            // The next level's buddy, whose header a merge there reads:
+            // its load starts now, beside this level's unlink (the bitmaps
+            // decide that merge, not this one's headers).
+            frame.prefetch(p ^ (size << 1));
             // SAFETY: `b` lies in the range (its parent does) and starts a
             // free block of order k (just checked).
             if unsafe { self.areas.unlink(&frame, &map, b, k) }.is_err() {

@@ -144,6 +144,29 @@ impl Frame {
         self.ptr(g).cast()
     }
 
+    /// Starts loading the header at `g` into the cache, if `g` is managed
+    /// (a hint: nothing is read or written, and a wrong guess costs only
+    /// the cache line).
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, g: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if self.contains(g) {
+            // SAFETY: SSE, which `_mm_prefetch` needs, is part of every
+            // x86_64 target; a prefetch reads nothing (it cannot fault).
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                    self.ptr(g).cast_const().cast(),
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = g;
+    }
+
     /// `(next, prev, order, magic)` of the header at `g` (all NIL/0 if `g`
     /// is not managed, which a consistent caller never asks).
     #[inline(always)]

@@ -146,14 +146,22 @@
 //! | workload | call | instructions | L1 read misses | L1 write misses |
 //! |----------|------|--------------|----------------|-----------------|
 //! | `small` (20 rounds of 10,000 × 16..=128 B in 4 MiB) | alloc | 174 (buddy-alloc 140) | 0.02 (0.04) | 0.92 (0.92) |
-//! | | free | 339 (206) | 3.04 (1.55) | 0.71 (2.49) |
+//! | | free | 349 (206) | 3.04 (1.55) | 0.71 (2.49) |
 //! | `churn` (half of 16 MiB live, 16..=4096 B) | alloc | 158 (108) | 0.29 (0.14) | 0.04 (0.38) |
-//! | | free | 245 (221) | 1.54 (2.93) | 1.01 (1.10) |
+//! | | free | 243 (221) | 1.54 (2.93) | 1.01 (1.10) |
 //!
 //! A merge costs this allocator a *read* of both neighbours of the buddy
 //! (the safe-unlink check) where `buddy-alloc` only writes them: read
 //! misses hold the pipeline, write misses mostly do not. That is where
-//! `free` of small blocks loses. In `alloclab compare --quick --only
+//! `free` of small blocks loses. Since whether the next level merges is
+//! decided by the bitmaps alone, each merge first prefetches the next
+//! level's buddy header (x86_64), so the header misses of a free that
+//! merges twice or more overlap: about 10 instructions more per small
+//! `free` (349 in the table's `small` run) for no measurable change in
+//! its time, and 3 % less time per `churn` operation (ten paired runs
+//! side by side, 64 MiB arena). Prefetching the two neighbours as soon as
+//! the buddy's header gives their links, or the new list head in `pop`,
+//! did not help. In `alloclab compare --quick --only
 //! buddy,buddy-alloc,rlsf,mimalloc --workloads
 //! small-random,small-aged,churn,churn-aged,fill` (medians of three sets of
 //! 3 to 5 runs on the busy 2-core test machine) `free` costs 1.25× to 1.45×
