@@ -334,7 +334,7 @@ impl<A: ArenaAllocator> Shim<A> {
                 ok
             }};
         }
-        // The home arena if its lock is free; then this stripe's arenas
+        // The home arena if its lock is free; then this stripe's arenas, oldest first
         // (waiting for their locks: a thread's blocks stay in its own
         // stripe's arenas, so two threads' blocks, and their side-table
         // bytes, do not share cache lines); then, if they are all full,
