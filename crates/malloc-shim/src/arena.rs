@@ -15,7 +15,8 @@
 //! each arena counts the bytes freed into its core since it was last
 //! trimmed. When the core holds no live block any more, or no more than
 //! thread caches may hold ([`NEARLY_EMPTY_BLOCKS`], then at most every
-//! [`NEARLY_EMPTY_INTERVAL_MS`]), and at least
+//! [`NEARLY_EMPTY_INTERVAL_MS`]; an empty arena at once the first time, then
+//! at most as often), and at least
 //! [`EMPTY_TRIM`] was freed since the last trim, all its free pages are
 //! discarded with `madvise(MADV_DONTNEED)`; past [`TRIM_STEP`], and at most
 //! every [`TRIM_INTERVAL_MS`], its free runs of at least [`TRIM_MIN_RUN`]
@@ -181,6 +182,8 @@ struct Locked {
     /// ends 0.1 s after its arenas were made: trimming them then cost 5,000
     /// minor faults in the next round).
     last_nearly_empty_ms: AtomicU64,
+    /// When the last trim of an empty arena ran (`sys::now_ms`; 0: never).
+    last_empty_ms: AtomicU64,
     /// Blocks handed out by the core straight to the program.
     allocs: AtomicU64,
     /// Blocks handed out by the core into thread caches.
@@ -372,6 +375,7 @@ impl<A: ArenaAllocator> ArenaHeader<A> {
                     dirty: AtomicUsize::new(0),
                     last_trim_ms: AtomicU64::new(0),
                     last_nearly_empty_ms: AtomicU64::new(sys::now_ms()),
+                    last_empty_ms: AtomicU64::new(0),
                     allocs: AtomicU64::new(0),
                     refilled: AtomicU64::new(0),
                     frees: AtomicU64::new(0),
@@ -805,8 +809,20 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         }
         let live = self.live_blocks();
         if live == 0 {
-            // Nothing live (the depots' blocks included, see `trim`).
-            self.trim(0)?;
+            // Nothing live (the depots' blocks included, see `trim`): all
+            // free pages go, at once the first time; an arena emptied and
+            // given back less than NEARLY_EMPTY_INTERVAL_MS ago, and filled
+            // again since, waits for that clock (`lua` empties its older
+            // arenas at the end of every round and fills them again in the
+            // next).
+            let now = sys::now_ms();
+            let last = l.last_empty_ms.load(Ordering::Relaxed);
+            if last == 0 || now.saturating_sub(last) >= NEARLY_EMPTY_INTERVAL_MS {
+                l.last_empty_ms.store(now.max(1), Ordering::Relaxed);
+                self.trim(0)?;
+            } else {
+                l.dirty.store(EMPTY_TRIM / 2, Ordering::Relaxed);
+            }
             return Ok(());
         }
         if live <= NEARLY_EMPTY_BLOCKS {
