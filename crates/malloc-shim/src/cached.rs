@@ -32,7 +32,7 @@
 //!   locked path, where a lock its own thread holds is recognised
 //!   ([`crate::lock`]) and the call served elsewhere or deferred.
 
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU8, Ordering, compiler_fence};
 
 use plugin_abi::ArenaAllocator;
@@ -270,12 +270,24 @@ impl<A: ArenaAllocator> Shim<A> {
     /// once per run of its blocks (each block with its class).
     fn give_back(&self, tc: &ThreadCache, blocks: impl Iterator<Item = (NonNull<u8>, usize)>) {
         let home = tc.home.get() as *const ArenaHeader<A>;
+        // The oldest arena of the home's stripe, older than the home, that
+        // got blocks back: the next refill starts there (first fit, oldest
+        // first, as `arena_alloc_into` walks a stripe), so a program that
+        // frees what it built and builds again fills its arenas in the same
+        // order and touches the same pages (`lua`).
+        let mut oldest: *const ArenaHeader<A> = ptr::null();
         let mut held: Option<ArenaGuard<'_, A>> = None;
         for (p, c) in blocks {
             // SAFETY: cached blocks are blocks of this shim's arenas.
             let h = unsafe { arena_of::<A>(p.as_ptr()) };
             if held.as_ref().is_none_or(|g| !core::ptr::eq(g.header(), h)) {
                 held = None;
+                let hp: *const ArenaHeader<A> = h;
+                if !core::ptr::eq(hp, home)
+                    && Self::older_in_stripe(if oldest.is_null() { home } else { oldest }, hp)
+                {
+                    oldest = hp;
+                }
                 match h.lock() {
                     Ok(g) => held = Some(g),
                     Err(ArenaError::Reentrant) => {
@@ -311,6 +323,9 @@ impl<A: ArenaAllocator> Shim<A> {
             }
         }
         drop(held);
+        if !oldest.is_null() {
+            tc.home.set(oldest as usize);
+        }
     }
 
     /// Empties the calling thread's cache (for `malloc_trim`).

@@ -58,6 +58,10 @@ pub(crate) enum NoArena {
     Panicked,
 }
 
+/// A refill that its home arena cannot serve walks this many of its
+/// stripe's arenas oldest first (see `arena_alloc_into`).
+const OLDEST_FIRST: usize = 64;
+
 const INIT_NOT: u8 = 0;
 const INIT_RUNNING: u8 = 1;
 const INIT_DONE: u8 = 2;
@@ -330,7 +334,7 @@ impl<A: ArenaAllocator> Shim<A> {
                 ok
             }};
         }
-        // The home arena if its lock is free; then this stripe's arenas
+        // The home arena if its lock is free; then this stripe's arenas, oldest first
         // (waiting for their locks: a thread's blocks stay in its own
         // stripe's arenas, so two threads' blocks, and their side-table
         // bytes, do not share cache lines); then, if they are all full,
@@ -346,10 +350,36 @@ impl<A: ArenaAllocator> Shim<A> {
         let mut tried: *mut ArenaHeader<A> = ptr::null_mut();
         loop {
             let head = stripe.load(Ordering::Acquire);
+            // Oldest first (address-ordered first fit over the stripe): a
+            // program that frees everything and builds again refills its
+            // arenas in the order it filled them, so it touches the same
+            // pages again rather than the unused end of its newest arena
+            // first (`lua`). The list runs newest to oldest: the newest
+            // `OLDEST_FIRST` arenas are gathered and walked backwards; any
+            // older ones (a stripe of more than 4 GiB) are tried after.
+            let mut near: [*mut ArenaHeader<A>; OLDEST_FIRST] = [ptr::null_mut(); OLDEST_FIRST];
+            let mut n = 0usize;
             let mut h = head;
-            while !h.is_null() && h != tried {
+            while !h.is_null() && h != tried && n < OLDEST_FIRST {
+                if let Some(slot) = near.get_mut(n) {
+                    *slot = h;
+                }
+                n = n.wrapping_add(1);
                 // SAFETY: arenas in a list are never unmapped; headers are
                 // written before they are published.
+                h = unsafe { (*h).next_in_stripe };
+            }
+            let rest = h;
+            for &a in near.get(..n).unwrap_or(&[]).iter().rev() {
+                // SAFETY: as above.
+                let hdr = unsafe { &*a };
+                if attempt!(hdr, true) {
+                    return Ok(());
+                }
+            }
+            let mut h = rest;
+            while !h.is_null() && h != tried {
+                // SAFETY: as above.
                 let hdr = unsafe { &*h };
                 if attempt!(hdr, true) {
                     return Ok(());
@@ -385,6 +415,28 @@ impl<A: ArenaAllocator> Shim<A> {
                 Err(NoArena::Refused)
             };
         }
+    }
+
+    /// Whether `h` is an arena older than `home` in `home`'s stripe (its
+    /// `next_in_stripe` chain reaches `h`).
+    ///
+    /// # Time complexity
+    ///
+    /// O(arenas in the stripe).
+    pub(crate) fn older_in_stripe(home: *const ArenaHeader<A>, h: *const ArenaHeader<A>) -> bool {
+        if home.is_null() {
+            return false;
+        }
+        // SAFETY: `home` is one of our arenas (never unmapped).
+        let mut a = unsafe { (*home).next_in_stripe } as *const ArenaHeader<A>;
+        while !a.is_null() {
+            if a == h {
+                return true;
+            }
+            // SAFETY: as in `arena_alloc_into`.
+            a = unsafe { (*a).next_in_stripe };
+        }
+        false
     }
 
     fn in_stripe(&self, stripe: &AtomicPtr<ArenaHeader<A>>, h: usize) -> bool {
