@@ -202,3 +202,15 @@ pub fn ease_table(r: &CompareResults) -> Table {
     }
     table
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_without_calls_says_so() {
+        let none = Summary::of(&[f64::NAN, f64::NAN]);
+        assert_eq!(ns_cell(&none), "no calls");
+        assert_eq!(ns_cell(&Summary::of(&[12.0, 12.0])), "12.0 ±0%");
+    }
+}

@@ -395,7 +395,6 @@ mod tests {
             ns[1].is_nan(),
             "the loop's time over no call is no figure: {ns:?}"
         );
-        let cell = crate::compare::table::ns_cell(&Summary::of(&ns[1..]));
-        assert_eq!(cell, "no calls");
+        assert!(Summary::of(&ns[1..]).median.is_nan());
     }
 }
