@@ -96,6 +96,8 @@ pub struct Shim<A> {
     init: AtomicU8,
     /// Where the statistics line goes at exit (-1: nowhere).
     stats_fd: AtomicI32,
+    /// Lock stripes fixed by [`Shim::with_stripes`] (0: from the environment).
+    fixed_stripes: usize,
     nstripes: AtomicUsize,
     pub(crate) abort_on_bad_free: AtomicBool,
     pub(crate) tcache_on: AtomicBool,
@@ -127,6 +129,7 @@ impl<A: ArenaAllocator> Shim<A> {
             fork,
             init: AtomicU8::new(INIT_NOT),
             stats_fd: AtomicI32::new(-1),
+            fixed_stripes: 0,
             nstripes: AtomicUsize::new(0),
             abort_on_bad_free: AtomicBool::new(false),
             tcache_on: AtomicBool::new(true),
@@ -146,6 +149,22 @@ impl<A: ArenaAllocator> Shim<A> {
     /// before this one. For a shim that exports `malloc` ([`crate::export_malloc!`]).
     pub const fn forwarding_foreign(mut self) -> Self {
         self.foreign = Foreign::new(true);
+        self
+    }
+
+    /// The same shim with `n` lock stripes (clamped to 1..=8) whatever
+    /// `ALLOCLAB_SHIM_ARENAS` says. A thread's stripe is its cache's number
+    /// modulo the stripes, and cache numbers are shared by every shim in a
+    /// process: tests that run several shims at once use one stripe so that
+    /// a thread finds the arena an earlier thread filled.
+    pub const fn with_stripes(mut self, n: usize) -> Self {
+        self.fixed_stripes = if n == 0 {
+            1
+        } else if n > MAX_STRIPES {
+            MAX_STRIPES
+        } else {
+            n
+        };
         self
     }
 
@@ -183,7 +202,11 @@ impl<A: ArenaAllocator> Shim<A> {
             .store(o.abort_on_bad_free, Ordering::Relaxed);
         self.tcache_on.store(o.tcache, Ordering::Relaxed);
         self.stats_fd.store(o.stats_fd, Ordering::Relaxed);
-        self.nstripes.store(o.stripes, Ordering::Release);
+        let stripes = match self.fixed_stripes {
+            0 => o.stripes,
+            n => n,
+        };
+        self.nstripes.store(stripes, Ordering::Release);
         // SAFETY: the handlers are plain functions valid for the life of the
         // library (which is never unloaded: it provides malloc). glibc keeps
         // its first 48 handlers in static storage, so this does not

@@ -11,7 +11,18 @@ use malloc_shim::{ArenaAllocator, ForkHandlers, LARGE_THRESHOLD, Shim};
 unsafe extern "C" fn nop() {}
 
 fn new_shim<A: ArenaAllocator>(name: &'static str, flags: u32) -> &'static Shim<A> {
-    Box::leak(Box::new(Shim::new(
+    Box::leak(Box::new(shim(name, flags)))
+}
+
+/// A shim with one lock stripe: every thread refills from the same arenas,
+/// whatever cache number it gets from the process-wide pool (which the other
+/// tests' threads, running at the same time, also draw from).
+fn new_one_stripe_shim<A: ArenaAllocator>(name: &'static str, flags: u32) -> &'static Shim<A> {
+    Box::leak(Box::new(shim(name, flags).with_stripes(1)))
+}
+
+fn shim<A: ArenaAllocator>(name: &'static str, flags: u32) -> Shim<A> {
+    Shim::new(
         name,
         flags,
         ForkHandlers {
@@ -19,7 +30,7 @@ fn new_shim<A: ArenaAllocator>(name: &'static str, flags: u32) -> &'static Shim<
             parent: nop,
             child: nop,
         },
-    )))
+    )
 }
 
 struct Rng(u64);
@@ -410,7 +421,7 @@ macro_rules! per_core {
 
             #[test]
             fn cross_thread_frees_pass_through_the_depot() {
-                let s = new_shim::<$ty>(stringify!($m), $flags);
+                let s = new_one_stripe_shim::<$ty>(stringify!($m), $flags);
                 depot(s);
                 balanced(s);
             }
