@@ -17,6 +17,10 @@
 //! `churn-aged`). Both allocators are called directly, never inlined into
 //! the loop (`#[inline(never)]` wrappers named `call_*`), so the counts are
 //! those of one call.
+//!
+//! `ARENA_MIB=64` (in the environment) sets the arena's size in MiB, here
+//! that of `vs_peers`' churn; add `--D1=49152,12,64 --LL=524288,8,64` to
+//! cachegrind to count the misses of a 48 KiB L1 and a 512 KiB second level.
 
 use std::ptr::{NonNull, null_mut};
 
@@ -78,7 +82,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let mut memory = vec![0u8; if churn { 16 << 20 } else { 4 << 20 }];
+    // ARENA_MIB overrides the arena's size (the bench's churn uses 64).
+    let mib = std::env::var("ARENA_MIB")
+        .ok()
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(if churn { 16 } else { 4 });
+    let mut memory = vec![0u8; mib << 20];
     let len = memory.len();
     let base = memory.as_mut_ptr();
     let mut s = match which.as_str() {
