@@ -297,6 +297,44 @@ fn free_all_restores_the_initial_free_areas() {
     }
 }
 
+/// `create` zeroes the bitmaps itself (it writes only the words that are not
+/// zero already, so that a fresh mapping stays untouched): a region full of
+/// old data, and one where an earlier allocator left its bitmaps, serve
+/// exactly as a zeroed one.
+#[test]
+fn creating_over_old_data_is_like_creating_over_zeroes() {
+    for &(len, misalign) in &[(3000, 5), (64 * KIB, 0), (100_003, 4000)] {
+        let mut h = Heap::new(len, misalign);
+        let initial = h.free_set();
+        let fill = |h: &mut Heap| {
+            let mut live = Vec::new();
+            while let Some(p) = h.b().alloc(100) {
+                live.push(p);
+            }
+            live
+        };
+        let n = fill(&mut h).len();
+        // An earlier allocator's state and bitmaps, and old data, everywhere.
+        // SAFETY: as in `Heap::new`; the blocks of the first are dropped.
+        h.buddy = unsafe { Buddy::create(h.arena.start(), h.arena.len()) }.unwrap();
+        while h.b().alloc(48).is_some() {}
+        // SAFETY: the region is ours; the earlier allocator is dropped here.
+        unsafe { h.arena.start().write_bytes(0x5A, len / 2) };
+        // SAFETY: as in `Heap::new`; the region is ours alone again.
+        h.buddy = unsafe { Buddy::create(h.arena.start(), h.arena.len()) }.unwrap();
+        assert_eq!(h.free_set(), initial, "len {len}");
+        h.check();
+        let live = fill(&mut h);
+        assert_eq!(live.len(), n, "len {len}");
+        h.check();
+        for p in live {
+            h.b().free(p).unwrap();
+        }
+        assert_eq!(h.free_set(), initial);
+        h.check();
+    }
+}
+
 /// Validity never depends on what a caller wrote: a live block that holds a
 /// perfect forgery of a free-block header is still treated as allocated.
 #[test]

@@ -51,11 +51,14 @@ pub const CORE_OFFSET: usize = SIDE_OFFSET + SIDE_BYTES;
 /// The most a core can be given: the rest of the 64 MiB slot.
 pub const MAX_CORE: usize = ARENA - CORE_OFFSET;
 /// The core size of a shim's first arena; each next arena's doubles, up to
-/// [`MAX_CORE`]. A core initialises metadata in proportion to its size (the
-/// buddy system's bitmaps are 1 % of it), so a small program's first arena
-/// costs a few tens of KiB of resident memory, not 640 KiB. (1 MiB saved a
-/// small program 44 KiB but gave `mixed` two more arenas, whose free blocks
-/// and depots raised its peak by 1-3 MiB.)
+/// [`MAX_CORE`]. A core initialises metadata in proportion to its size
+/// (McKusick-Karels writes its page table; the buddy system's bitmaps are
+/// 1 % of it, zeroed by writing only the words that are not zero already, so
+/// that on this fresh mapping only the pages covering allocated blocks become
+/// resident), so a small program's first arena costs a few tens of KiB of
+/// resident memory, not 640 KiB. (1 MiB saved a small program 44 KiB but
+/// gave `mixed` two more arenas, whose free blocks and depots raised its peak
+/// by 1-3 MiB.)
 pub const FIRST_CORE: usize = 4 << 20;
 
 /// The core size of a shim's arena number `n` (0 for the first).
