@@ -83,10 +83,22 @@ fn main() {
         }
     };
     // ARENA_MIB overrides the arena's size (the bench's churn uses 64).
-    let mib = std::env::var("ARENA_MIB")
-        .ok()
-        .and_then(|m| m.parse::<usize>().ok())
-        .unwrap_or(if churn { 16 } else { 4 });
+    let mib = match std::env::var("ARENA_MIB") {
+        Err(_) => {
+            if churn {
+                16
+            } else {
+                4
+            }
+        }
+        Ok(m) => match m.parse::<usize>() {
+            Ok(n @ 1..=4096) => n,
+            _ => {
+                eprintln!("ARENA_MIB: a size in MiB, 1 to 4096 (got {m:?})");
+                std::process::exit(2);
+            }
+        },
+    };
     let mut memory = vec![0u8; mib << 20];
     let len = memory.len();
     let base = memory.as_mut_ptr();
