@@ -175,7 +175,9 @@ impl McKusickKarels {
             if EAGER && self.return_pages {
                 self.free_object(off, page as u32, indx, p.as_ptr());
             } else {
-                (*d).ku_freecnt = (*d).ku_freecnt.wrapping_add(1);
+                let freecnt = (*d).ku_freecnt.wrapping_add(1);
+                (*d).ku_freecnt = freecnt;
+                self.note_free_count::<S>(freecnt as usize, indx);
                 self.buckets.get_unchecked_mut(indx as usize).push(
                     self.base.add(off),
                     p.as_ptr(),
@@ -223,8 +225,12 @@ impl McKusickKarels {
                 .get_unchecked_mut(indx as usize)
                 .push(va, via, self.return_pages);
         }
-        if self.return_pages && freecnt == objects_per_run(self.page_shift, indx) {
-            self.return_run(page, indx);
+        if freecnt == objects_per_run(self.page_shift, indx) {
+            if self.return_pages {
+                self.return_run(page, indx);
+            } else {
+                self.run_emptied = true;
+            }
         }
     }
 
