@@ -216,6 +216,16 @@ pub struct McKusickKarels {
     /// walk of the whole descriptor table) is skipped: a full arena whose
     /// free objects are scattered is not walked on every refused request.
     pub(crate) run_emptied: bool,
+    /// Pages from here on were never handed out (the page allocator splits
+    /// runs from their start): a run that reaches past it grows the
+    /// footprint ([`McKusickKarels::grew`]).
+    pub(crate) touched_end: u32,
+    /// The footprint ([`McKusickKarels::touched_end`]) from which growing
+    /// it searches for empty runs again.
+    pub(crate) reclaim_at: u32,
+    /// The next request for pages first gives the empty bucket runs back
+    /// (set by [`McKusickKarels::grew`]).
+    pub(crate) reclaim_due: bool,
 }
 
 impl McKusickKarels {
@@ -302,6 +312,9 @@ impl McKusickKarels {
                 more: None,
                 list_repairs: 0,
                 run_emptied: false,
+                touched_end: 0,
+                reclaim_at: 0,
+                reclaim_due: false,
             });
             Ok(NonNull::new_unchecked(this))
         }

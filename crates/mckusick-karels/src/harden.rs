@@ -315,16 +315,52 @@ impl McKusickKarels {
     }
 
     /// A run of `n` pages from the page allocator; in the default mode, when
-    /// none is free, the empty bucket runs are given back first.
+    /// none is free, the empty bucket runs are given back first, and when
+    /// the run takes pages never used before, the empty runs go back after
+    /// it (see [`McKusickKarels::grew`]).
     #[inline]
     pub(crate) fn alloc_pages(&mut self, n: u32) -> Option<u32> {
+        if self.reclaim_due {
+            // Here, not in `grew`: the run `grew` saw was not set up yet.
+            self.reclaim_due = false;
+            self.reclaim_empty_runs();
+        }
         if let Some(p) = self.pages.alloc_run(n) {
+            if p + n > self.touched_end {
+                self.grew(p + n);
+            }
             return Some(p);
         }
         if !self.reclaim || self.reclaim_empty_runs() == 0 {
             return None;
         }
         self.pages.alloc_run(n)
+    }
+
+    /// A run ending at page `end` took pages never handed out before (the
+    /// page allocator splits runs from their start, so the untouched pages
+    /// are those from [`McKusickKarels::touched_end`] on). In the default
+    /// mode, when a run emptied since the last search and the footprint
+    /// has grown by an eighth (at least 16 pages) since the last search
+    /// here, the empty bucket runs go back to the page allocator at the
+    /// next request for pages (not now: the caller has not set up the run
+    /// it just got, which the walk would misread), so that the requests
+    /// after it reuse them instead of touching more new pages:
+    /// memory freed in one size class serves another before the footprint
+    /// grows much, while the search stays rare (O(pages) at most once per
+    /// eighth of growth).
+    ///
+    /// # Time complexity
+    ///
+    /// O(1), or [`McKusickKarels::reclaim_empty_runs`]'s walk.
+    #[cold]
+    #[inline(never)]
+    fn grew(&mut self, end: u32) {
+        self.touched_end = end;
+        if self.reclaim && self.run_emptied && end >= self.reclaim_at {
+            self.reclaim_due = true;
+            self.reclaim_at = end.saturating_add((end / 8).max(16));
+        }
     }
 
     /// Gives the runs the buckets keep empty (default mode: 4.4BSD's buckets
