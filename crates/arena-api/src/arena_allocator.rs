@@ -288,6 +288,23 @@ pub trait ArenaAllocator: Sized {
     fn discardable(&self, page: usize, min_len: usize, f: &mut dyn FnMut(NonNull<u8>, usize)) {
         let _ = (page, min_len, f);
     }
+
+    /// Gives back to the allocator's general free memory what it keeps set
+    /// aside for reuse by one size (the McKusick-Karels buckets' empty page
+    /// runs in its default mode), so that other sizes can use it and
+    /// [`ArenaAllocator::discardable`] reports it. Returns the bytes given
+    /// back. Nothing live moves and nothing is lost; the next requests of
+    /// those sizes take fresh runs again. Called by a caller that trims
+    /// (the malloc shims' periodic trim and `malloc_trim`). The default
+    /// keeps nothing aside and returns 0.
+    ///
+    /// # Time complexity
+    ///
+    /// Up to the implementation; McKusick-Karels: O(pages) when some bucket
+    /// holds a page's worth of free objects, O(buckets) otherwise.
+    fn release_cached(&mut self) -> usize {
+        0
+    }
 }
 
 /// The whole pages of `[start, start + len)`: `start` rounded up and the end

@@ -923,7 +923,9 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
     }
 
     /// Gives the core's free runs of at least `min_run` bytes back to the
-    /// kernel, with the side-table pages that cover them. `min_run == 0`
+    /// kernel, with the side-table pages that cover them, after the core
+    /// has turned what it keeps aside into free runs
+    /// ([`ArenaAllocator::release_cached`]). `min_run == 0`
     /// (an empty arena, `malloc_trim`): the depots' blocks go to the core
     /// first, then every whole free page goes, even of chunks marked clean. Otherwise only whole [`CHUNK`]s not marked
     /// clean (so a periodic trim does not `madvise` again what an earlier
@@ -936,6 +938,9 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         if min_run == 0 {
             self.drain_depot()?;
         }
+        // What the core keeps aside for one size (McKusick-Karels' empty
+        // bucket runs) becomes free runs first, which the walk then reports.
+        self.run(|core| core.release_cached())?;
         let base = self.h.base as usize;
         let mut released = 0usize;
         let this = &*self;

@@ -12,7 +12,7 @@ use core::ptr::{self, NonNull};
 
 use crate::bucket::{
     Carve, KmemBuckets, MAX_PAGE_SHIFT, MIN_PAGE_SHIFT, MINBUCKET, NBUCKETS, bitmap_in_page,
-    maxallocsave, reserved_bytes,
+    maxallocsave, objects_per_run, reserved_bytes,
 };
 use crate::kmemusage::KmemUsage;
 use crate::page_alloc::PageAlloc;
@@ -32,6 +32,16 @@ impl<const S: u32> Geometry<S> {
         let mut i = 0;
         while i < NBUCKETS {
             t[i] = (((1usize << i) - 1) & ((1usize << S) - 1)) as u32;
+            i += 1;
+        }
+        t
+    };
+    /// [`objects_per_run`] per bucket slot (buckets up to two pages).
+    const OBJECTS: [u16; NBUCKETS] = {
+        let mut t = [0; NBUCKETS];
+        let mut i = MINBUCKET;
+        while i <= S + 1 && (i as usize) < NBUCKETS {
+            t[i as usize] = objects_per_run(S, i) as u16;
             i += 1;
         }
         t
@@ -199,6 +209,23 @@ pub struct McKusickKarels {
     /// Corrupt free-list links detected (and the list rebuilt from the
     /// bitmaps): each one a write into a freed block.
     pub(crate) list_repairs: usize,
+    /// A free emptied a bucket run (all its objects free) since the last
+    /// search for empty runs ([`McKusickKarels::reclaim_empty_runs`], which
+    /// gives every such run back and clears it). Runs become empty only
+    /// through frees, so when it is clear there is none and the search (a
+    /// walk of the whole descriptor table) is skipped: a full arena whose
+    /// free objects are scattered is not walked on every refused request.
+    pub(crate) run_emptied: bool,
+    /// Pages from here on were never handed out (the page allocator splits
+    /// runs from their start): a run that reaches past it grows the
+    /// footprint ([`McKusickKarels::grew`]).
+    pub(crate) touched_end: u32,
+    /// The footprint ([`McKusickKarels::touched_end`]) from which growing
+    /// it searches for empty runs again.
+    pub(crate) reclaim_at: u32,
+    /// The next request for pages first gives the empty bucket runs back
+    /// (set by [`McKusickKarels::grew`]).
+    pub(crate) reclaim_due: bool,
 }
 
 impl McKusickKarels {
@@ -284,6 +311,10 @@ impl McKusickKarels {
                 region_addr: region.addr(),
                 more: None,
                 list_repairs: 0,
+                run_emptied: false,
+                touched_end: 0,
+                reclaim_at: 0,
+                reclaim_due: false,
             });
             Ok(NonNull::new_unchecked(this))
         }
@@ -333,6 +364,29 @@ impl McKusickKarels {
     #[inline(always)]
     pub(crate) fn mask<const S: u32>(&self) -> usize {
         if S == 0 { self.page_mask } else { (1 << S) - 1 }
+    }
+
+    /// `ku_freecnt` of an all-free run of bucket `indx`
+    /// ([`objects_per_run`]): a table lookup for `S > 0`.
+    #[inline(always)]
+    pub(crate) fn objects<const S: u32>(&self, indx: u32) -> usize {
+        if S == 0 {
+            objects_per_run(self.page_shift, indx)
+        } else {
+            // SAFETY: `indx < NBUCKETS` (every caller's bucket index).
+            (unsafe { *Geometry::<S>::OBJECTS.get_unchecked(indx as usize) }) as usize
+        }
+    }
+
+    /// Notes that a run of bucket `indx` whose `ku_freecnt` a free just
+    /// raised to `freecnt` is all free when it is
+    /// ([`McKusickKarels::run_emptied`]). A compare, a table lookup and a
+    /// branch that is rarely taken.
+    #[inline(always)]
+    pub(crate) fn note_free_count<const S: u32>(&mut self, freecnt: usize, indx: u32) {
+        if freecnt == self.objects::<S>(indx) {
+            self.run_emptied = true;
+        }
     }
 
     /// `(object size - 1) & page_mask` of bucket `indx`: an object's offset

@@ -171,11 +171,18 @@ impl McKusickKarels {
         // SAFETY: the object is live: clear its bit and push it, writing its
         // link through the caller's pointer.
         unsafe {
-            *word = w & !mask;
+            let rest = w & !mask;
+            *word = rest;
             if EAGER && self.return_pages {
                 self.free_object(off, page as u32, indx, p.as_ptr());
             } else {
                 (*d).ku_freecnt = (*d).ku_freecnt.wrapping_add(1);
+                // An all-free run has every bitmap word zero (no bit is set
+                // for the in-page bitmap's own slots): a test of the word
+                // already in a register filters the count's compare.
+                if rest == 0 {
+                    self.note_free_count::<S>((*d).ku_freecnt as usize, indx);
+                }
                 self.buckets.get_unchecked_mut(indx as usize).push(
                     self.base.add(off),
                     p.as_ptr(),
@@ -223,8 +230,12 @@ impl McKusickKarels {
                 .get_unchecked_mut(indx as usize)
                 .push(va, via, self.return_pages);
         }
-        if self.return_pages && freecnt == objects_per_run(self.page_shift, indx) {
-            self.return_run(page, indx);
+        if freecnt == objects_per_run(self.page_shift, indx) {
+            if self.return_pages {
+                self.return_run(page, indx);
+            } else {
+                self.run_emptied = true;
+            }
         }
     }
 

@@ -145,6 +145,10 @@ impl McKusickKarels {
                     }
                 }
                 total += objects_per_run(shift, indx);
+                // A list rebuilt after a repair may find a run all free.
+                if free as usize == objects_per_run(shift, indx) {
+                    self.run_emptied = true;
+                }
                 // SAFETY: `page < npages`; no other reference is live.
                 unsafe { self.pages.kup(page) }.ku_freecnt = free;
             }
@@ -213,22 +217,31 @@ impl McKusickKarels {
     }
 
     /// Gives every bucket run whose objects are all free back to the page
-    /// allocator (default mode, before a request for pages fails), then
+    /// allocator (default mode: before a request for pages fails, and when
+    /// the owner of the memory asks, [`McKusickKarels::release_cached`]),
+    /// then
     /// threads the lists of the buckets concerned anew through their
     /// remaining free objects (they are singly linked). Returns the pages
     /// given back.
     ///
     /// # Time complexity
     ///
-    /// O(buckets) when no bucket holds a page's worth of free objects;
-    /// otherwise O(pages + free objects of the buckets concerned).
+    /// O(1) when no free emptied a run since the last call
+    /// ([`McKusickKarels::run_emptied`]); otherwise O(pages + free objects
+    /// of the buckets concerned).
     #[cold]
     #[inline(never)]
     pub(crate) fn reclaim_empty_runs(&mut self) -> usize {
-        let shift = self.page_shift;
-        if !self.may_hold_empty_runs() {
+        if !self.run_emptied {
             return 0;
         }
+        self.run_emptied = false;
+        self.reclaim_walk()
+    }
+
+    /// The walk of [`McKusickKarels::reclaim_empty_runs`].
+    fn reclaim_walk(&mut self) -> usize {
+        let shift = self.page_shift;
         let mut returned = 0;
         let mut touched = 0u64;
         let n = self.pages.npages;
@@ -261,20 +274,10 @@ impl McKusickKarels {
         returned
     }
 
-    /// True when some bucket holds at least a run's worth of free objects,
-    /// so that a run of it may be all free (default mode only).
+    /// True when a bucket run may be all free (default mode only): see
+    /// [`McKusickKarels::run_emptied`].
     fn may_hold_empty_runs(&self) -> bool {
-        let shift = self.page_shift;
-        self.reclaim
-            && self
-                .buckets
-                .iter()
-                .enumerate()
-                .skip(crate::bucket::MINBUCKET as usize)
-                .any(|(i, kb)| {
-                    kb.kb_totalfree + self.carve[i].left(i as u32)
-                        >= objects_per_run(shift, i as u32)
-                })
+        self.reclaim && self.run_emptied
     }
 
     /// The longest run of pages a request would get, counting the bucket
@@ -312,16 +315,80 @@ impl McKusickKarels {
     }
 
     /// A run of `n` pages from the page allocator; in the default mode, when
-    /// none is free, the empty bucket runs are given back first.
+    /// none is free, the empty bucket runs are given back first, and when
+    /// the run takes pages never used before, the empty runs go back after
+    /// it (see [`McKusickKarels::grew`]).
     #[inline]
     pub(crate) fn alloc_pages(&mut self, n: u32) -> Option<u32> {
+        if self.reclaim_due {
+            // Here, not in `grew`: the run `grew` saw was not set up yet.
+            self.reclaim_due = false;
+            self.reclaim_empty_runs();
+        }
         if let Some(p) = self.pages.alloc_run(n) {
+            if p + n > self.touched_end {
+                self.grew(p + n);
+            }
             return Some(p);
         }
         if !self.reclaim || self.reclaim_empty_runs() == 0 {
             return None;
         }
         self.pages.alloc_run(n)
+    }
+
+    /// A run ending at page `end` took pages never handed out before (the
+    /// page allocator splits runs from their start, so the untouched pages
+    /// are those from [`McKusickKarels::touched_end`] on). In the default
+    /// mode, when a run emptied since the last search and the footprint
+    /// has grown by an eighth (at least 16 pages) since the last search
+    /// here, the empty bucket runs go back to the page allocator at the
+    /// next request for pages (not now: the caller has not set up the run
+    /// it just got, which the walk would misread), so that the requests
+    /// after it reuse them instead of touching more new pages:
+    /// memory freed in one size class serves another before the footprint
+    /// grows much, while the search stays rare (O(pages) at most once per
+    /// eighth of growth).
+    ///
+    /// # Time complexity
+    ///
+    /// O(1), or [`McKusickKarels::reclaim_empty_runs`]'s walk.
+    #[cold]
+    #[inline(never)]
+    fn grew(&mut self, end: u32) {
+        self.touched_end = end;
+        if self.reclaim && self.run_emptied && end >= self.reclaim_at {
+            self.reclaim_due = true;
+            self.reclaim_at = end.saturating_add((end / 8).max(16));
+        }
+    }
+
+    /// Gives the runs the buckets keep empty (default mode: 4.4BSD's buckets
+    /// kept them for ever) back to the page allocator, in every region, so
+    /// that other sizes can use them and
+    /// [`ArenaAllocator::discardable`](arena_api::ArenaAllocator::discardable)
+    /// reports them. Returns the bytes given back (0 in the other modes:
+    /// eager return leaves no empty run, faithful mode never returns one).
+    ///
+    /// # Time complexity
+    ///
+    /// O(buckets) per region when no bucket holds a run's worth of free
+    /// objects; otherwise O(pages + free objects of the buckets concerned).
+    pub fn release_cached(&mut self) -> usize {
+        if !self.reclaim {
+            return 0;
+        }
+        let mut bytes = self.reclaim_empty_runs() << self.page_shift;
+        let mut r = self.more;
+        while let Some(mut region) = r {
+            // SAFETY: an added region's state lies in that region, apart from
+            // `self` (checked by `add_region`), and is reached only through
+            // `&mut self`.
+            let region = unsafe { region.as_mut() };
+            bytes += region.reclaim_empty_runs() << region.page_shift;
+            r = region.more;
+        }
+        bytes
     }
 
     /// Corrupt free-list links found (each one a write into a freed block)

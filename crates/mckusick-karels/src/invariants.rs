@@ -150,6 +150,11 @@ impl McKusickKarels {
                         !self.return_pages || allocated > 0,
                         "bucket page {page}: all objects free but the page was not returned"
                     );
+                    ensure!(
+                        allocated > 0 || self.run_emptied || !self.reclaim,
+                        "bucket page {page}: all objects free but no free noted it \
+                         (run_emptied is clear: it would not be given back)"
+                    );
                     objs[indx as usize] += nobj;
                     free_objs[indx as usize] += d.ku_freecnt as usize;
                     bitmap_bytes += reserved_slots(shift, indx) << indx;

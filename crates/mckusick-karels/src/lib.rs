@@ -101,6 +101,13 @@
 //!    a page), and a request for pages that would fail first gives back
 //!    every bucket run whose objects are all free, then retries: filling 1
 //!    MiB with 16-byte blocks, freeing them and asking for 256 KiB succeeds.
+//!    A `free` that empties a run notes it (when the bitmap word it clears
+//!    becomes zero, it compares `ku_freecnt` with the run's object count), so
+//!    that search walks the table only when some run is empty: a full arena
+//!    whose free objects are scattered is not walked on every refused
+//!    request. The owner of the memory can also ask for the empty runs back
+//!    at any time ([`McKusickKarels::release_cached`]; the malloc shim does
+//!    at each trim, then gives their pages to the kernel).
 //!    The lists of the buckets concerned are threaded anew from the bitmaps
 //!    (O(pages + their free objects), only on that path). `stats()` counts
 //!    those runs as free and in `largest_free_block`.
@@ -174,15 +181,16 @@
 //! | `malloc`, list not empty | the handle's magic and state pointer, 4 state fields, `kb_next` + `kb_totalfree`, the head's descriptor (kind + bucket: one 16-bit load) and bitmap word, two table entries (alignment, bitmap slots), the head's link | bitmap word, `ku_freecnt`, `kb_next`, `kb_totalfree` | handle, size class and fast mode (one compare), empty list, then the check: range, alignment, kind + bucket, bitmap slots, bit (all predicted) | handle, state, bucket, descriptor (+ the page's first line for the in-page bitmaps of 16/32-byte objects), object: 4–5 |
 //! | `malloc`, list empty, carve range left | as above, then the carve range (`next`, `end`) instead of the link | bitmap word, `ku_freecnt`, carve `next` | + range empty | + the carve line; the object is only prefetched |
 //! | `malloc`, nothing left | + a page-run search (O(1) typical); the run becomes the carve range (threaded, O(objects), with doubly linked lists) | tags | | the new run's descriptor (+ its first line: in-page bitmap) |
-//! | `free`, object | the handle, 3 state fields, the descriptor (kind, bucket), an alignment-table entry, the bitmap word, `kb_next` | bitmap word, the object's link, `ku_freecnt`, `kb_next`, `kb_totalfree` | handle, null, range and fast mode (one compare), kind, alignment, bit | handle, state, descriptor (+ in-page bitmap), object, bucket: 4–5 |
+//! | `free`, object | the handle, 3 state fields, the descriptor (kind, bucket), an alignment-table entry, the bitmap word, `kb_next` | bitmap word, the object's link, `ku_freecnt`, `kb_next`, `kb_totalfree` | handle, null, range and fast mode (one compare), kind, alignment, bit, bitmap word now zero (then: run all free) | handle, state, descriptor (+ in-page bitmap), object, bucket: 4–5 |
 //! | `free`, large run | descriptor, the neighbours' boundary tags | tags, free-run list links | range, kind, merges | 3–4 |
 //!
 //! Counted through the C ABI (callgrind on `benches/c_abi_calls.c`: 210,000
 //! calls of the `small-random` and `small-aged` pattern on
 //! `libmckusick_karels.so`, wrapper included):
-//! about 78 instructions per `allocator_alloc` and 57 per `allocator_free`
-//! (before the lazy check, the lazy carving, the fast path and the tables:
-//! 149 and 101; mimalloc through an equal wrapper: 41 and 28). Measured by
+//! about 78 instructions per `allocator_alloc` and 62 per `allocator_free`
+//! (57 before `free` noted the runs it empties, see 6. above; before the
+//! lazy check, the lazy carving, the fast path and the tables: 149 and 101;
+//! mimalloc through an equal wrapper: 41 and 28). Measured by
 //! `alloclab compare --quick` (net ns per call, medians, mimalloc in the same
 //! run), see the crate README.
 //!

@@ -108,6 +108,10 @@ impl ArenaAllocator for McKusickKarels {
         McKusickKarels::discardable(self, page, min_len, f)
     }
 
+    fn release_cached(&mut self) -> usize {
+        McKusickKarels::release_cached(self)
+    }
+
     unsafe fn add_region(&mut self, region: *mut u8, len: usize) -> Result<(), AddRegionError> {
         // SAFETY: the trait's contract is `add_region`'s.
         unsafe { McKusickKarels::add_region(self, region, len) }
