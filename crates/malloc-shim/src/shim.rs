@@ -624,6 +624,28 @@ impl<A: ArenaAllocator> Shim<A> {
         let Some(p) = NonNull::new(p.cast::<u8>()) else {
             return;
         };
+        let addr = p.as_ptr() as usize;
+        if registry::contains(addr) {
+            // SAFETY: as in `lookup`.
+            let head = unsafe { &*(registry::slot_base(addr) as *const SlotHead) };
+            if head.magic.load(Ordering::Relaxed) == ARENA_MAGIC && head.owner == self.id() {
+                // SAFETY: the magic says this is an arena's header.
+                let h = unsafe { &*(ptr::from_ref(head).cast::<ArenaHeader<A>>()) };
+                return self.arena_free(h, p);
+            }
+        }
+        // SAFETY: caller's contract.
+        unsafe { self.free_other(p) }
+    }
+
+    /// `free` of a pointer that is not in one of our arenas.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Shim::free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_other(&self, p: NonNull<u8>) {
         match self.lookup(p.as_ptr() as usize) {
             Block::Arena(h) => self.arena_free(h, p),
             Block::Large(h) => self.large_free(h, p),
@@ -644,18 +666,18 @@ impl<A: ArenaAllocator> Shim<A> {
         // so), 16-aligned.
         let side = unsafe { block_side(p.as_ptr()) };
         match class::decode(side.load(Ordering::Relaxed)) {
-            Side::Live(c) => {
-                if self.cached_free(side, p, c) {
-                    return;
-                }
-                self.locked_free(h, p, Some(class::class_size(c)));
-            }
-            Side::Cached(_) => {
-                count(&self.counters.double_frees);
-                self.bad_pointer(b"free(): double free detected in tcache\n");
-            }
+            Side::Live(c) => self.free_cached(h, side, p, c),
+            Side::Cached(_) => self.double_free(),
             Side::Other => self.locked_free(h, p, None),
         }
+    }
+
+    /// A `free` of a block sitting in a thread cache.
+    #[cold]
+    #[inline(never)]
+    fn double_free(&self) {
+        count(&self.counters.double_frees);
+        self.bad_pointer(b"free(): double free detected in tcache\n");
     }
 
     /// `free` under the arena lock (the core validates `p`). `bytes` is the
@@ -743,10 +765,24 @@ impl<A: ArenaAllocator> Shim<A> {
     /// # Safety
     ///
     /// As for [`Shim::free`].
+    #[inline(always)]
     pub unsafe fn realloc(&self, p: *mut c_void, n: usize) -> *mut c_void {
+        // `realloc(NULL, n)` (how Lua allocates): `malloc`'s fast path, inline.
         let Some(old) = NonNull::new(p.cast::<u8>()) else {
             return self.malloc(n);
         };
+        // SAFETY: caller's contract.
+        unsafe { self.realloc_block(old, n) }
+    }
+
+    /// [`Shim::realloc`] of a block (not NULL).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Shim::free`].
+    #[inline(never)]
+    unsafe fn realloc_block(&self, old: NonNull<u8>, n: usize) -> *mut c_void {
+        let p: *mut c_void = old.as_ptr().cast();
         if n == 0 {
             // SAFETY: caller's contract.
             unsafe { self.free(p) };
