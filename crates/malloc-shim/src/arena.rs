@@ -609,9 +609,10 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
     /// Fills `out`, in order, with blocks of `size` bytes (16-aligned) from
     /// the core, their side bytes set to `side` (as [`ArenaGuard::alloc`]),
     /// until it is full or the core refuses; how many it got. One call into
-    /// the core's code (one `catch_unwind`) and one update of each counter
-    /// for the whole batch: a refill's per-block cost is the core's `alloc`,
-    /// a side-byte store and a slot store.
+    /// the core's code (its [`ArenaAllocator::alloc_many`], in one
+    /// `catch_unwind`) and one update of each counter for the whole batch: a
+    /// refill's per-block cost is the core's, a side-byte store and a slot
+    /// store.
     ///
     /// # Time complexity
     ///
@@ -625,16 +626,15 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
     ) -> Result<usize, ArenaError> {
         let h = self.h;
         let got = self.run(|core| {
-            let mut got = 0usize;
-            for slot in out {
-                let Some(p) = core.alloc(size) else { break };
+            let mut slots = out.iter();
+            core.alloc_many(size, out.len(), |p| {
                 // SAFETY: a block the core just carved from this arena's
                 // core region, 16-aligned.
                 unsafe { block_side(p.as_ptr()) }.store(side, Ordering::Relaxed);
-                slot.set(p.as_ptr());
-                got = got.wrapping_add(1);
-            }
-            got
+                if let Some(slot) = slots.next() {
+                    slot.set(p.as_ptr());
+                }
+            })
         })?;
         let l = &h.lock;
         bump(if side == 0 { &l.allocs } else { &l.refilled }, got as u64);
