@@ -105,8 +105,9 @@ impl<A: ArenaAllocator> Shim<A> {
     /// `malloc(n)` for `n <=` [`class::MAX_CACHED`]: the thread cache's
     /// newest block of `n`'s class. Every other case (no cache yet, a cache
     /// in use by an interrupted call, an empty class) leaves through a call
-    /// in tail position, so that the hit itself saves no register: about 35
-    /// instructions.
+    /// in tail position, so that the hit itself saves no register: about 40
+    /// instructions (the push of [`Shim::free_cached`]: about 60, with the
+    /// registry and header checks of `free`).
     #[inline(always)]
     pub(crate) fn malloc_cached(&self, n: usize) -> *mut u8 {
         let c = class::class_of(n);
