@@ -489,6 +489,11 @@ impl ArenaAllocator for Buddy {
         Buddy::alloc_aligned(self, size, align)
     }
 
+    #[inline]
+    fn alloc_many(&mut self, size: usize, n: usize, out: impl FnMut(NonNull<u8>)) -> usize {
+        Buddy::alloc_many(self, size, n, out)
+    }
+
     // Always: as for `alloc`.
     #[inline(always)]
     fn free(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {

@@ -26,6 +26,7 @@
 //! thresholds are the hysteresis: a program that frees and allocates around
 //! one size does not fault its pages in again on every call.
 
+use core::cell::Cell;
 use core::panic::AssertUnwindSafe;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{
@@ -206,7 +207,7 @@ struct Locked {
     /// stale bit costs only memory not given back, never correctness.
     clean: [AtomicU64; CHUNKS / 64],
     /// Per cached class, blocks thread caches flushed here and that the next
-    /// refills take first ([`ArenaGuard::stash`], [`ArenaGuard::unstash`]).
+    /// refills take first ([`ArenaGuard::take_back`], [`ArenaGuard::unstash`]).
     depot: [Depot; NCLASSES],
     /// Blocks and bytes in all of `depot` (held by the core as live).
     depot_blocks: AtomicU64,
@@ -600,15 +601,141 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
                 let l = &self.h.lock;
                 bump(if side == 0 { &l.allocs } else { &l.refilled }, 1);
             }
-            None => {
-                let log2 = usize::BITS.wrapping_sub(size.saturating_sub(1).leading_zeros());
-                let log2 = u8::try_from(log2).unwrap_or(NOTHING_REFUSED - 1);
-                if log2 < self.h.lock.refused.load(Ordering::Relaxed) {
-                    self.h.lock.refused.store(log2, Ordering::Relaxed);
-                }
-            }
+            None => self.refuse(size),
         }
         Ok(r)
+    }
+
+    /// Fills `out`, in order, with blocks of `size` bytes (16-aligned) from
+    /// the core, their side bytes set to `side` (as [`ArenaGuard::alloc`]),
+    /// until it is full or the core refuses; how many it got. One call into
+    /// the core's code (its [`ArenaAllocator::alloc_many`], in one
+    /// `catch_unwind`) and one update of each counter for the whole batch: a
+    /// refill's per-block cost is the core's, a side-byte store and a slot
+    /// store.
+    ///
+    /// # Time complexity
+    ///
+    /// `out.len()` times the core's `alloc`.
+    #[inline]
+    pub fn alloc_into(
+        &mut self,
+        size: usize,
+        side: u8,
+        out: &[Cell<*mut u8>],
+    ) -> Result<usize, ArenaError> {
+        let h = self.h;
+        let got = self.run(|core| {
+            let mut slots = out.iter();
+            core.alloc_many(size, out.len(), |p| {
+                // SAFETY: a block the core just carved from this arena's
+                // core region, 16-aligned.
+                unsafe { block_side(p.as_ptr()) }.store(side, Ordering::Relaxed);
+                if let Some(slot) = slots.next() {
+                    slot.set(p.as_ptr());
+                }
+            })
+        })?;
+        let l = &h.lock;
+        bump(if side == 0 { &l.allocs } else { &l.refilled }, got as u64);
+        if got < out.len() {
+            self.refuse(size);
+        }
+        Ok(got)
+    }
+
+    /// Notes that the core refused a request of `size` bytes (see
+    /// [`ArenaHeader::may_serve`]).
+    #[cold]
+    fn refuse(&self, size: usize) {
+        let log2 = usize::BITS.wrapping_sub(size.saturating_sub(1).leading_zeros());
+        let log2 = u8::try_from(log2).unwrap_or(NOTHING_REFUSED - 1);
+        if log2 < self.h.lock.refused.load(Ordering::Relaxed) {
+            self.h.lock.refused.store(log2, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes back a batch of blocks flushed from a thread cache, all of this
+    /// arena and unused (their side bytes carry the cached mark), the block
+    /// `blocks[i]` (null: skipped) of class `class_at(i)`: with `depot`,
+    /// onto its class's depot while that has room (no core call), else to the core, which validates each block
+    /// as [`ArenaGuard::free`] does (a rejected block changes nothing and is
+    /// counted in the result). One call into the core's code (one
+    /// `catch_unwind`), one update of each counter and one trim decision
+    /// ([`ArenaGuard::note_freed`]) for the whole batch.
+    ///
+    /// Returns the number of blocks the core rejected (the caller reports
+    /// them). If the core panics, the blocks not yet taken leak with the
+    /// arena.
+    ///
+    /// # Safety
+    ///
+    /// Every non-null `blocks[i]` is a block of class `class_at(i)` of this
+    /// arena handed out by its core, now unused (it sat in a thread cache),
+    /// and appears once.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1) per block onto a depot; the core's `free` per block given to
+    /// it; then the trim decision.
+    #[inline]
+    pub unsafe fn take_back(
+        &mut self,
+        blocks: &[Cell<*mut u8>],
+        class_at: impl Fn(usize) -> usize,
+        depot: bool,
+    ) -> Result<usize, ArenaError> {
+        let h = self.h;
+        let l = &h.lock;
+        // (to the core, bytes to the core, rejected, onto depots, their bytes)
+        let (freed, bytes, rejected, stashed, stashed_bytes) = self.run(|core| {
+            let (mut freed, mut bytes, mut rejected) = (0u64, 0usize, 0usize);
+            let (mut stashed, mut stashed_bytes) = (0u64, 0u64);
+            for (i, b) in blocks.iter().enumerate() {
+                let Some(p) = NonNull::new(b.get()) else {
+                    continue;
+                };
+                let c = class_at(i);
+                let size = class::class_size(c);
+                if depot && let Some(d) = l.depot.get(c) {
+                    let n = d.len.load(Ordering::Relaxed);
+                    if (n as usize) < depot_capacity(c) {
+                        // SAFETY: an unused block of at least 16 bytes, ours
+                        // (caller's contract): its first word holds the link.
+                        unsafe {
+                            p.as_ptr()
+                                .cast::<*mut u8>()
+                                .write(d.head.load(Ordering::Relaxed))
+                        };
+                        d.head.store(p.as_ptr(), Ordering::Relaxed);
+                        d.len.store(n.wrapping_add(1), Ordering::Relaxed);
+                        stashed = stashed.wrapping_add(1);
+                        stashed_bytes = stashed_bytes.wrapping_add(size as u64);
+                        continue;
+                    }
+                }
+                match core.free(p) {
+                    Ok(()) => {
+                        // SAFETY: a block of this arena (caller's contract).
+                        unsafe { block_side(p.as_ptr()) }.store(0, Ordering::Relaxed);
+                        freed = freed.wrapping_add(1);
+                        bytes = bytes.saturating_add(size);
+                    }
+                    // A rejected pointer changed nothing; the caller reports it.
+                    Err(BadPointer) => rejected = rejected.wrapping_add(1),
+                }
+            }
+            (freed, bytes, rejected, stashed, stashed_bytes)
+        })?;
+        bump(&l.flushed, freed.wrapping_add(stashed));
+        if stashed != 0 {
+            bump(&l.depot_blocks, stashed);
+            bump(&l.depot_bytes, stashed_bytes);
+        }
+        if freed != 0 {
+            self.note_freed(bytes)?;
+        }
+        Ok(rejected)
     }
 
     /// Gives `p` back to the core (which validates it); on success the side
@@ -649,46 +776,6 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         Ok(r)
     }
 
-    /// Takes back `p`, a block of class `c` flushed from a thread cache
-    /// (its side byte still carries the cached mark): onto the class's depot
-    /// if it has room (no core call), else to the core like
-    /// [`ArenaGuard::free`].
-    ///
-    /// # Safety
-    ///
-    /// `p` is a block of class `c` of this arena, handed out by its core
-    /// and now unused (it sat in a thread cache).
-    ///
-    /// # Time complexity
-    ///
-    /// O(1) onto the depot; else the core's `free`.
-    pub unsafe fn stash(
-        &mut self,
-        p: NonNull<u8>,
-        c: usize,
-    ) -> Result<Result<(), BadPointer>, ArenaError> {
-        let l = &self.h.lock;
-        if let Some(d) = l.depot.get(c) {
-            let n = d.len.load(Ordering::Relaxed);
-            if (n as usize) < depot_capacity(c) {
-                // SAFETY: an unused block of at least 16 bytes, ours
-                // (caller's contract): its first word holds the link.
-                unsafe {
-                    p.as_ptr()
-                        .cast::<*mut u8>()
-                        .write(d.head.load(Ordering::Relaxed))
-                };
-                d.head.store(p.as_ptr(), Ordering::Relaxed);
-                d.len.store(n.wrapping_add(1), Ordering::Relaxed);
-                bump(&l.depot_blocks, 1);
-                bump(&l.depot_bytes, class::class_size(c) as u64);
-                bump(&l.flushed, 1);
-                return Ok(Ok(()));
-            }
-        }
-        self.free(p, Some(class::class_size(c)), true)
-    }
-
     /// A block of class `c` from the class's depot (its side byte carries
     /// the cached mark, as a refill wants), or `None` if it is empty.
     ///
@@ -700,7 +787,7 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         let d = l.depot.get(c)?;
         let p = NonNull::new(d.head.load(Ordering::Relaxed))?;
         // SAFETY: depot blocks are unused blocks of this arena whose first
-        // word holds the link (`stash`).
+        // word holds the link (`take_back`).
         let next = unsafe { p.as_ptr().cast::<*mut u8>().read() };
         let n = d.len.load(Ordering::Relaxed).wrapping_sub(1);
         let ok = if next.is_null() {

@@ -21,11 +21,15 @@ impl<A: ArenaAllocator> Shim<A> {
     /// O(1) without a lock for a thread-cache hit (most calls up to 32 KiB).
     #[inline(always)]
     pub fn malloc(&self, n: usize) -> *mut c_void {
-        if n <= class::MAX_CACHED
-            && let Some(p) = self.cached_alloc(class::class_of(n))
-        {
-            return p.as_ptr().cast();
+        if n <= class::MAX_CACHED {
+            return self.malloc_cached(n).cast();
         }
+        self.malloc_large(n)
+    }
+
+    /// `malloc(n)` above [`class::MAX_CACHED`].
+    #[inline(never)]
+    fn malloc_large(&self, n: usize) -> *mut c_void {
         self.alloc_uncached(n, 1)
             .map_or(ptr::null_mut(), |(p, _)| p.as_ptr().cast())
     }

@@ -276,31 +276,32 @@ impl<A: ArenaAllocator> Shim<A> {
     // finding an arena
     // ------------------------------------------------------------------
 
-    /// A block of `size` bytes aligned to `align` from some arena, its side
-    /// byte `side`. `home` is the arena to try first (the thread's cache
-    /// remembers the one that served it last) and is updated to the arena
-    /// that served. `n` blocks are taken if the arena has them (`out`
-    /// receives them; at least one is taken or an error returned).
+    /// Blocks of `size` bytes aligned to `align` from some arena, their side
+    /// bytes `side`, written to `out` in order: as many as one arena has,
+    /// up to `out.len()` (at least one, or an error); returns how many.
+    /// `home` is the arena to try first (the thread's cache remembers the
+    /// one that served it last) and is updated to the arena that served.
     ///
     /// # Time complexity
     ///
-    /// The core's `alloc` in the home arena; when it refuses, one look
-    /// (without a lock) at each arena's refusal hint and a locked attempt in
-    /// those that may serve; then a new arena.
+    /// The core's `alloc` per block in the home arena (under one lock and one
+    /// `catch_unwind`, [`crate::arena::ArenaGuard::alloc_into`]); when it
+    /// refuses, one look (without a lock) at each arena's refusal hint and a
+    /// locked attempt in those that may serve; then a new arena.
     pub(crate) fn arena_alloc_into(
         &self,
         size: usize,
         align: usize,
         side: u8,
         home: &core::cell::Cell<usize>,
-        out: &mut dyn FnMut(NonNull<u8>) -> bool,
-    ) -> Result<(), NoArena> {
+        out: &[core::cell::Cell<*mut u8>],
+    ) -> Result<usize, NoArena> {
         let log2 = usize::BITS.wrapping_sub(size.saturating_sub(1).leading_zeros());
         let reentrant = core::cell::Cell::new(false);
         let panicked = core::cell::Cell::new(false);
-        let mut try_one = |h: &ArenaHeader<A>, wait: bool| -> bool {
+        let try_one = |h: &ArenaHeader<A>, wait: bool| -> usize {
             if !h.may_serve(log2) {
-                return false;
+                return 0;
             }
             let locked = if wait {
                 h.lock().map(Some)
@@ -309,52 +310,59 @@ impl<A: ArenaAllocator> Shim<A> {
             };
             let mut g = match locked {
                 Ok(Some(g)) => g,
-                Ok(None) => return false, // busy: try another
+                Ok(None) => return 0, // busy: try another
                 Err(ArenaError::Reentrant) => {
                     reentrant.set(true);
-                    return false;
+                    return 0;
                 }
-                Err(ArenaError::Poisoned) => return false,
+                Err(ArenaError::Poisoned) => return 0,
             };
-            let mut got = false;
-            let mut more = true;
+            let mut got = 0usize;
             if side != 0 {
                 // A refill: blocks other threads' caches flushed here first.
-                while let Some(p) = g.unstash(class::class_of(size)) {
-                    got = true;
-                    more = out(p);
-                    if !more {
-                        break;
-                    }
+                let c = class::class_of(size);
+                while let Some(slot) = out.get(got)
+                    && let Some(p) = g.unstash(c)
+                {
+                    slot.set(p.as_ptr());
+                    got = got.wrapping_add(1);
                 }
             }
-            while more {
-                match g.alloc(size, align, side) {
-                    Ok(Some(p)) => {
-                        got = true;
-                        more = out(p);
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        // The core panicked (its arena is now retired): the
-                        // request is not tried on another core.
-                        panicked.set(true);
-                        break;
-                    }
+            if let Some(rest) = out.get(got..)
+                && !rest.is_empty()
+            {
+                let r = if align <= plugin_abi::ALLOCATOR_ALIGNMENT {
+                    g.alloc_into(size, side, rest)
+                } else {
+                    g.alloc(size, align, side).map(|p| match (p, rest.first()) {
+                        (Some(p), Some(slot)) => {
+                            slot.set(p.as_ptr());
+                            1
+                        }
+                        _ => 0,
+                    })
+                };
+                match r {
+                    Ok(n) => got = got.wrapping_add(n),
+                    // The core panicked (its arena is now retired): the
+                    // request is not tried on another core.
+                    Err(_) => panicked.set(true),
                 }
             }
-            if got {
+            if got != 0 {
                 home.set(ptr::from_ref(h) as usize);
             }
             got
         };
         macro_rules! attempt {
             ($h:expr, $wait:expr) => {{
-                let ok = try_one($h, $wait);
+                let got = try_one($h, $wait);
                 if panicked.get() {
                     return Err(NoArena::Panicked);
                 }
-                ok
+                if got != 0 {
+                    return Ok(got);
+                }
             }};
         }
         // The home arena if its lock is free; then this stripe's arenas, oldest first
@@ -364,10 +372,8 @@ impl<A: ArenaAllocator> Shim<A> {
         // any other arena whose lock is free; then a new arena.
         // SAFETY: `home` holds 0 or the header of one of our arenas (never
         // unmapped).
-        if let Some(h) = unsafe { (home.get() as *const ArenaHeader<A>).as_ref() }
-            && attempt!(h, false)
-        {
-            return Ok(());
+        if let Some(h) = unsafe { (home.get() as *const ArenaHeader<A>).as_ref() } {
+            attempt!(h, false);
         }
         let stripe = self.stripe();
         let mut tried: *mut ArenaHeader<A> = ptr::null_mut();
@@ -396,24 +402,20 @@ impl<A: ArenaAllocator> Shim<A> {
             for &a in near.get(..n).unwrap_or(&[]).iter().rev() {
                 // SAFETY: as above.
                 let hdr = unsafe { &*a };
-                if attempt!(hdr, true) {
-                    return Ok(());
-                }
+                attempt!(hdr, true);
             }
             let mut h = rest;
             while !h.is_null() && h != tried {
                 // SAFETY: as above.
                 let hdr = unsafe { &*h };
-                if attempt!(hdr, true) {
-                    return Ok(());
-                }
+                attempt!(hdr, true);
                 h = hdr.next_in_stripe;
             }
             if tried.is_null() && !head.is_null() {
                 for hdr in self.arenas() {
                     let mine = ptr::from_ref(hdr) as usize;
-                    if !self.in_stripe(stripe, mine) && attempt!(hdr, false) {
-                        return Ok(());
+                    if !self.in_stripe(stripe, mine) {
+                        attempt!(hdr, false);
                     }
                 }
             }
@@ -430,9 +432,8 @@ impl<A: ArenaAllocator> Shim<A> {
             drop(grow);
             // SAFETY: just published by `new_arena`.
             let hdr = unsafe { &*new };
-            return if attempt!(hdr, true) {
-                Ok(())
-            } else if reentrant.get() {
+            attempt!(hdr, true);
+            return if reentrant.get() {
                 Err(NoArena::Reentrant)
             } else {
                 Err(NoArena::Refused)
@@ -520,14 +521,11 @@ impl<A: ArenaAllocator> Shim<A> {
     /// [`Shim::alloc`] without the thread cache.
     pub(crate) fn alloc_uncached(&self, size: usize, align: usize) -> Option<(NonNull<u8>, bool)> {
         if size <= LARGE_THRESHOLD && align <= MAX_CORE_ALIGN {
-            let mut got = None;
+            let out = [core::cell::Cell::new(ptr::null_mut())];
             let home = core::cell::Cell::new(0);
-            match self.arena_alloc_into(size, align, 0, &home, &mut |p| {
-                got = Some(p);
-                false
-            }) {
-                Ok(()) => {
-                    if let Some(p) = got {
+            match self.arena_alloc_into(size, align, 0, &home, &out) {
+                Ok(_) => {
+                    if let Some(p) = out.first().and_then(|o| NonNull::new(o.get())) {
                         return Some((p, false));
                     }
                 }
@@ -626,6 +624,28 @@ impl<A: ArenaAllocator> Shim<A> {
         let Some(p) = NonNull::new(p.cast::<u8>()) else {
             return;
         };
+        let addr = p.as_ptr() as usize;
+        if registry::contains(addr) {
+            // SAFETY: as in `lookup`.
+            let head = unsafe { &*(registry::slot_base(addr) as *const SlotHead) };
+            if head.magic.load(Ordering::Relaxed) == ARENA_MAGIC && head.owner == self.id() {
+                // SAFETY: the magic says this is an arena's header.
+                let h = unsafe { &*(ptr::from_ref(head).cast::<ArenaHeader<A>>()) };
+                return self.arena_free(h, p);
+            }
+        }
+        // SAFETY: caller's contract.
+        unsafe { self.free_other(p) }
+    }
+
+    /// `free` of a pointer that is not in one of our arenas.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Shim::free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_other(&self, p: NonNull<u8>) {
         match self.lookup(p.as_ptr() as usize) {
             Block::Arena(h) => self.arena_free(h, p),
             Block::Large(h) => self.large_free(h, p),
@@ -646,18 +666,18 @@ impl<A: ArenaAllocator> Shim<A> {
         // so), 16-aligned.
         let side = unsafe { block_side(p.as_ptr()) };
         match class::decode(side.load(Ordering::Relaxed)) {
-            Side::Live(c) => {
-                if self.cached_free(side, p, c) {
-                    return;
-                }
-                self.locked_free(h, p, Some(class::class_size(c)));
-            }
-            Side::Cached(_) => {
-                count(&self.counters.double_frees);
-                self.bad_pointer(b"free(): double free detected in tcache\n");
-            }
+            Side::Live(c) => self.free_cached(h, side, p, c),
+            Side::Cached(_) => self.double_free(),
             Side::Other => self.locked_free(h, p, None),
         }
+    }
+
+    /// A `free` of a block sitting in a thread cache.
+    #[cold]
+    #[inline(never)]
+    fn double_free(&self) {
+        count(&self.counters.double_frees);
+        self.bad_pointer(b"free(): double free detected in tcache\n");
     }
 
     /// `free` under the arena lock (the core validates `p`). `bytes` is the
@@ -745,10 +765,24 @@ impl<A: ArenaAllocator> Shim<A> {
     /// # Safety
     ///
     /// As for [`Shim::free`].
+    #[inline(always)]
     pub unsafe fn realloc(&self, p: *mut c_void, n: usize) -> *mut c_void {
+        // `realloc(NULL, n)` (how Lua allocates): `malloc`'s fast path, inline.
         let Some(old) = NonNull::new(p.cast::<u8>()) else {
             return self.malloc(n);
         };
+        // SAFETY: caller's contract.
+        unsafe { self.realloc_block(old, n) }
+    }
+
+    /// [`Shim::realloc`] of a block (not NULL).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Shim::free`].
+    #[inline(never)]
+    unsafe fn realloc_block(&self, old: NonNull<u8>, n: usize) -> *mut c_void {
+        let p: *mut c_void = old.as_ptr().cast();
         if n == 0 {
             // SAFETY: caller's contract.
             unsafe { self.free(p) };

@@ -56,6 +56,69 @@ impl McKusickKarels {
         p
     }
 
+    /// Up to `n` blocks of at least `size` bytes, handed to `out` one by
+    /// one: the blocks, in the order, that `n` calls of
+    /// [`McKusickKarels::malloc`] would give (and the same state after),
+    /// stopping where one would fail (counted, as it would be). The bucket
+    /// is found once and its list popped (each object checked as `malloc`
+    /// checks it) in a loop; an empty or corrupt list, a large size or
+    /// another region go through `malloc` itself.
+    ///
+    /// # Time complexity
+    ///
+    /// As `n` calls of `malloc`.
+    #[inline]
+    pub fn malloc_many(
+        &mut self,
+        size: usize,
+        n: usize,
+        mut out: impl FnMut(NonNull<u8>),
+    ) -> usize {
+        let mut got = if self.page_shift == C_PAGE_SHIFT {
+            self.pop_many::<C_PAGE_SHIFT>(size, n, &mut out)
+        } else {
+            self.pop_many::<0>(size, n, &mut out)
+        };
+        while got < n {
+            match self.malloc(size) {
+                Some(p) => {
+                    out(p);
+                    got += 1;
+                }
+                None => break,
+            }
+        }
+        got
+    }
+
+    /// The part of [`McKusickKarels::malloc_many`] that pops bucket lists
+    /// of this region (what `malloc_in` does when the pop succeeds); stops
+    /// at the first pop that does not, which changed nothing.
+    #[inline(always)]
+    fn pop_many<const S: u32>(
+        &mut self,
+        size: usize,
+        n: usize,
+        out: &mut impl FnMut(NonNull<u8>),
+    ) -> usize {
+        if size > maxallocsave(self.shift::<S>()) {
+            return 0;
+        }
+        let indx = bucket_index(size);
+        let mut got = 0;
+        while got < n {
+            let Ok((obj, next, totalfree)) = self.pop::<S>(indx) else {
+                break;
+            };
+            if self.return_pages {
+                self.doubly_new_head(next, indx, totalfree);
+            }
+            out(obj);
+            got += 1;
+        }
+        got
+    }
+
     /// [`McKusickKarels::malloc`] without counting a failure, from any region.
     #[inline(always)]
     pub(crate) fn malloc_uncounted(&mut self, size: usize) -> Option<NonNull<u8>> {

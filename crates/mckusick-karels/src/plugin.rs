@@ -64,6 +64,11 @@ impl ArenaAllocator for McKusickKarels {
         self.malloc(size)
     }
 
+    #[inline]
+    fn alloc_many(&mut self, size: usize, n: usize, out: impl FnMut(NonNull<u8>)) -> usize {
+        self.malloc_many(size, n, out)
+    }
+
     #[inline(always)]
     fn alloc_fast(&mut self, size: usize) -> Option<NonNull<u8>> {
         self.malloc_fast(size)
