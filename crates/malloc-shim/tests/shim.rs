@@ -428,7 +428,7 @@ fn trimmed_chunks_reused_are_trimmed_again<A: ArenaAllocator>(s: &'static Shim<A
         // clean, which the refills of `second` must have unmarked.
         let (keep, free): (Vec<_>, Vec<_>) = second
             .into_iter()
-            .partition(|&p| (p as usize >> 20) % 3 == 0);
+            .partition(|&p| (p as usize >> 20).is_multiple_of(3));
         for p in free {
             // SAFETY: live.
             unsafe { s.free(p) };
