@@ -314,6 +314,25 @@ pub struct ArenaCounters {
 }
 
 impl<A: ArenaAllocator> ArenaHeader<A> {
+    /// Clears the clean bit of the chunk holding `addr` (see
+    /// `Locked::clean`): a block there is handed out again, so the
+    /// next trim must look at the chunk. Called under the arena's lock.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1): a load, and a store only when the bit was set.
+    #[inline(always)]
+    fn mark_dirty_at(&self, addr: usize) {
+        let c = addr.wrapping_sub(self.base as usize) / CHUNK;
+        if let Some(w) = self.lock.clean.get(c / 64) {
+            let bit = 1u64 << (c % 64);
+            let v = w.load(Ordering::Relaxed);
+            if v & bit != 0 {
+                w.store(v & !bit, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Maps a new arena for shim `owner` (its slot whole, `MAP_NORESERVE`:
     /// only touched pages count), creates a core of `core_len` bytes
     /// ([`core_size`]) with `flags` and writes the header; the caller links
@@ -595,6 +614,7 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         })?;
         match r {
             Some(p) => {
+                self.mark_dirty(p.as_ptr() as usize, size);
                 self.h
                     .side(p.as_ptr() as usize)
                     .store(side, Ordering::Relaxed);
@@ -628,6 +648,12 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         let got = self.run(|core| {
             let mut slots = out.iter();
             core.alloc_many(size, out.len(), |p| {
+                // A chunk a trim gave back is in use again: the next trim
+                // must look at it. A cached block (at most `MAX_CACHED`,
+                // half a chunk) lies in at most two chunks: its first and
+                // last bytes name them.
+                h.mark_dirty_at(p.as_ptr() as usize);
+                h.mark_dirty_at((p.as_ptr() as usize).wrapping_add(size.saturating_sub(1)));
                 // SAFETY: a block the core just carved from this arena's
                 // core region, 16-aligned.
                 unsafe { block_side(p.as_ptr()) }.store(side, Ordering::Relaxed);

@@ -392,6 +392,63 @@ fn balanced<A: ArenaAllocator>(s: &Shim<A>) {
     assert_eq!((st.core_panics, st.reentrant), (0, 0), "{st:?}");
 }
 
+/// A chunk a trim gave back and the program filled again is given back
+/// again by a later periodic trim: handing its blocks out (here through
+/// thread-cache refills) clears the chunk's clean mark. A thread of its own
+/// (a fresh cache); one stripe, so one arena serves both rounds.
+fn trimmed_chunks_reused_are_trimmed_again<A: ArenaAllocator>(s: &'static Shim<A>) {
+    std::thread::spawn(move || {
+        const N: usize = 60_000; // 1 KiB blocks: 60 MiB, over four arenas
+        let fill = |s: &Shim<A>| -> Vec<*mut c_void> {
+            (0..N)
+                .map(|_| {
+                    let p = s.malloc(1024);
+                    assert!(!p.is_null());
+                    // SAFETY: a live block of 1 KiB.
+                    unsafe { p.cast::<u8>().write_bytes(0x5a, 1024) };
+                    p
+                })
+                .collect()
+        };
+        let first = fill(s);
+        for p in first {
+            // SAFETY: live.
+            unsafe { s.free(p) };
+        }
+        // Everything free goes back and its chunks are marked clean.
+        s.trim();
+        let second = fill(s);
+        // A periodic trim needs 100 ms since the last one.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let before = s.stats();
+        // Keep every third MiB live, so that no arena becomes (nearly)
+        // empty, which would give everything back whatever the marks say;
+        // free the rest, 40 MiB: past 8 MiB freed into an arena, a
+        // periodic trim gives back the free runs of chunks not marked
+        // clean, which the refills of `second` must have unmarked.
+        let (keep, free): (Vec<_>, Vec<_>) = second
+            .into_iter()
+            .partition(|&p| (p as usize >> 20).is_multiple_of(3));
+        for p in free {
+            // SAFETY: live.
+            unsafe { s.free(p) };
+        }
+        let after = s.stats();
+        let released = after.released_bytes - before.released_bytes;
+        assert!(
+            released >= 4 << 20,
+            "periodic trims gave back {released} bytes of the {} MiB freed: {after:?}",
+            (after.arena_frees - before.arena_frees) >> 10
+        );
+        for p in keep {
+            // SAFETY: live.
+            unsafe { s.free(p) };
+        }
+    })
+    .join()
+    .unwrap();
+}
+
 macro_rules! per_core {
     ($m:ident, $ty:ty, $flags:expr) => {
         mod $m {
@@ -434,6 +491,13 @@ macro_rules! per_core {
             }
 
             #[test]
+            fn trimmed_chunks_filled_again_are_trimmed_again() {
+                let s = new_one_stripe_shim::<$ty>(stringify!($m), $flags);
+                trimmed_chunks_reused_are_trimmed_again(s);
+                balanced(s);
+            }
+
+            #[test]
             fn a_full_arena_gets_a_neighbour() {
                 let s = new_shim::<$ty>(stringify!($m), $flags);
                 // 100 MiB of 64 KiB blocks cannot fit one 64 MiB arena.
@@ -455,7 +519,9 @@ per_core!(
     mckusick_karels::McKusickKarels,
     plugin_abi::ALLOCATOR_FLAG_RETURN_PAGES
 );
-per_core!(mk_faithful, mckusick_karels::McKusickKarels, 0);
+// The default mode (empty bucket runs kept until a refusal or a trim), as
+// `libmckusick_karels_malloc.so` runs it.
+per_core!(mk_default, mckusick_karels::McKusickKarels, 0);
 per_core!(buddy_core, buddy::Buddy, 0);
 
 #[test]
