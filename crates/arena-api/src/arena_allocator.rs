@@ -327,8 +327,8 @@ pub trait ArenaAllocator: Sized {
     ///
     /// # Time complexity
     ///
-    /// Up to the implementation; McKusick-Karels: O(pages) when some bucket
-    /// holds a page's worth of free objects, O(buckets) otherwise.
+    /// Up to the implementation; McKusick-Karels: O(1) when no `free`
+    /// emptied a run since its last search, otherwise O(pages).
     fn release_cached(&mut self) -> usize {
         0
     }

@@ -314,21 +314,26 @@ pub struct ArenaCounters {
 }
 
 impl<A: ArenaAllocator> ArenaHeader<A> {
-    /// Clears the clean bit of the chunk holding `addr` (see
-    /// `Locked::clean`): a block there is handed out again, so the
-    /// next trim must look at the chunk. Called under the arena's lock.
+    /// Clears the clean bits (see `Locked::clean`) of the chunks `[addr,
+    /// addr + len)` overlaps: blocks there are handed out again, so the next
+    /// trim must look at those chunks. Called under the arena's lock.
     ///
     /// # Time complexity
     ///
-    /// O(1): a load, and a store only when the bit was set.
+    /// O(chunks overlapped): a load each, and a store only when the bit was
+    /// set.
     #[inline(always)]
-    fn mark_dirty_at(&self, addr: usize) {
-        let c = addr.wrapping_sub(self.base as usize) / CHUNK;
-        if let Some(w) = self.lock.clean.get(c / 64) {
-            let bit = 1u64 << (c % 64);
-            let v = w.load(Ordering::Relaxed);
-            if v & bit != 0 {
-                w.store(v & !bit, Ordering::Relaxed);
+    fn mark_dirty(&self, addr: usize, len: usize) {
+        let off = addr.wrapping_sub(self.base as usize);
+        let first = off / CHUNK;
+        let last = off.saturating_add(len.max(1)).wrapping_sub(1) / CHUNK;
+        for c in first..=last.min(CHUNKS.wrapping_sub(1)) {
+            if let Some(w) = self.lock.clean.get(c / 64) {
+                let bit = 1u64 << (c % 64);
+                let v = w.load(Ordering::Relaxed);
+                if v & bit != 0 {
+                    w.store(v & !bit, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -614,7 +619,7 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         })?;
         match r {
             Some(p) => {
-                self.mark_dirty(p.as_ptr() as usize, size);
+                self.h.mark_dirty(p.as_ptr() as usize, size);
                 self.h
                     .side(p.as_ptr() as usize)
                     .store(side, Ordering::Relaxed);
@@ -649,11 +654,8 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
             let mut slots = out.iter();
             core.alloc_many(size, out.len(), |p| {
                 // A chunk a trim gave back is in use again: the next trim
-                // must look at it. A cached block (at most `MAX_CACHED`,
-                // half a chunk) lies in at most two chunks: its first and
-                // last bytes name them.
-                h.mark_dirty_at(p.as_ptr() as usize);
-                h.mark_dirty_at((p.as_ptr() as usize).wrapping_add(size.saturating_sub(1)));
+                // must look at it.
+                h.mark_dirty(p.as_ptr() as usize, size);
                 // SAFETY: a block the core just carved from this arena's
                 // core region, 16-aligned.
                 unsafe { block_side(p.as_ptr()) }.store(side, Ordering::Relaxed);
@@ -869,7 +871,7 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
         let r = self.run(|core| core.realloc(p, n))?;
         match r {
             Ok(q) => {
-                self.mark_dirty(q.as_ptr() as usize, n);
+                self.h.mark_dirty(q.as_ptr() as usize, n);
                 bump(&self.h.lock.reallocs, 1);
                 self.h.side(q.as_ptr() as usize).store(0, Ordering::Relaxed);
                 self.h
@@ -975,22 +977,6 @@ impl<A: ArenaAllocator> ArenaGuard<'_, A> {
             }
         }
         Ok(())
-    }
-
-    /// Clears the clean bits of the chunks `[addr, addr + len)` overlaps.
-    fn mark_dirty(&self, addr: usize, len: usize) {
-        let off = addr.wrapping_sub(self.h.base as usize);
-        let first = off / CHUNK;
-        let last = off.saturating_add(len.max(1)).wrapping_sub(1) / CHUNK;
-        for c in first..=last.min(CHUNKS.wrapping_sub(1)) {
-            if let Some(w) = self.h.lock.clean.get(c / 64) {
-                let bit = 1u64 << (c % 64);
-                let v = w.load(Ordering::Relaxed);
-                if v & bit != 0 {
-                    w.store(v & !bit, Ordering::Relaxed);
-                }
-            }
-        }
     }
 
     /// True if chunk `c` is marked clean.

@@ -372,8 +372,8 @@ impl McKusickKarels {
     ///
     /// # Time complexity
     ///
-    /// O(buckets) per region when no bucket holds a run's worth of free
-    /// objects; otherwise O(pages + free objects of the buckets concerned).
+    /// O(1) per region when no `free` emptied a run there since the last
+    /// search; otherwise O(pages + free objects of the buckets concerned).
     pub fn release_cached(&mut self) -> usize {
         if !self.reclaim {
             return 0;
