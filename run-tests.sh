@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-45}"
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s  [%s, %ss in]\n' "$*" "$(date -u +%T)" "$SECONDS"; }
 
 # What the suite needs beyond the stable toolchain, installed only if missing.
 need_debian() {
@@ -111,4 +111,4 @@ trap - EXIT
 cat "$first_run_log"
 [ "$first_run_status" -eq 0 ]
 
-printf '\nall tests passed\n'
+printf '\nall tests passed (%s s)\n' "$SECONDS"
