@@ -47,8 +47,8 @@
 //!   block's header is followed or written through before the bitmaps
 //!   confirm a free block of that order starts where it points and its
 //!   header has the magic and the order (plus `prev.next == self &&
-//!   next.prev == self` for an unlink). A list head this allocator pushed
-//!   itself (not read from a header) is trusted and not checked again. A
+//!   next.prev == self` for an unlink); a link is checked before it
+//!   becomes a list head, so a `free` pushes without reading the head. A
 //!   link that fails (a write into a freed block) is not followed: the free
 //!   areas are rebuilt from the bitmaps, nothing is lost, the repair is
 //!   counted ([`Buddy::free_list_repairs`]) and `allocator_check` answers
@@ -387,8 +387,7 @@ impl Buddy {
             // SAFETY: a top block of the fresh range: managed, in no list;
             // the lists hold only such blocks, whose headers were just
             // written.
-            let pushed = unsafe { buddy.areas.push(&frame, &buddy.map, g, k) };
-            debug_assert!(pushed.is_ok());
+            unsafe { buddy.areas.push(&frame, g, k) };
         }
         // SAFETY: the state's place is inside the region, aligned, and not
         // part of any block or bitmap.
@@ -483,6 +482,20 @@ impl ArenaAllocator for Buddy {
     #[inline(always)]
     fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         Buddy::alloc(self, size)
+    }
+
+    // The C layer's fast path: `alloc` of this region, outside
+    // `catch_unwind` (no reachable panic: the indices are orders the
+    // free-area mask and `order_of_size` bound).
+    #[inline(always)]
+    fn alloc_fast(&mut self, size: usize) -> Option<NonNull<u8>> {
+        Buddy::alloc_fast(self, size)
+    }
+
+    // As for `alloc_fast`.
+    #[inline(always)]
+    fn free_fast(&mut self, ptr: NonNull<u8>) -> bool {
+        Buddy::free_fast(self, ptr)
     }
 
     fn alloc_aligned(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
