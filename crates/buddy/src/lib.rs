@@ -178,15 +178,15 @@
 //! their links did not help.
 //!
 //! In `alloclab compare --quick --only buddy,buddy-alloc,rlsf --workloads
-//! small-random,small-aged,churn,churn-aged,fill --reps 11` (six runs,
-//! each beside a run of the build before this section's changes, 12:13 to
-//! 12:14 UTC on the busy 2-core test machine; medians of the per-run
-//! ratios) `alloc` costs 0.91× to 0.96× `buddy-alloc`'s on `small-random`
-//! and `small-aged` (before: 0.99× to 1.01×), `free` 1.19× to 1.21×
-//! (1.25× to 1.30×), and an operation of `churn` and `churn-aged` 1.20×
-//! to 1.25× `buddy-alloc`'s (1.39× to 1.43×) and 0.90× to 0.93× `rlsf`'s
-//! (1.04× to 1.07×). The `fill` workload's usage is unchanged (99.03 % of
-//! the power-of-two bound).
+//! small-random,small-aged,churn,churn-aged,fill --reps 11` (two sets of
+//! six runs, each run beside one of the build before this section's
+//! changes, 12:13 and 12:19 UTC on the busy 2-core test machine; medians
+//! of the per-run ratios, the two sets' range) `alloc` costs 0.86× to
+//! 0.96× `buddy-alloc`'s on `small-random` and `small-aged` (before: 0.99×
+//! to 1.01×), `free` 1.15× to 1.21× (1.24× to 1.30×), and an operation of
+//! `churn` and `churn-aged` 1.20× to 1.25× `buddy-alloc`'s (1.38× to
+//! 1.43×) and 0.90× to 0.99× `rlsf`'s (1.04× to 1.13×). The `fill`
+//! workload's usage is unchanged (99.03 % of the power-of-two bound).
 //!
 //! On `churn` at 64 MiB (`ARENA_MIB=64` in `examples/cost_per_call.rs`)
 //! about 1 % of frees merge and 3 % of allocations split (as in
