@@ -114,12 +114,7 @@ impl Buddy {
             let o = i.trailing_zeros();
             // SAFETY: part of the block just taken off its list and not
             // handed out: managed, in no list.
-            if unsafe { self.areas.push(&self.frame, &self.map, g + i * step, k + o) }.is_err() {
-                // A corrupt list head: the bitmaps show the rest free, the
-                // rebuild lists it.
-                self.rebuild_free_areas();
-                break;
-            }
+            unsafe { self.areas.push(&self.frame, g + i * step, k + o) };
             i += 1 << o;
         }
         Ok(m)
@@ -146,6 +141,23 @@ impl Buddy {
             return self.failed();
         }
         self.alloc_order(k, k.max(a))
+    }
+
+    /// The common case of [`Buddy::alloc`], for the C layer's fast path: a
+    /// block of this region as `alloc` would give, or `None` with nothing
+    /// changed (no block large enough here, a corrupt list head, a size
+    /// above 32 GiB): then `alloc` itself is called, which tries the other
+    /// regions, repairs and counts.
+    ///
+    /// # Time complexity
+    ///
+    /// As [`Buddy::alloc`].
+    #[inline(always)]
+    pub(crate) fn alloc_fast(&mut self, size: usize) -> Option<NonNull<u8>> {
+        let k = order_of_size(size)?;
+        // `Err` comes from the pop alone, before anything changed (a push
+        // cannot fail).
+        self.try_take_order(k, k).ok().flatten()
     }
 
     /// Counts a failed allocation.
@@ -199,17 +211,12 @@ impl Buddy {
         };
         let g = self.areas.pop(&self.frame, &self.map, j)?;
         // Split: keep the lower half, free the upper one, down to order k.
-        // (Should a push find a corrupt head, the block is still free in the
-        // bitmaps: the rebuild puts it back.)
         let mut i = j;
         while i > k {
             i -= 1;
             // SAFETY: the upper half of order i of the block just taken off
             // its list: managed, and in no list.
-            unsafe {
-                self.areas
-                    .push(&self.frame, &self.map, g + granules(i), i)?
-            };
+            unsafe { self.areas.push(&self.frame, g + granules(i), i) };
         }
         self.map.mark_allocated(g, k);
         let bytes = block_bytes(k);

@@ -52,6 +52,19 @@ impl Buddy {
         }
     }
 
+    /// The common case of [`Buddy::free`], for the C layer's fast path:
+    /// `true` when `ptr` was a live block of this region, now freed;
+    /// `false`, with nothing changed, otherwise (then `free` itself is
+    /// called: another region's block, or a pointer to reject and count).
+    ///
+    /// # Time complexity
+    ///
+    /// As [`Buddy::free`].
+    #[inline(always)]
+    pub(crate) fn free_fast(&mut self, ptr: NonNull<u8>) -> bool {
+        self.free_here(ptr).is_ok()
+    }
+
     /// `free` in this region only; counts nothing.
     #[inline(always)]
     pub(crate) fn free_here(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
@@ -158,9 +171,7 @@ impl Buddy {
         debug_assert!(frame.fits(g, k));
         // SAFETY: `(g, k)` is the freed block or a parent of it made of free
         // buddies just taken off their lists: managed, in no list.
-        if unsafe { self.areas.push(&frame, &map, g, k) }.is_err() {
-            self.rebuild_free_areas();
-        }
+        unsafe { self.areas.push(&frame, g, k) };
     }
 }
 

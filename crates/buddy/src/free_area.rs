@@ -208,12 +208,6 @@ pub(crate) struct FreeAreas {
     heads: [u32; NUM_ORDERS],
     /// Bit `k` set iff `heads[k - 4] != NIL`.
     nonempty: u64,
-    /// Bit `k` set when `heads[k - 4]` was not read from a header since it
-    /// was last written by [`FreeAreas::push`] (or is NIL): the head is then
-    /// a block this allocator itself made free, and `push` writes its back
-    /// link without checking it again. A head taken from a `next` link
-    /// (after `pop` or `unlink` of the head) is checked before use.
-    trusted: u64,
 }
 
 #[inline(always)]
@@ -227,7 +221,6 @@ impl FreeAreas {
         FreeAreas {
             heads: [NIL; NUM_ORDERS],
             nonempty: 0,
-            trusted: u64::MAX,
         }
     }
 
@@ -311,10 +304,15 @@ impl FreeAreas {
     }
 
     /// Makes the block of order `k` at `g` a free block at the head of its
-    /// list (its `prev` is left NIL; it is not kept for the head). The old
-    /// head, whose back link is written, is checked first, unless it is
-    /// trusted (pushed here last: its place came from this allocator, not
-    /// from a header, and it is still free since it is still the head).
+    /// list (its `prev` is left NIL; it is not kept for the head), and
+    /// writes the old head's back link. The old head is not read: every
+    /// head was checked when it became one (a block this allocator pushed,
+    /// or a link that [`FreeAreas::pop`] or [`FreeAreas::unlink`] checked
+    /// before making it the head), and it is still a free block of order
+    /// `k`, since blocks leave a list only through `pop` and `unlink`, which
+    /// change the head. Its header may have been written since (a use after
+    /// free), but only its `prev` is written here, inside that free block;
+    /// whoever takes it checks its header first.
     ///
     /// # Safety
     ///
@@ -325,24 +323,9 @@ impl FreeAreas {
     ///
     /// O(1).
     #[inline(always)]
-    pub(crate) unsafe fn push(
-        &mut self,
-        f: &Frame,
-        map: &AllocMap,
-        g: usize,
-        k: u32,
-    ) -> Result<(), Corrupt> {
+    pub(crate) unsafe fn push(&mut self, f: &Frame, g: usize, k: u32) {
         debug_assert!(f.fits(g, k), "push {g:#x} of order {k}");
         let old = self.heads[slot(k)];
-        let old_g = if self.trusted & (1 << k) != 0 {
-            // Trusted: a free block of order k this allocator pushed (or
-            // NIL). Its header may have been written since (a use after
-            // free), but only its `prev` is written here, inside that free
-            // block; whoever takes it checks it.
-            f.link(old)
-        } else {
-            Self::checked(f, map, old, k)?
-        };
         let r = f.rel(g);
         // SAFETY: `g` is managed (caller): its header lies in the arena, and
         // the block is the allocator's.
@@ -355,31 +338,29 @@ impl FreeAreas {
                 _pad: [0; 2],
             })
         };
-        match old_g {
-            // SAFETY: a checked free block (the head of list k).
+        match f.link(old) {
+            // SAFETY: the head of list k: a free block of order k (above).
             Some(o) => unsafe { (*f.header(o)).prev = r },
             None => self.nonempty |= 1 << k,
         }
         self.heads[slot(k)] = r;
-        self.trusted |= 1 << k;
-        Ok(())
     }
 
-    /// Makes `next`, a link read from the old head's header, the head of
-    /// list `k` (not trusted unless NIL).
+    /// Makes `next`, a link read from the old head's header and checked
+    /// ([`FreeAreas::checked`]), the head of list `k`.
     #[inline(always)]
-    fn set_head_from_link(&mut self, k: u32, next: u32) {
+    fn set_head(&mut self, k: u32, next: u32) {
         self.heads[slot(k)] = next;
         if next == NIL {
             self.nonempty &= !(1 << k);
-            self.trusted |= 1 << k;
-        } else {
-            self.trusted &= !(1 << k);
         }
     }
 
     /// Takes the first free block of order `k` off its list, after checking
-    /// it (its link was read from the block before it, or is the list head).
+    /// its header (order and magic: the block was checked when it became the
+    /// head, but a use after free may have written its header since) and
+    /// the block its `next` link names, which becomes the head. `Err`, with
+    /// nothing changed, if a check fails (or the list is empty).
     ///
     /// # Time complexity
     ///
@@ -387,30 +368,19 @@ impl FreeAreas {
     #[inline(always)]
     pub(crate) fn pop(&mut self, f: &Frame, map: &AllocMap, k: u32) -> Result<usize, Corrupt> {
         let head = self.heads[slot(k)];
-        let g = if self.trusted & (1 << k) != 0 {
-            // Pushed by this allocator and still the head, so still a free
-            // block of order k (every way out of a list goes through `pop`
-            // or `unlink`): the bitmaps need not be read again, only the
-            // header, whose `next` is about to be followed.
-            match f.link(head) {
-                Some(g) if Self::header_is(f, g, k) => g,
-                _ => return Err(Corrupt),
-            }
-        } else {
-            match Self::checked(f, map, head, k)? {
-                Some(g) => g,
-                None => return Err(Corrupt), // the mask said the list is not empty
-            }
+        let g = match f.link(head) {
+            Some(g) if Self::header_is(f, g, k) => g,
+            _ => return Err(Corrupt),
         };
         let h = f.header(g);
-        // SAFETY: a checked free block: its header is the allocator's.
-        let next = unsafe {
-            (*h).magic = 0;
-            (*h).next
-        };
-        // The new head's `prev` is not kept: nothing to write there (it is
-        // checked when it is taken or written).
-        self.set_head_from_link(k, next);
+        // SAFETY: the head: a free block of order k (see `push`), whose
+        // header is the allocator's.
+        let next = unsafe { (*h).next };
+        Self::checked(f, map, next, k)?;
+        // SAFETY: as above.
+        unsafe { (*h).magic = 0 };
+        // The new head's `prev` is not kept: nothing to write there.
+        self.set_head(k, next);
         Ok(g)
     }
 
@@ -452,10 +422,11 @@ impl FreeAreas {
         if self.heads[slot(k)] == r {
             // The head: its `prev` is not kept, and nothing is written into
             // the next block (its `prev` is not kept once it is the head):
-            // `next` becomes an untrusted head, checked when it is used.
+            // `next` becomes the head once checked.
+            Self::checked(f, map, next, k)?;
             // SAFETY: `g`'s header is the allocator's (above).
             unsafe { (*h).magic = 0 };
-            self.set_head_from_link(k, next);
+            self.set_head(k, next);
             return Ok(());
         }
         let p = Self::checked(f, map, prev, k)?.ok_or(Corrupt)?;

@@ -3,11 +3,11 @@
 //! header is followed or written before the bitmaps, which no caller can
 //! reach through a block, confirm it:
 //!
-//! - a list head read from a header is taken (`alloc`) or written
-//!   (`push`) only if it is a managed granule aligned to the order, the
+//! - a link read from a header becomes a list head (`pop`, or an unlink
+//!   of the head) only if it is a managed granule aligned to the order, the
 //!   block fits the range, no allocated block starts inside it (one bitmap
 //!   word up to 4 KiB; at its start above) and its header has the magic and
-//!   the order (a head this allocator pushed itself is *trusted*, below);
+//!   the order; so every head is a free block of its order (below);
 //! - a block is unlinked from the middle of a list (a merge, a `realloc`
 //!   that grows) only if, in addition, its neighbours are such blocks and
 //!   point back at it (`prev.next == self && next.prev == self`).
@@ -25,26 +25,32 @@
 //! the order at offsets 9 and 8, at an address aligned to the order): only a
 //! deliberate forgery, not a stray write, does that.
 //!
-//! # Trusted heads
+//! # Heads are checked when they become heads
 //!
-//! A list head is *trusted* when this allocator wrote it itself (`push`, or
-//! the list became empty), not when it was read from a header (`pop` or an
-//! unlink of the head make the old head's `next` the new head). A trusted
-//! head is a free block of its order by construction: blocks leave a list
-//! only through `pop` and `unlink`, which change the head. So `push` writes
-//! its back link, and `pop` takes it, with no bitmap check (its header's
-//! order and magic are still compared before its `next` is read). Its
-//! bytes may have been written since it was freed, but only its own header
-//! is written, inside a block that is free; what it links to is checked
-//! when it is used.
+//! A list head is a block this allocator pushed itself, or a `next` link
+//! that was checked (above) before `pop` or an unlink of the head made it
+//! the head; nothing changes on a failed check. It stays a free block of
+//! its order while it is the head: blocks leave a list only through `pop`
+//! and `unlink`, which change the head. So `push` writes its back link
+//! without reading it, and `pop` takes it with no bitmap check (its
+//! header's order and magic are still compared before its `next` is read:
+//! its bytes may have been written since it was freed, but only its own
+//! header is ever written, inside a block that is free).
+//!
+//! An earlier version checked a head read from a link when it was next
+//! used instead (a *trusted* bit per list told which heads needed it):
+//! whether a call found its list's head checked or not depended on the
+//! order of the calls, a branch the processor mispredicted about every
+//! other call of `churn`. Checking the link in `pop` costs the same loads
+//! (the new head's bitmap word and header, which the next `pop` or `push`
+//! of that list touches anyway) with no such branch.
 //!
 //! # What it costs
 //!
-//! `alloc` from an untrusted head reads the bitmap word of the block's
-//! region (which marking the block allocated reads next anyway): about ten
-//! instructions and four well-predicted branches; from a trusted head,
-//! two. `free` pushes onto a trusted head for nothing and checks an
-//! untrusted one as `alloc` does. A merge reads the buddy's header (which
+//! `alloc` checks the new head: its bitmap word and its header, about
+//! fifteen instructions and five well-predicted branches, and a load of a
+//! header the next `alloc` of the order reads anyway. `free` pushes for
+//! nothing more than an unchecked push. A merge reads the buddy's header (which
 //! any buddy allocator reads to unlink it) and, unless the buddy is its
 //! list's head, both neighbours' headers and bitmap words: one or two more
 //! cache misses per merge than an unchecked unlink, which only writes
@@ -111,8 +117,7 @@ impl Buddy {
     fn push_rebuilt(&mut self, g: usize, k: u32) {
         // SAFETY: a free region the bitmaps show, in no list (the lists were
         // emptied and hold only blocks pushed here, with fresh headers).
-        let pushed = unsafe { self.areas.push(&self.frame, &self.map, g, k) };
-        debug_assert!(pushed.is_ok());
+        unsafe { self.areas.push(&self.frame, g, k) };
     }
 
     /// Corrupt free-area links or headers found (each one a write into a

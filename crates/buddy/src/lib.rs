@@ -47,8 +47,8 @@
 //!   block's header is followed or written through before the bitmaps
 //!   confirm a free block of that order starts where it points and its
 //!   header has the magic and the order (plus `prev.next == self &&
-//!   next.prev == self` for an unlink). A list head this allocator pushed
-//!   itself (not read from a header) is trusted and not checked again. A
+//!   next.prev == self` for an unlink); a link is checked before it
+//!   becomes a list head, so a `free` pushes without reading the head. A
 //!   link that fails (a write into a freed block) is not followed: the free
 //!   areas are rebuilt from the bitmaps, nothing is lost, the repair is
 //!   counted ([`Buddy::free_list_repairs`]) and `allocator_check` answers
@@ -121,7 +121,8 @@
 //!   taken from low addresses and a `realloc` that grows finds its upper
 //!   buddies free more often.
 //! - A free area's head keeps no `prev` link, so taking the head (every
-//!   `alloc`) touches no other free block.
+//!   `alloc`) writes no other free block (it reads the next one's header,
+//!   to check it before it becomes the head).
 //! - Granule 16 bytes (the ABI's alignment), minimum order 4.
 //! - At most `2^32 - 64` granules (64 GiB less 1 KiB) are managed: a larger
 //!   arena's tail is counted as metadata. The largest block is 32 GiB.
@@ -130,25 +131,39 @@
 //!
 //! | path | loads | stores | cache lines |
 //! |------|-------|--------|-------------|
-//! | `alloc`, a free block of the order | mask, list head, the block's header (order and magic, `next`), its bitmap word(s) unless the head is trusted (pushed by this allocator), the block's A/Q words | header magic, list head, A/Q words, two counters | state, header, bitmap (1–2): 3–4 |
-//! | `alloc`, per split | nothing more: the smaller lists were empty, and an empty list's head is trusted | the half's header, the list head | +1 per split (the half's header) |
-//! | `free`, no merge | A/Q words of the block, of its buddy's region (the same word up to 4 KiB) | A/Q words, the header, the old head's back link (checked first only if the head came from a link), two counters | state, bitmap, block, old head: 4 |
-//! | `free`, per merge | the buddy's header (the bitmaps already proved it free: only its order and magic are compared); unless it is its list's head, both neighbours' headers and bitmap words (safe unlink) | the neighbours' links | +1 (the buddy is the head) or +3 per merge |
+//! | `alloc`, a free block of the order | mask, list head, the block's header (order and magic, `next`), the next block's bitmap word and header (checked before it becomes the head), the block's A/Q words | header magic, list head, A/Q words, two counters | state, header, next header, bitmap (1–2): 4–5 |
+//! | `alloc`, per split | nothing more: the smaller lists were empty | the half's header, the list head | +1 per split (the half's header) |
+//! | `free`, no merge | A/Q words of the block, of its buddy's region (the same word up to 4 KiB), the list head | A/Q words, the header, the old head's back link (written, never read: a head is checked when it becomes one), two counters | state, bitmap, block, old head: 4 |
+//! | `free`, per merge | the buddy's header (the bitmaps already proved it free: only its order and magic are compared); if it is its list's head, the next block's bitmap word and header, else both neighbours' headers and bitmap words (safe unlink) | the neighbours' links | +2 or +3 per merge |
 //!
 //! Branches: the size class, the non-empty mask, then per checked link five
 //! predictable ones (range, alignment, bitmap, order and magic as one
-//! 16-bit compare, the link back).
+//! 16-bit compare, the link back). None depends on the order in which the
+//! calls came: every head is checked when it becomes the head (`pop`, or
+//! an unlink of the head), so `push` never needs to ask whether its list's
+//! head was checked (`harden.rs`).
+//!
+//! Through the C ABI, `libbuddy.so` runs `alloc` and `free` of the first
+//! region directly ([`ArenaAllocator::alloc_fast`] and
+//! [`ArenaAllocator::free_fast`]); only what they hand back (another
+//! region, a pointer to reject, a corrupt list, a failure to count) takes
+//! the generic layer's path inside `catch_unwind`.
 //!
 //! Counted by cachegrind (`examples/cost_per_call.rs`, which gives the
-//! commands), per call, this allocator against `buddy-alloc` 0.6 (no check
-//! of any kind) on the same inputs:
+//! commands; `--branch-sim=yes` for the mispredicts), per call, this
+//! allocator against `buddy-alloc` 0.6 (no check of any kind) on the same
+//! inputs:
 //!
-//! | workload | call | instructions | L1 read misses | L1 write misses |
-//! |----------|------|--------------|----------------|-----------------|
-//! | `small` (20 rounds of 10,000 × 16..=128 B in 4 MiB) | alloc | 174 (buddy-alloc 140) | 0.02 (0.04) | 0.92 (0.92) |
-//! | | free | 349 (206) | 3.04 (1.55) | 0.71 (2.49) |
-//! | `churn` (half of 16 MiB live, 16..=4096 B) | alloc | 158 (108) | 0.29 (0.14) | 0.04 (0.38) |
-//! | | free | 243 (221) | 1.54 (2.93) | 1.01 (1.10) |
+//! | workload | call | instructions | L1 read misses | L1 write misses | mispredicts |
+//! |----------|------|--------------|----------------|-----------------|-------------|
+//! | `small` (20 rounds of 10,000 × 16..=128 B in 4 MiB) | alloc | 164 (buddy-alloc 140) | 0.02 (0.03) | 0.92 (0.92) | 1.34 (1.98) |
+//! | | free | 346 (206) | 2.66 (1.18) | 0.70 (2.36) | 1.29 (1.15) |
+//! | `churn` (half of 16 MiB live, 16..=4096 B) | alloc | 180 (108) | 0.35 (0.07) | 0.04 (0.30) | 0.70 (0.63) |
+//! | | free | 208 (221) | 1.51 (1.99) | 1.00 (1.04) | 0.68 (1.04) |
+//!
+//! (Before heads were checked when they become heads: `small` 174 and
+//! 349 instructions, `churn` 158 and 243 with 0.81 and 1.45
+//! mispredicts.)
 //!
 //! A merge costs this allocator a *read* of both neighbours of the buddy
 //! (the safe-unlink check) where `buddy-alloc` only writes them: read
@@ -157,40 +172,56 @@
 //! decided by the bitmaps alone, each merge first prefetches the next
 //! level's buddy header (x86_64), so the header misses of a free that
 //! merges twice or more overlap: about 10 instructions more per small
-//! `free` (349 in the table's `small` run) for no measurable change in
-//! its time, and 3 % less time per `churn` operation (ten paired runs
-//! side by side, 64 MiB arena). Prefetching the two neighbours as soon as
-//! the buddy's header gives their links, or the new list head in `pop`,
-//! did not help. In `alloclab compare --quick --only
-//! buddy,buddy-alloc,rlsf,mimalloc --workloads
-//! small-random,small-aged,churn,churn-aged,fill` (medians of three sets of
-//! 3 to 5 runs on the busy 2-core test machine) `free` costs 1.25× to 1.45×
-//! `buddy-alloc`'s on `small-random` and `small-aged` (1.55× to 1.9×
-//! before trusted heads and the leaner unlink), `alloc` 1.0× to 1.3×, and
-//! an operation of `churn` and `churn-aged` 1.4× to 1.7× `buddy-alloc`'s and
-//! 0.85× to 1.1× `rlsf`'s.
+//! `free` for no measurable change in its time, and 3 % less time per
+//! `churn` operation (ten paired runs side by side, 64 MiB arena).
+//! Prefetching the two neighbours as soon as the buddy's header gives
+//! their links did not help.
+//!
+//! In `alloclab compare --quick --only buddy,buddy-alloc,rlsf --workloads
+//! small-random,small-aged,churn,churn-aged,fill --reps 11` (two sets of
+//! six runs, each run beside one of the build before this section's
+//! changes, 12:13 and 12:19 UTC on the busy 2-core test machine; medians
+//! of the per-run ratios, the two sets' range) `alloc` costs 0.86× to
+//! 0.96× `buddy-alloc`'s on `small-random` and `small-aged` (before: 0.99×
+//! to 1.01×), `free` 1.15× to 1.21× (1.24× to 1.30×), and an operation of
+//! `churn` and `churn-aged` 1.20× to 1.25× `buddy-alloc`'s (1.38× to
+//! 1.43×) and 0.90× to 0.99× `rlsf`'s (1.04× to 1.13×). The `fill`
+//! workload's usage is unchanged (99.03 % of the power-of-two bound).
 //!
 //! On `churn` at 64 MiB (`ARENA_MIB=64` in `examples/cost_per_call.rs`)
 //! about 1 % of frees merge and 3 % of allocations split (as in
 //! `buddy-alloc`), so the safe unlink is not on its path: a call is a pop
 //! and a bitmap mark, or a bitmap clear, one buddy test and a push.
-//! cachegrind counts 171 instructions per `alloc` and 241 per `free`
-//! (`buddy-alloc` 120 and 220), fewer L1 read misses per `free` (2.4
-//! against 4.6; `alloc` 0.31 against 0.12) and the same misses of a
-//! simulated 512 KiB second level (per `free` 0.17 read and 0.93 write
-//! against 0.24 and 0.94). Yet an operation takes 1.3× to 1.5×
-//! `buddy-alloc`'s, a gap that grows with the arena (1.15× at 4 MiB) and
-//! stays on 2 MiB pages (median 1.36× against 1.45× on 4 KiB pages, four
-//! runs each, within the noise): what the simulation does not model (how
-//! the misses overlap, the real branch predictor) makes it. Tried and not
-//! kept (`INTERLEAVED=11` of `vs_peers`, medians of six runs, the base
-//! side by side): `no_start_in` without a loop for orders 11 and 12
-//! (cachegrind's mispredicts per churn `free` 1.41 to 1.15; time within the
-//! noise: a churn operation 1.31× to 1.49× `buddy-alloc`'s, small `free`
-//! 1.21× to 1.24×), and checking every list head instead of trusting the
-//! ones pushed here (mispredicts per churn `alloc` 0.88 to 0.51 and per
-//! `free` 1.41 to 0.60, but 31 more instructions per churn `free` and 90
-//! per small `free`: churn 1.31× to 1.25×, small `free` 1.21× to 1.46×).
+//! cachegrind counts 179 instructions per `alloc` and 206 per `free`
+//! (`buddy-alloc` 111 and 220), fewer L1 read misses per `free` (2.1
+//! against 4.6; `alloc` 0.54 against 0.11), the same misses of a
+//! simulated 512 KiB second level (per `free` 0.13 read and 0.93 write
+//! against 0.23 and 0.94), as many mispredicts per `alloc` (0.73 against
+//! 0.71) and fewer per `free` (0.63 against 1.03; before heads were
+//! checked when they become heads, 0.88 and 1.41). That branch made the
+//! difference (the C-layer fast paths alone moved `churn` by less than the
+//! noise): a `churn` operation took 1.3× to 1.5× `buddy-alloc`'s before,
+//! 1.2× to 1.25× now; what remains is not in the simulation's counts (how
+//! the misses overlap, the real branch predictor).
+//!
+//! Tried and not kept (`INTERLEAVED=11` of `vs_peers`, medians of six
+//! runs, the base side by side): `no_start_in` without a loop for orders
+//! 11 and 12 (cachegrind's mispredicts per churn `free` 1.41 to 1.15; time
+//! within the noise: a churn operation 1.31× to 1.49× `buddy-alloc`'s,
+//! small `free` 1.21× to 1.24×), and checking every list head when it is
+//! used instead of trusting the ones pushed here (mispredicts per churn
+//! `alloc` 0.88 to 0.51 and per `free` 1.41 to 0.60, but 31 more
+//! instructions per churn `free` and 90 per small `free`: churn 1.31× to
+//! 1.25×, small `free` 1.21× to 1.46×). With `compare` as above (three to
+//! six runs beside the build before): `no_start_in` with no branch on the
+//! order for orders 6 to 12 (the four A words of the aligned 64 quads,
+//! each masked; mispredicts per churn call 0.70 to 0.14, but per churn
+//! `alloc` and `free` 46 and 82 instructions more and per small `free`
+//! 359 to 667: churn unchanged, small `free` 1.2× to 1.8×), the merge loop
+//! out of line or its first level peeled, so that a `free` without merge
+//! saves the loop's register spills (9 to 16 instructions less per churn
+//! `free`, 13 to 17 more per small `free`; churn 1.18× to 1.15×, small
+//! `free` 1.19× to 1.23×, both within the noise).
 //!
 //! # Drawbacks
 //!
@@ -387,8 +418,7 @@ impl Buddy {
             // SAFETY: a top block of the fresh range: managed, in no list;
             // the lists hold only such blocks, whose headers were just
             // written.
-            let pushed = unsafe { buddy.areas.push(&frame, &buddy.map, g, k) };
-            debug_assert!(pushed.is_ok());
+            unsafe { buddy.areas.push(&frame, g, k) };
         }
         // SAFETY: the state's place is inside the region, aligned, and not
         // part of any block or bitmap.
@@ -483,6 +513,20 @@ impl ArenaAllocator for Buddy {
     #[inline(always)]
     fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         Buddy::alloc(self, size)
+    }
+
+    // The C layer's fast path: `alloc` of this region, outside
+    // `catch_unwind` (no reachable panic: the indices are orders the
+    // free-area mask and `order_of_size` bound).
+    #[inline(always)]
+    fn alloc_fast(&mut self, size: usize) -> Option<NonNull<u8>> {
+        Buddy::alloc_fast(self, size)
+    }
+
+    // As for `alloc_fast`.
+    #[inline(always)]
+    fn free_fast(&mut self, ptr: NonNull<u8>) -> bool {
+        Buddy::free_fast(self, ptr)
     }
 
     fn alloc_aligned(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {

@@ -232,7 +232,7 @@ macro_rules! table {
 /// `START[code * 4 + i]`: the order of the allocated block starting at
 /// granule `i` of the quad (4..=8, or 9 meaning ">= 9: read the order
 /// digits"), or 0 if none.
-pub static START: [u8; 128] = {
+pub const START: [u8; 128] = {
     let mut t = [0; 128];
     let mut c = 0;
     while c < 32 {
@@ -250,13 +250,13 @@ pub static START: [u8; 128] = {
 
 /// `SET4[code * 4 + i]`: the code after an order-4 block is allocated at
 /// granule `i`, or [`INVALID`].
-pub static SET4: [Code; 128] = table!(set4);
+pub const SET4: [Code; 128] = table!(set4);
 /// `SET5[code * 4 + i]`: the code after an order-5 block is allocated at
 /// granule `i`, or [`INVALID`].
-pub static SET5: [Code; 128] = table!(set5);
+pub const SET5: [Code; 128] = table!(set5);
 /// `CLEAR[code * 4 + i]`: the code after the allocated block starting at
 /// granule `i` is freed, or [`INVALID`].
-pub static CLEAR: [Code; 128] = table!(clear);
+pub const CLEAR: [Code; 128] = table!(clear);
 
 /// The table index of granule `g` in a quad of code `c`.
 ///

@@ -80,11 +80,7 @@ impl Buddy {
         for i in new..k {
             // SAFETY: an upper half of the live block, which no longer
             // holds it: managed, in no list.
-            if unsafe { self.areas.push(&self.frame, &self.map, g + granules(i), i) }.is_err() {
-                // The halves are free in the bitmaps: the rebuild lists them.
-                self.rebuild_free_areas();
-                break;
-            }
+            unsafe { self.areas.push(&self.frame, g + granules(i), i) };
         }
         let bytes = block_bytes(k) - block_bytes(new);
         self.reserved_bytes = self.reserved_bytes.wrapping_sub(bytes);
