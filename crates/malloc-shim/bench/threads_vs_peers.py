@@ -6,12 +6,15 @@ Run from the workspace root after `cargo build --release`:
 
     cc -O2 -pthread -o /tmp/threads crates/malloc-shim/bench/threads.c
     N=7 ITER=10000000 python3 crates/malloc-shim/bench/threads_vs_peers.py
+
+It ends with the same figures as a Markdown table (the one in the crate's README).
 """
 import subprocess, statistics, sys, os
 N=int(os.environ.get("N","9")); ITER=int(os.environ.get("ITER","2000000"))
 R=os.path.abspath("target/release")
 L={"glibc":"","buddy":R+"/libbuddy_malloc.so","mckusick-karels":R+"/libmckusick_karels_malloc.so",
    "mimalloc":"/usr/lib/x86_64-linux-gnu/libmimalloc.so.2","jemalloc":"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}
+rows=[]
 print(f"bench/threads.c, {ITER} pairs per thread, median of {N} interleaved runs (its own clock); ns per pair per thread (x glibc in the same round: median, quartiles)")
 for T in (1,2,4,8):
     res={a:[] for a in L}
@@ -29,3 +32,9 @@ for T in (1,2,4,8):
         q=statistics.quantiles(r,n=4) if len(r)>1 else [r[0]]*3
         return f"{q[1]:.2f}x, {q[0]:.2f}-{q[2]:.2f}"
     print(f"T={T}: " + "  ".join(f"{a} {statistics.median(v)*1e9/ITER:.1f} ns ({ratio(a)})" for a,v in res.items()))
+    rows.append(f"| {T} | " + " | ".join(f"{statistics.median(v)*1e9/ITER:.1f} ns ({ratio(a).replace('x,','×,')})" for a,v in res.items()) + " |")
+# The same as a Markdown table (what the crate's README shows).
+print()
+print("| threads | " + " | ".join(L) + " |")
+print("|---" * (len(L) + 1) + "|")
+print("\n".join(rows))
