@@ -12,7 +12,7 @@ use core::ptr::{self, NonNull};
 
 use crate::bucket::{
     Carve, KmemBuckets, MAX_PAGE_SHIFT, MIN_PAGE_SHIFT, MINBUCKET, NBUCKETS, bitmap_in_page,
-    maxallocsave, objects_per_run, reserved_bytes,
+    maxallocsave, reserved_bytes, slots_per_run,
 };
 use crate::kmemusage::KmemUsage;
 use crate::page_alloc::PageAlloc;
@@ -32,16 +32,6 @@ impl<const S: u32> Geometry<S> {
         let mut i = 0;
         while i < NBUCKETS {
             t[i] = (((1usize << i) - 1) & ((1usize << S) - 1)) as u32;
-            i += 1;
-        }
-        t
-    };
-    /// [`objects_per_run`] per bucket slot (buckets up to two pages).
-    const OBJECTS: [u16; NBUCKETS] = {
-        let mut t = [0; NBUCKETS];
-        let mut i = MINBUCKET;
-        while i <= S + 1 && (i as usize) < NBUCKETS {
-            t[i as usize] = objects_per_run(S, i) as u16;
             i += 1;
         }
         t
@@ -366,26 +356,50 @@ impl McKusickKarels {
         if S == 0 { self.page_mask } else { (1 << S) - 1 }
     }
 
-    /// `ku_freecnt` of an all-free run of bucket `indx`
-    /// ([`objects_per_run`]): a table lookup for `S > 0`.
+    /// A `free` cleared the last set bit of the bitmap word `word` of a
+    /// run of bucket `indx`: notes the run is all free
+    /// ([`McKusickKarels::run_emptied`]) when its bitmap's other words (an
+    /// in-page bitmap of several words, in the line `word` is in) are zero
+    /// too. One branch on the constant kind of bitmap for `S > 0`.
+    ///
+    /// # Safety
+    ///
+    /// `word` is the allocated-bitmap word of an object of a `BUCKET` run
+    /// of bucket `indx` ([`McKusickKarels::bit_at`]); `S` is 0 or the page
+    /// shift.
     #[inline(always)]
-    pub(crate) fn objects<const S: u32>(&self, indx: u32) -> usize {
-        if S == 0 {
-            objects_per_run(self.page_shift, indx)
-        } else {
-            // SAFETY: `indx < NBUCKETS` (every caller's bucket index).
-            (unsafe { *Geometry::<S>::OBJECTS.get_unchecked(indx as usize) }) as usize
+    pub(crate) unsafe fn note_word_cleared<const S: u32>(&mut self, word: *const u64, indx: u32) {
+        let shift = self.shift::<S>();
+        // An in-page bitmap starts the page (page-aligned in absolute
+        // address), where `word` lies.
+        let first = word.map_addr(|a| a & !self.mask::<S>());
+        // SAFETY: the bitmap at `first` holds `slots / 64` words.
+        if !bitmap_in_page(shift, indx) || unsafe { words_zero(first, shift, indx) } {
+            self.run_emptied = true;
         }
     }
 
-    /// Notes that a run of bucket `indx` whose `ku_freecnt` a free just
-    /// raised to `freecnt` is all free when it is
-    /// ([`McKusickKarels::run_emptied`]). A compare, a table lookup and a
-    /// branch that is rarely taken.
-    #[inline(always)]
-    pub(crate) fn note_free_count<const S: u32>(&mut self, freecnt: usize, indx: u32) {
-        if freecnt == self.objects::<S>(indx) {
-            self.run_emptied = true;
+    /// True when every object of the bucket run at `page` (of bucket
+    /// `indx`) is free: its allocated bitmap is zero (no bit is ever set for
+    /// the in-page bitmap's own slots).
+    ///
+    /// # Safety
+    ///
+    /// `page` heads a `BUCKET` run of bucket `indx`.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1): one word, or the few words of an in-page bitmap (4 at most
+    /// with 4 KiB pages).
+    #[inline]
+    pub(crate) unsafe fn run_all_free(&self, page: u32, indx: u32) -> bool {
+        let shift = self.page_shift;
+        if bitmap_in_page(shift, indx) {
+            // SAFETY: the run is inside the pages, its bitmap at its start.
+            unsafe { words_zero(self.base.add((page as usize) << shift).cast(), shift, indx) }
+        } else {
+            // SAFETY: `page` is in the table.
+            unsafe { (*self.pages.kmemusage.add(page as usize)).ku_un == 0 }
         }
     }
 
@@ -451,9 +465,7 @@ impl McKusickKarels {
     ///
     /// # Safety
     ///
-    /// `d` is the descriptor of `off`'s page, a `BUCKET` page of bucket
-    /// `indx`; `off` is a multiple of the object size inside the pages; no
-    /// reference to the descriptor is live; `S` is 0 or the page shift.
+    /// As for [`McKusickKarels::bit_at_slot`].
     #[inline(always)]
     pub(crate) unsafe fn bit_at<const S: u32>(
         &self,
@@ -461,6 +473,29 @@ impl McKusickKarels {
         off: usize,
         indx: u32,
     ) -> (*mut u64, u64) {
+        // SAFETY: the caller's contract.
+        let (word, bit) = unsafe { self.bit_at_slot::<S>(d, off, indx) };
+        (word, 1 << bit)
+    }
+
+    /// The allocated-bit word and the bit's number in it (0..64) of the
+    /// object at offset `off` from `base`, whose page descriptor is `d`, of
+    /// bucket `indx`. The hot paths test, set and clear the bit with
+    /// [`bit_test`], [`bit_set`] and [`bit_clear`], which x86-64 does in one
+    /// instruction each (`bt`, `bts`, `btr`) on a bit number in a register.
+    ///
+    /// # Safety
+    ///
+    /// `d` is the descriptor of `off`'s page, a `BUCKET` page of bucket
+    /// `indx`; `off` is a multiple of the object size inside the pages; no
+    /// reference to the descriptor is live; `S` is 0 or the page shift.
+    #[inline(always)]
+    pub(crate) unsafe fn bit_at_slot<const S: u32>(
+        &self,
+        d: *mut KmemUsage,
+        off: usize,
+        indx: u32,
+    ) -> (*mut u64, u32) {
         let in_page = off & self.mask::<S>();
         let slot = in_page >> indx;
         // Both candidate words are computed and one is selected without a
@@ -475,8 +510,41 @@ impl McKusickKarels {
             in_page_word,
             in_desc_word,
         );
-        (word.cast::<u64>(), 1 << (slot & 63))
+        (word.cast::<u64>(), (slot & 63) as u32)
     }
+}
+
+/// Bit `bit` (0..64) of `w` is set (`bt`).
+#[inline(always)]
+pub(crate) const fn bit_test(w: u64, bit: u32) -> bool {
+    (w >> (bit & 63)) & 1 != 0
+}
+
+/// `w` with bit `bit` (0..64) set (`bts`).
+#[inline(always)]
+pub(crate) const fn bit_set(w: u64, bit: u32) -> u64 {
+    w | 1 << (bit & 63)
+}
+
+/// `w` with bit `bit` (0..64) clear: written as the rotation of `!1`, the
+/// form LLVM turns into one `btr` (a `!(1 << bit)` mask costs a shift, a
+/// `not` and an `and`, and ties up `cl`).
+#[inline(always)]
+pub(crate) const fn bit_clear(w: u64, bit: u32) -> u64 {
+    w & (!1u64).rotate_left(bit & 63)
+}
+
+/// True when the in-page bitmap at `first` (of a run of bucket `indx`,
+/// `slots / 64` words) is all zero.
+///
+/// # Safety
+///
+/// `first` is the first word of the in-page bitmap of such a run.
+#[inline(always)]
+unsafe fn words_zero(first: *const u64, shift: u32, indx: u32) -> bool {
+    let words = slots_per_run(shift, indx) / 64;
+    // SAFETY: the bitmap holds `words` words (caller's contract).
+    (0..words).all(|i| unsafe { *first.add(i) } == 0)
 }
 
 #[cfg(test)]

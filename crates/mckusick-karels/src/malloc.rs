@@ -3,7 +3,7 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::allocator::{C_PAGE_SHIFT, McKusickKarels};
+use crate::allocator::{C_PAGE_SHIFT, McKusickKarels, bit_set, bit_test};
 use crate::bucket::{
     Carve, bucket_index, maxallocsave, next_of, objects_per_run, pages_per_run, prefetch,
     reserved_slots, set_next, set_prev, slots_per_run,
@@ -252,7 +252,7 @@ impl McKusickKarels {
     }
 
     /// The object at `p` as a pointer derived from the arena, marked
-    /// allocated (one fewer free object in its page), if `p` is a free
+    /// allocated, if `p` is a free
     /// object of bucket `indx`: inside the pages, aligned, on a `BUCKET`
     /// page of that bucket, outside the reserved bitmap slots, allocated bit
     /// clear. `None`, with nothing changed, otherwise. Only the descriptor
@@ -288,17 +288,16 @@ impl McKusickKarels {
         }
         // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of the
         // object size.
-        let (word, bit) = unsafe { self.bit_at::<S>(d, off, indx) };
+        let (word, bit) = unsafe { self.bit_at_slot::<S>(d, off, indx) };
         // SAFETY: the bitmap word is in the table or the page's reserved
         // slots; `off` is inside the pages; no reference to the descriptor
         // is live.
         unsafe {
             let w = *word;
-            if w & bit != 0 {
+            if bit_test(w, bit) {
                 return None;
             }
-            *word = w | bit;
-            (*d).ku_freecnt = (*d).ku_freecnt.wrapping_sub(1);
+            *word = bit_set(w, bit);
             Some(self.base.add(off))
         }
     }
@@ -364,7 +363,7 @@ impl McKusickKarels {
             KmemUsage {
                 ku_indx: indx as u8,
                 ku_kind: BUCKET,
-                ku_freecnt: nobj as u16,
+                ku_spare: 0,
                 ku_pagecnt: npg,
                 ku_un: 0,
             },

@@ -36,7 +36,10 @@ use arena_api::{ArenaAllocator, C_HANDLE_BYTES, ReallocError, SpinLock};
 
 /// A live handle created without `ALLOCATOR_FLAG_LOCKED`: the value the
 /// fast paths of `alloc` and `free` compare with, one load for both checks.
-const MAGIC_LIVE: u64 = u64::from_le_bytes(*b"alloclab");
+/// Its upper half is the sign extension of its lower half, so x86-64
+/// compares it with memory in one instruction (a 32-bit immediate), where
+/// a full 64-bit value takes a `movabs` and a separate load.
+const MAGIC_LIVE: u64 = 0xA11C_1AB5_u32 as i32 as i64 as u64;
 /// A live handle created with `ALLOCATOR_FLAG_LOCKED`.
 const MAGIC_LIVE_LOCKED: u64 = u64::from_le_bytes(*b"alloclbL");
 const MAGIC_DEAD: u64 = u64::from_le_bytes(*b"destroyd");
@@ -253,15 +256,18 @@ pub unsafe fn alloc_aligned<A: ArenaAllocator>(
 /// As for [`destroy`].
 #[inline]
 pub unsafe fn free<A: ArenaAllocator>(a: *mut Allocator, memory: *mut c_void) {
-    let Some(p) = NonNull::new(memory.cast::<u8>()) else {
-        return;
-    };
+    let p = memory.cast::<u8>();
+    // `free_fast` answers false for NULL: the test for it is left to the
+    // slow path.
     // SAFETY: caller's contract.
     if let Some(core) = unsafe { Handle::<A>::unlocked_core(a) }
         && core.free_fast(p)
     {
         return;
     }
+    let Some(p) = NonNull::new(p) else {
+        return;
+    };
     // SAFETY: caller's contract.
     unsafe { free_slow::<A>(a, p) }
 }
