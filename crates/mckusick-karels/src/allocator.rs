@@ -475,14 +475,15 @@ impl McKusickKarels {
     ) -> (*mut u64, u64) {
         // SAFETY: the caller's contract.
         let (word, bit) = unsafe { self.bit_at_slot::<S>(d, off, indx) };
-        (word, 1 << bit)
+        (word, 1 << (bit & 63))
     }
 
-    /// The allocated-bit word and the bit's number in it (0..64) of the
-    /// object at offset `off` from `base`, whose page descriptor is `d`, of
-    /// bucket `indx`. The hot paths test, set and clear the bit with
-    /// [`bit_test`], [`bit_set`] and [`bit_clear`], which x86-64 does in one
-    /// instruction each (`bt`, `bts`, `btr`) on a bit number in a register.
+    /// The allocated-bit word and the bit's number in it (modulo 64: the
+    /// bit is `slot % 64`, as `bt`, `bts`, `btr` take it) of the object at
+    /// offset `off` from `base`, whose page descriptor is `d`, of
+    /// bucket `indx`. The hot paths test and set, or test and clear, the
+    /// bit with [`bit_set_if_clear`] and [`bit_clear_if_set`]: one `bts` or
+    /// `btr` each on x86-64, on a bit number in a register.
     ///
     /// # Safety
     ///
@@ -510,28 +511,64 @@ impl McKusickKarels {
             in_page_word,
             in_desc_word,
         );
-        (word.cast::<u64>(), (slot & 63) as u32)
+        (word.cast::<u64>(), slot as u32)
     }
 }
 
-/// Bit `bit` (0..64) of `w` is set (`bt`).
+/// `w` with bit `bit % 64` set, and whether it was clear before: one
+/// `bts` on x86-64 (LLVM emits a `bt`, then builds the mask with a shift
+/// through `cl` for the `or`).
 #[inline(always)]
-pub(crate) const fn bit_test(w: u64, bit: u32) -> bool {
-    (w >> (bit & 63)) & 1 != 0
+pub(crate) fn bit_set_if_clear(w: u64, bit: u32) -> (u64, bool) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        let mut w = w;
+        let was_set: u8;
+        // SAFETY: register-only instructions, no memory, stack or flags
+        // that the compiler relies on across the block.
+        unsafe {
+            core::arch::asm!(
+                "bts {w}, {b}",
+                "setc {c}",
+                w = inout(reg) w,
+                b = in(reg) u64::from(bit),
+                c = out(reg_byte) was_set,
+                options(pure, nomem, nostack),
+            );
+        }
+        (w, was_set == 0)
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    {
+        (w | 1 << (bit & 63), (w >> (bit & 63)) & 1 == 0)
+    }
 }
 
-/// `w` with bit `bit` (0..64) set (`bts`).
+/// `w` with bit `bit % 64` clear, and whether it was set before: one
+/// `btr` on x86-64 (see [`bit_set_if_clear`]).
 #[inline(always)]
-pub(crate) const fn bit_set(w: u64, bit: u32) -> u64 {
-    w | 1 << (bit & 63)
-}
-
-/// `w` with bit `bit` (0..64) clear: written as the rotation of `!1`, the
-/// form LLVM turns into one `btr` (a `!(1 << bit)` mask costs a shift, a
-/// `not` and an `and`, and ties up `cl`).
-#[inline(always)]
-pub(crate) const fn bit_clear(w: u64, bit: u32) -> u64 {
-    w & (!1u64).rotate_left(bit & 63)
+pub(crate) fn bit_clear_if_set(w: u64, bit: u32) -> (u64, bool) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        let mut w = w;
+        let was_set: u8;
+        // SAFETY: as in `bit_set_if_clear`.
+        unsafe {
+            core::arch::asm!(
+                "btr {w}, {b}",
+                "setc {c}",
+                w = inout(reg) w,
+                b = in(reg) u64::from(bit),
+                c = out(reg_byte) was_set,
+                options(pure, nomem, nostack),
+            );
+        }
+        (w, was_set != 0)
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    {
+        (w & !(1 << (bit & 63)), (w >> (bit & 63)) & 1 != 0)
+    }
 }
 
 /// True when the in-page bitmap at `first` (of a run of bucket `indx`,

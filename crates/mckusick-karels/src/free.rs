@@ -16,7 +16,7 @@ use core::ptr::NonNull;
 
 use arena_api::BadPointer;
 
-use crate::allocator::{C_PAGE_SHIFT, McKusickKarels, bit_clear, bit_test};
+use crate::allocator::{C_PAGE_SHIFT, McKusickKarels, bit_clear_if_set};
 use crate::bucket::{pages_per_run, reserved_slots, slots_per_run};
 use crate::kmemusage::{BUCKET, LARGE};
 
@@ -166,14 +166,13 @@ impl McKusickKarels {
         // object size.
         let (word, bit) = unsafe { self.bit_at_slot::<S>(d, off, indx) };
         // SAFETY: the bitmap word is inside the arena (or table).
-        let w = unsafe { *word };
-        if !bit_test(w, bit) {
+        let (rest, was_set) = bit_clear_if_set(unsafe { *word }, bit);
+        if !was_set {
             return false;
         }
         // SAFETY: the object is live: clear its bit and push it, writing its
         // link through the caller's pointer.
         unsafe {
-            let rest = bit_clear(w, bit);
             *word = rest;
             if EAGER && self.return_pages {
                 self.free_object(off, page as u32, indx, rest, p);
