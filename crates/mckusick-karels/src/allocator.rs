@@ -482,8 +482,8 @@ impl McKusickKarels {
     /// bit is `slot % 64`, as `bt`, `bts`, `btr` take it) of the object at
     /// offset `off` from `base`, whose page descriptor is `d`, of
     /// bucket `indx`. The hot paths test and set, or test and clear, the
-    /// bit with [`bit_set_if_clear`] and [`bit_clear_if_set`]: one `bts` or
-    /// `btr` each on x86-64, on a bit number in a register.
+    /// bit with [`bit_set_if_clear`] and [`bit_clear_if_set`]: a `bt` and a
+    /// `bts` or `btr` on x86-64, on a bit number in a register.
     ///
     /// # Safety
     ///
@@ -503,7 +503,11 @@ impl McKusickKarels {
         // branch: the 16- and 32-byte buckets (bitmap in the page) and the
         // others (bitmap in the descriptor) interleave unpredictably in a
         // mixed workload, and a mispredicted branch here cost ~2 ns a call.
-        let in_page_word = self.base.wrapping_add((off - in_page) + (slot >> 6) * 8);
+        // Pages are aligned in absolute address: the page's start is the
+        // object's address with the low bits cleared (the caller's pointer,
+        // which the compiler has in a register, less `base` is `off`).
+        let page_start = self.base.addr().wrapping_add(off) & !self.mask::<S>();
+        let in_page_word = self.base.with_addr(page_start + (slot >> 6) * 8);
         // SAFETY: `d` is a descriptor of the table (caller's contract).
         let in_desc_word = unsafe { &raw mut (*d).ku_un }.cast::<u8>();
         let word = core::hint::select_unpredictable(
@@ -515,28 +519,27 @@ impl McKusickKarels {
     }
 }
 
-/// `w` with bit `bit % 64` set, and whether it was clear before: one
-/// `bts` on x86-64 (LLVM emits a `bt`, then builds the mask with a shift
-/// through `cl` for the `or`).
+/// `w` with bit `bit % 64` set, and whether it was clear before: a `bt`
+/// and a `bts` on x86-64 (LLVM emits the `bt`, then builds a mask with a
+/// shift through `cl` for an `or`: three more instructions, and `cl`).
 #[inline(always)]
 pub(crate) fn bit_set_if_clear(w: u64, bit: u32) -> (u64, bool) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
+        // The test in Rust (a `bt` and a branch on its flag), the update
+        // in assembly: asm cannot hand a flag to a branch.
+        let was_clear = (w >> (bit & 63)) & 1 == 0;
         let mut w = w;
-        let was_set: u8;
-        // SAFETY: register-only instructions, no memory, stack or flags
-        // that the compiler relies on across the block.
+        // SAFETY: one register-only instruction, no memory or stack.
         unsafe {
             core::arch::asm!(
                 "bts {w}, {b}",
-                "setc {c}",
                 w = inout(reg) w,
                 b = in(reg) u64::from(bit),
-                c = out(reg_byte) was_set,
                 options(pure, nomem, nostack),
             );
         }
-        (w, was_set == 0)
+        (w, was_clear)
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     {
@@ -544,26 +547,26 @@ pub(crate) fn bit_set_if_clear(w: u64, bit: u32) -> (u64, bool) {
     }
 }
 
-/// `w` with bit `bit % 64` clear, and whether it was set before: one
-/// `btr` on x86-64 (see [`bit_set_if_clear`]).
+/// `w` with bit `bit % 64` clear, and whether it was set before: a `bt`
+/// and a `btr` on x86-64 (see [`bit_set_if_clear`]).
 #[inline(always)]
 pub(crate) fn bit_clear_if_set(w: u64, bit: u32) -> (u64, bool) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
+        // The test in Rust (a `bt` and a branch on its flag), the update
+        // in assembly: asm cannot hand a flag to a branch.
+        let was_set = (w >> (bit & 63)) & 1 != 0;
         let mut w = w;
-        let was_set: u8;
-        // SAFETY: as in `bit_set_if_clear`.
+        // SAFETY: one register-only instruction, no memory or stack.
         unsafe {
             core::arch::asm!(
                 "btr {w}, {b}",
-                "setc {c}",
                 w = inout(reg) w,
                 b = in(reg) u64::from(bit),
-                c = out(reg_byte) was_set,
                 options(pure, nomem, nostack),
             );
         }
-        (w, was_set != 0)
+        (w, was_set)
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     {

@@ -342,7 +342,9 @@ impl McKusickKarels {
                 return None;
             }
             *word = w;
-            Some(self.base.add(off))
+            // `p`'s address (in a register) with the arena's provenance:
+            // no `base + off`.
+            Some(self.base.with_addr(p.addr()))
         }
     }
 
