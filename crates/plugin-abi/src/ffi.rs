@@ -213,11 +213,18 @@ pub unsafe fn alloc<A: ArenaAllocator>(a: *mut Allocator, size: usize) -> *mut c
 /// `allocator_alloc` in full: the lock if any, the core's `alloc` inside
 /// `catch_unwind`.
 ///
+/// `extern "C"`, hence known not to unwind (nothing does: the panic is
+/// caught inside): the call from [`alloc`] needs no landing pad, so it is a
+/// tail jump and the fast path saves no stack slot for it.
+///
 /// # Safety
 ///
 /// As for [`destroy`].
 #[inline(never)]
-pub unsafe fn alloc_slow<A: ArenaAllocator>(a: *mut Allocator, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn alloc_slow<A: ArenaAllocator>(
+    a: *mut Allocator,
+    size: usize,
+) -> *mut c_void {
     // SAFETY: caller's contract.
     match unsafe { Handle::<A>::from_raw(a) } {
         Some(h) => h.with(ptr::null_mut(), |core| nullable(core.alloc(size))),
@@ -257,29 +264,32 @@ pub unsafe fn alloc_aligned<A: ArenaAllocator>(
 #[inline]
 pub unsafe fn free<A: ArenaAllocator>(a: *mut Allocator, memory: *mut c_void) {
     let p = memory.cast::<u8>();
-    // `free_fast` answers false for NULL: the test for it is left to the
-    // slow path.
+    // `free_fast` answers false for NULL: the test for it is left to
+    // `free_slow`.
     // SAFETY: caller's contract.
     if let Some(core) = unsafe { Handle::<A>::unlocked_core(a) }
         && core.free_fast(p)
     {
         return;
     }
-    let Some(p) = NonNull::new(p) else {
-        return;
-    };
     // SAFETY: caller's contract.
-    unsafe { free_slow::<A>(a, p) }
+    unsafe { free_slow::<A>(a, memory) }
 }
 
-/// `allocator_free` in full: the lock if any, the core's `free` inside
-/// `catch_unwind`.
+/// `allocator_free` in full: NULL, the lock if any, the core's `free`
+/// inside `catch_unwind`.
+///
+/// `extern "C"` and with `free`'s own arguments, as [`alloc_slow`]: the
+/// call from [`free`] is a tail jump.
 ///
 /// # Safety
 ///
 /// As for [`destroy`].
 #[inline(never)]
-pub unsafe fn free_slow<A: ArenaAllocator>(a: *mut Allocator, p: NonNull<u8>) {
+pub unsafe extern "C" fn free_slow<A: ArenaAllocator>(a: *mut Allocator, memory: *mut c_void) {
+    let Some(p) = NonNull::new(memory.cast::<u8>()) else {
+        return;
+    };
     // SAFETY: caller's contract.
     if let Some(h) = unsafe { Handle::<A>::from_raw(a) } {
         // A rejected pointer is counted by the core; nothing else to do.
