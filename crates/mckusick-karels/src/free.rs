@@ -183,13 +183,9 @@ impl McKusickKarels {
                 if rest == 0 {
                     self.note_word_cleared::<S>(word, indx);
                 }
-                // The object as a pointer derived from the arena, at the
-                // caller's address (which the compiler has in a register:
-                // no `base + off`).
-                let obj = self.base.with_addr(p.addr());
                 self.buckets
                     .get_unchecked_mut(indx as usize)
-                    .push(obj, p, false);
+                    .push(self.base.add(off), p, false);
             }
         }
         true

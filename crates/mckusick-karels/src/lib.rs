@@ -198,15 +198,17 @@
 //! Counted through the C ABI (callgrind on `benches/c_abi_calls.c`: 210,000
 //! calls of the `small-random` and `small-aged` pattern on
 //! `libmckusick_karels.so`, wrapper included):
-//! about 65 instructions per `allocator_alloc` and 45 per `allocator_free`
+//! about 65 instructions per `allocator_alloc` and 47 per `allocator_free`
 //! (78 and 62 while `ku_freecnt` was kept, the handle's magic took a 64-bit
 //! immediate, `free` tested for NULL before the fast path, the call of the
 //! full path needed a landing pad (so the fast path saved registers and
 //! aligned the stack on every call), the bitmap bit
 //! was set or cleared through a mask shifted by `cl`, the in-page bitmap
-//! word and the object's address were computed from `base` rather than
-//! from the address in hand, and an object of the carve range was checked
-//! as a list link is; 57 for `free`
+//! word and `malloc`'s object were computed from `base` rather than from
+//! the address in hand, and an object of the carve range was checked as a
+//! list link is; `free` pushing the caller's address itself, 45, measured
+//! slower than pushing `base + off` in `alloclab compare`, so it does not;
+//! 57 for `free`
 //! before it noted the runs it empties, see 6. above; before the lazy
 //! check, the lazy carving, the fast path and the tables: 149 and 101;
 //! mimalloc through an equal wrapper: 41 and 28). Measured by
