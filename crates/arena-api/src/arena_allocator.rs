@@ -237,14 +237,16 @@ pub trait ArenaAllocator: Sized {
     /// The common case of [`ArenaAllocator::free`], for the C layer's fast
     /// path: `true` when the block at `ptr` was live and is now freed,
     /// `false` when `free` itself must be called (a pointer to reject
-    /// included), in which case nothing was changed. Must not panic, as
-    /// [`ArenaAllocator::alloc_fast`]. The default always answers `false`.
+    /// included), in which case nothing was changed. `ptr` may be null (the
+    /// C layer tests for NULL after the fast path declines): the answer is
+    /// then `false`. Must not panic, as [`ArenaAllocator::alloc_fast`]. The
+    /// default always answers `false`.
     ///
     /// # Time complexity
     ///
     /// O(1).
     #[inline(always)]
-    fn free_fast(&mut self, ptr: NonNull<u8>) -> bool {
+    fn free_fast(&mut self, ptr: *mut u8) -> bool {
         let _ = ptr;
         false
     }

@@ -12,7 +12,7 @@ use core::ptr::{self, NonNull};
 
 use crate::bucket::{
     Carve, KmemBuckets, MAX_PAGE_SHIFT, MIN_PAGE_SHIFT, MINBUCKET, NBUCKETS, bitmap_in_page,
-    maxallocsave, objects_per_run, reserved_bytes,
+    maxallocsave, reserved_bytes, slots_per_run,
 };
 use crate::kmemusage::KmemUsage;
 use crate::page_alloc::PageAlloc;
@@ -32,16 +32,6 @@ impl<const S: u32> Geometry<S> {
         let mut i = 0;
         while i < NBUCKETS {
             t[i] = (((1usize << i) - 1) & ((1usize << S) - 1)) as u32;
-            i += 1;
-        }
-        t
-    };
-    /// [`objects_per_run`] per bucket slot (buckets up to two pages).
-    const OBJECTS: [u16; NBUCKETS] = {
-        let mut t = [0; NBUCKETS];
-        let mut i = MINBUCKET;
-        while i <= S + 1 && (i as usize) < NBUCKETS {
-            t[i as usize] = objects_per_run(S, i) as u16;
             i += 1;
         }
         t
@@ -366,26 +356,50 @@ impl McKusickKarels {
         if S == 0 { self.page_mask } else { (1 << S) - 1 }
     }
 
-    /// `ku_freecnt` of an all-free run of bucket `indx`
-    /// ([`objects_per_run`]): a table lookup for `S > 0`.
+    /// A `free` cleared the last set bit of the bitmap word `word` of a
+    /// run of bucket `indx`: notes the run is all free
+    /// ([`McKusickKarels::run_emptied`]) when its bitmap's other words (an
+    /// in-page bitmap of several words, in the line `word` is in) are zero
+    /// too. One branch on the constant kind of bitmap for `S > 0`.
+    ///
+    /// # Safety
+    ///
+    /// `word` is the allocated-bitmap word of an object of a `BUCKET` run
+    /// of bucket `indx` ([`McKusickKarels::bit_at`]); `S` is 0 or the page
+    /// shift.
     #[inline(always)]
-    pub(crate) fn objects<const S: u32>(&self, indx: u32) -> usize {
-        if S == 0 {
-            objects_per_run(self.page_shift, indx)
-        } else {
-            // SAFETY: `indx < NBUCKETS` (every caller's bucket index).
-            (unsafe { *Geometry::<S>::OBJECTS.get_unchecked(indx as usize) }) as usize
+    pub(crate) unsafe fn note_word_cleared<const S: u32>(&mut self, word: *const u64, indx: u32) {
+        let shift = self.shift::<S>();
+        // An in-page bitmap starts the page (page-aligned in absolute
+        // address), where `word` lies.
+        let first = word.map_addr(|a| a & !self.mask::<S>());
+        // SAFETY: the bitmap at `first` holds `slots / 64` words.
+        if !bitmap_in_page(shift, indx) || unsafe { words_zero(first, shift, indx) } {
+            self.run_emptied = true;
         }
     }
 
-    /// Notes that a run of bucket `indx` whose `ku_freecnt` a free just
-    /// raised to `freecnt` is all free when it is
-    /// ([`McKusickKarels::run_emptied`]). A compare, a table lookup and a
-    /// branch that is rarely taken.
-    #[inline(always)]
-    pub(crate) fn note_free_count<const S: u32>(&mut self, freecnt: usize, indx: u32) {
-        if freecnt == self.objects::<S>(indx) {
-            self.run_emptied = true;
+    /// True when every object of the bucket run at `page` (of bucket
+    /// `indx`) is free: its allocated bitmap is zero (no bit is ever set for
+    /// the in-page bitmap's own slots).
+    ///
+    /// # Safety
+    ///
+    /// `page` heads a `BUCKET` run of bucket `indx`.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1): one word, or the few words of an in-page bitmap (4 at most
+    /// with 4 KiB pages).
+    #[inline]
+    pub(crate) unsafe fn run_all_free(&self, page: u32, indx: u32) -> bool {
+        let shift = self.page_shift;
+        if bitmap_in_page(shift, indx) {
+            // SAFETY: the run is inside the pages, its bitmap at its start.
+            unsafe { words_zero(self.base.add((page as usize) << shift).cast(), shift, indx) }
+        } else {
+            // SAFETY: `page` is in the table.
+            unsafe { (*self.pages.kmemusage.add(page as usize)).ku_un == 0 }
         }
     }
 
@@ -451,9 +465,7 @@ impl McKusickKarels {
     ///
     /// # Safety
     ///
-    /// `d` is the descriptor of `off`'s page, a `BUCKET` page of bucket
-    /// `indx`; `off` is a multiple of the object size inside the pages; no
-    /// reference to the descriptor is live; `S` is 0 or the page shift.
+    /// As for [`McKusickKarels::bit_at_slot`].
     #[inline(always)]
     pub(crate) unsafe fn bit_at<const S: u32>(
         &self,
@@ -461,13 +473,41 @@ impl McKusickKarels {
         off: usize,
         indx: u32,
     ) -> (*mut u64, u64) {
+        // SAFETY: the caller's contract.
+        let (word, bit) = unsafe { self.bit_at_slot::<S>(d, off, indx) };
+        (word, 1 << (bit & 63))
+    }
+
+    /// The allocated-bit word and the bit's number in it (modulo 64: the
+    /// bit is `slot % 64`, as `bt`, `bts`, `btr` take it) of the object at
+    /// offset `off` from `base`, whose page descriptor is `d`, of
+    /// bucket `indx`. The hot paths test and set, or test and clear, the
+    /// bit with [`bit_set_if_clear`] and [`bit_clear_if_set`]: a `bt` and a
+    /// `bts` or `btr` on x86-64, on a bit number in a register.
+    ///
+    /// # Safety
+    ///
+    /// `d` is the descriptor of `off`'s page, a `BUCKET` page of bucket
+    /// `indx`; `off` is a multiple of the object size inside the pages; no
+    /// reference to the descriptor is live; `S` is 0 or the page shift.
+    #[inline(always)]
+    pub(crate) unsafe fn bit_at_slot<const S: u32>(
+        &self,
+        d: *mut KmemUsage,
+        off: usize,
+        indx: u32,
+    ) -> (*mut u64, u32) {
         let in_page = off & self.mask::<S>();
         let slot = in_page >> indx;
         // Both candidate words are computed and one is selected without a
         // branch: the 16- and 32-byte buckets (bitmap in the page) and the
         // others (bitmap in the descriptor) interleave unpredictably in a
         // mixed workload, and a mispredicted branch here cost ~2 ns a call.
-        let in_page_word = self.base.wrapping_add((off - in_page) + (slot >> 6) * 8);
+        // Pages are aligned in absolute address: the page's start is the
+        // object's address with the low bits cleared (the caller's pointer,
+        // which the compiler has in a register, less `base` is `off`).
+        let page_start = self.base.addr().wrapping_add(off) & !self.mask::<S>();
+        let in_page_word = self.base.with_addr(page_start + (slot >> 6) * 8);
         // SAFETY: `d` is a descriptor of the table (caller's contract).
         let in_desc_word = unsafe { &raw mut (*d).ku_un }.cast::<u8>();
         let word = core::hint::select_unpredictable(
@@ -475,8 +515,76 @@ impl McKusickKarels {
             in_page_word,
             in_desc_word,
         );
-        (word.cast::<u64>(), 1 << (slot & 63))
+        (word.cast::<u64>(), slot as u32)
     }
+}
+
+/// `w` with bit `bit % 64` set, and whether it was clear before: a `bt`
+/// and a `bts` on x86-64 (LLVM emits the `bt`, then builds a mask with a
+/// shift through `cl` for an `or`: three more instructions, and `cl`).
+#[inline(always)]
+pub(crate) fn bit_set_if_clear(w: u64, bit: u32) -> (u64, bool) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        // The test in Rust (a `bt` and a branch on its flag), the update
+        // in assembly: asm cannot hand a flag to a branch.
+        let was_clear = (w >> (bit & 63)) & 1 == 0;
+        let mut w = w;
+        // SAFETY: one register-only instruction, no memory or stack.
+        unsafe {
+            core::arch::asm!(
+                "bts {w}, {b}",
+                w = inout(reg) w,
+                b = in(reg) u64::from(bit),
+                options(pure, nomem, nostack),
+            );
+        }
+        (w, was_clear)
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    {
+        (w | 1 << (bit & 63), (w >> (bit & 63)) & 1 == 0)
+    }
+}
+
+/// `w` with bit `bit % 64` clear, and whether it was set before: a `bt`
+/// and a `btr` on x86-64 (see [`bit_set_if_clear`]).
+#[inline(always)]
+pub(crate) fn bit_clear_if_set(w: u64, bit: u32) -> (u64, bool) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        // The test in Rust (a `bt` and a branch on its flag), the update
+        // in assembly: asm cannot hand a flag to a branch.
+        let was_set = (w >> (bit & 63)) & 1 != 0;
+        let mut w = w;
+        // SAFETY: one register-only instruction, no memory or stack.
+        unsafe {
+            core::arch::asm!(
+                "btr {w}, {b}",
+                w = inout(reg) w,
+                b = in(reg) u64::from(bit),
+                options(pure, nomem, nostack),
+            );
+        }
+        (w, was_set)
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    {
+        (w & !(1 << (bit & 63)), (w >> (bit & 63)) & 1 != 0)
+    }
+}
+
+/// True when the in-page bitmap at `first` (of a run of bucket `indx`,
+/// `slots / 64` words) is all zero.
+///
+/// # Safety
+///
+/// `first` is the first word of the in-page bitmap of such a run.
+#[inline(always)]
+unsafe fn words_zero(first: *const u64, shift: u32, indx: u32) -> bool {
+    let words = slots_per_run(shift, indx) / 64;
+    // SAFETY: the bitmap holds `words` words (caller's contract).
+    (0..words).all(|i| unsafe { *first.add(i) } == 0)
 }
 
 #[cfg(test)]

@@ -29,8 +29,8 @@ pub const MINALLOCSIZE: usize = 1 << MINBUCKET;
 pub const NBUCKETS: usize = MINBUCKET as usize + 16;
 /// log2 of the smallest page size a [`crate::Config`] accepts.
 pub const MIN_PAGE_SHIFT: u32 = 8;
-/// log2 of the largest page size a [`crate::Config`] accepts (`ku_freecnt`
-/// is 16 bits wide, and `MAXALLOCSAVE` must have a bucket slot).
+/// log2 of the largest page size a [`crate::Config`] accepts (`MAXALLOCSAVE`
+/// must have a bucket slot).
 pub const MAX_PAGE_SHIFT: u32 = 16;
 
 const _: () = assert!(MAX_PAGE_SHIFT + 1 < NBUCKETS as u32);

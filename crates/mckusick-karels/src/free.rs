@@ -16,8 +16,8 @@ use core::ptr::NonNull;
 
 use arena_api::BadPointer;
 
-use crate::allocator::{C_PAGE_SHIFT, McKusickKarels};
-use crate::bucket::{objects_per_run, pages_per_run, reserved_slots, slots_per_run};
+use crate::allocator::{C_PAGE_SHIFT, McKusickKarels, bit_clear_if_set};
+use crate::bucket::{pages_per_run, reserved_slots, slots_per_run};
 use crate::kmemusage::{BUCKET, LARGE};
 
 /// A live block, as its page descriptor describes it.
@@ -106,7 +106,7 @@ impl McKusickKarels {
     /// [`McKusickKarels::free_here`] compiled for page shift `S` (0: any).
     #[inline(always)]
     fn free_in<const S: u32>(&mut self, p: NonNull<u8>) -> Result<(), BadPointer> {
-        if self.free_object_at::<S, true>(p) {
+        if self.free_object_at::<S, true>(p.as_ptr()) {
             return Ok(());
         }
         let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
@@ -123,14 +123,14 @@ impl McKusickKarels {
 
     /// The C ABI's `free` fast path (4 KiB pages, singly linked lists): true
     /// when `p` was a live object and is freed, false with nothing changed
-    /// otherwise (a large run, a pointer to reject). No call, no panic: the
-    /// C layer runs it outside `catch_unwind`.
+    /// otherwise (a large run, a pointer to reject, null). No call, no
+    /// panic: the C layer runs it outside `catch_unwind`.
     ///
     /// # Time complexity
     ///
     /// O(1).
     #[inline(always)]
-    pub(crate) fn free_fast(&mut self, p: NonNull<u8>) -> bool {
+    pub(crate) fn free_fast(&mut self, p: *mut u8) -> bool {
         self.free_object_at::<C_PAGE_SHIFT, false>(p)
     }
 
@@ -140,8 +140,10 @@ impl McKusickKarels {
     /// doubly linked; false: the fast path, which takes no pointer unless
     /// the fast paths apply (`fast_pages_len` is 0 otherwise).
     #[inline(always)]
-    fn free_object_at<const S: u32, const EAGER: bool>(&mut self, p: NonNull<u8>) -> bool {
-        let off = p.as_ptr().addr().wrapping_sub(self.base.addr());
+    fn free_object_at<const S: u32, const EAGER: bool>(&mut self, p: *mut u8) -> bool {
+        // Null, like any address outside the pages, wraps or lands beyond
+        // `pages_len` (`base` is not null).
+        let off = p.addr().wrapping_sub(self.base.addr());
         let limit = if EAGER {
             self.pages_len
         } else {
@@ -162,32 +164,28 @@ impl McKusickKarels {
         }
         // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of the
         // object size.
-        let (word, mask) = unsafe { self.bit_at::<S>(d, off, indx) };
+        let (word, bit) = unsafe { self.bit_at_slot::<S>(d, off, indx) };
         // SAFETY: the bitmap word is inside the arena (or table).
-        let w = unsafe { *word };
-        if w & mask == 0 {
+        let (rest, was_set) = bit_clear_if_set(unsafe { *word }, bit);
+        if !was_set {
             return false;
         }
         // SAFETY: the object is live: clear its bit and push it, writing its
         // link through the caller's pointer.
         unsafe {
-            let rest = w & !mask;
             *word = rest;
             if EAGER && self.return_pages {
-                self.free_object(off, page as u32, indx, p.as_ptr());
+                self.free_object(off, page as u32, indx, rest, p);
             } else {
-                (*d).ku_freecnt = (*d).ku_freecnt.wrapping_add(1);
                 // An all-free run has every bitmap word zero (no bit is set
                 // for the in-page bitmap's own slots): a test of the word
-                // already in a register filters the count's compare.
+                // already in a register filters the test of the others.
                 if rest == 0 {
-                    self.note_free_count::<S>((*d).ku_freecnt as usize, indx);
+                    self.note_word_cleared::<S>(word, indx);
                 }
-                self.buckets.get_unchecked_mut(indx as usize).push(
-                    self.base.add(off),
-                    p.as_ptr(),
-                    false,
-                );
+                self.buckets
+                    .get_unchecked_mut(indx as usize)
+                    .push(self.base.add(off), p, false);
             }
         }
         true
@@ -201,28 +199,25 @@ impl McKusickKarels {
                 // SAFETY: `lookup` found the object live at `p`.
                 unsafe {
                     let (word, mask) = self.bit_of(page, indx, off & self.page_mask);
-                    *word &= !mask;
-                    self.free_object(off, page, indx, p.as_ptr());
+                    let rest = *word & !mask;
+                    *word = rest;
+                    self.free_object(off, page, indx, rest, p.as_ptr());
                 }
             }
             Block::Large { page, .. } => self.free_large(page),
         }
     }
 
-    /// Pushes the object at `off` (allocated bit already cleared) back onto
-    /// its bucket; with `return_pages`, gives its run back once all its
-    /// objects are free.
+    /// Pushes the object at `off` (allocated bit already cleared, leaving
+    /// `rest` in its bitmap word) back onto its bucket; with
+    /// `return_pages`, gives its run back once all its objects are free.
     ///
     /// # Safety
     ///
     /// `off` is an object of bucket `indx` in BUCKET page `page`, live until
     /// its bit was just cleared; `via` is the caller's pointer to it.
     #[inline(always)]
-    unsafe fn free_object(&mut self, off: usize, page: u32, indx: u32, via: *mut u8) {
-        // SAFETY: `page` is in the table.
-        let kup = unsafe { self.pages.kup(page) };
-        kup.ku_freecnt = kup.ku_freecnt.wrapping_add(1);
-        let freecnt = kup.ku_freecnt as usize;
+    unsafe fn free_object(&mut self, off: usize, page: u32, indx: u32, rest: u64, via: *mut u8) {
         // SAFETY: `off` is inside the pages; `indx < NBUCKETS`.
         unsafe {
             let va = self.base.add(off);
@@ -230,7 +225,10 @@ impl McKusickKarels {
                 .get_unchecked_mut(indx as usize)
                 .push(va, via, self.return_pages);
         }
-        if freecnt == objects_per_run(self.page_shift, indx) {
+        // The run is all free iff every word of its bitmap is zero: the
+        // one just written first, the others only then.
+        // SAFETY: `page` heads a BUCKET run of bucket `indx`.
+        if rest == 0 && unsafe { self.run_all_free(page, indx) } {
             if self.return_pages {
                 self.return_run(page, indx);
             } else {
@@ -257,7 +255,7 @@ impl McKusickKarels {
         let slots = slots_per_run(shift, indx);
         let mut intact = true;
         // SAFETY: the run is inside the arena; every slot from `reserved` on
-        // is a free object of bucket `indx` (its `ku_freecnt` says so).
+        // is a free object of bucket `indx` (its bitmap is all zero).
         unsafe {
             let va = self.base.add((page as usize) << shift);
             for i in reserved..slots {

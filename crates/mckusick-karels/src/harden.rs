@@ -130,7 +130,7 @@ impl McKusickKarels {
             // SAFETY: `page < npages`.
             let d = unsafe { *self.pages.kmemusage.add(page as usize) };
             if d.ku_kind == BUCKET && d.ku_indx as u32 == indx {
-                let mut free = 0u16;
+                let mut free = 0usize;
                 for slot in reserved..slots {
                     let in_page = slot << indx;
                     // SAFETY: a BUCKET page of bucket `indx`, aligned slot.
@@ -146,11 +146,9 @@ impl McKusickKarels {
                 }
                 total += objects_per_run(shift, indx);
                 // A list rebuilt after a repair may find a run all free.
-                if free as usize == objects_per_run(shift, indx) {
+                if free == objects_per_run(shift, indx) {
                     self.run_emptied = true;
                 }
-                // SAFETY: `page < npages`; no other reference is live.
-                unsafe { self.pages.kup(page) }.ku_freecnt = free;
             }
             page += d.ku_pagecnt.max(1);
         }
@@ -256,7 +254,8 @@ impl McKusickKarels {
             // SAFETY: `next < npages`.
             let after = (next < n).then(|| unsafe { *self.pages.kmemusage.add(next as usize) });
             let indx = d.ku_indx as u32;
-            if d.ku_kind == BUCKET && d.ku_freecnt as usize == objects_per_run(shift, indx) {
+            // SAFETY: a BUCKET head of bucket `indx`.
+            if d.ku_kind == BUCKET && unsafe { self.run_all_free(page, indx) } {
                 // Its objects stay on the list until the relink below.
                 self.inpage_bitmap_bytes -= reserved_slots(shift, indx) << indx;
                 self.pages.free_run(page, len);
@@ -302,8 +301,8 @@ impl McKusickKarels {
             let d = unsafe { *self.pages.kmemusage.add(page as usize) };
             let len = d.ku_pagecnt.max(1);
             let free = d.ku_kind == crate::kmemusage::FREE
-                || (d.ku_kind == BUCKET
-                    && d.ku_freecnt as usize == objects_per_run(shift, d.ku_indx as u32));
+                // SAFETY: a BUCKET head of bucket `ku_indx`.
+                || (d.ku_kind == BUCKET && unsafe { self.run_all_free(page, d.ku_indx as u32) });
             if free && d.ku_kind == BUCKET {
                 bitmaps += reserved_slots(shift, d.ku_indx as u32) << d.ku_indx;
             }

@@ -8,7 +8,7 @@
 //! ```text
 //!  byte  0        1        2..4          4..8          8..16
 //!       +--------+--------+-------------+-------------+---------------------------+
-//!       |ku_indx |ku_kind |ku_freecnt   |ku_pagecnt   | ku_un                     |
+//!       |ku_indx |ku_kind |ku_spare     |ku_pagecnt   | ku_un                     |
 //!       |  u8    |  u8    |  u16        |  u32        | allocated bitmap (u64)    |
 //!       |        |        |             |             |  or run links (u32, u32)  |
 //!       +--------+--------+-------------+-------------+---------------------------+
@@ -20,7 +20,7 @@
 //! |----------------|-------------------------------------------|-------------|
 //! | [`FREE`]       | first page of a free page run             | `ku_pagecnt` = run length; `ku_un` = prev/next run of its free list |
 //! | [`FREE_TAIL`]  | last page of a free run of ≥ 2 pages      | `ku_pagecnt` = run length |
-//! | [`BUCKET`]     | first page of a bucket's page run         | `ku_indx`, `ku_freecnt` = free objects, `ku_pagecnt` = 1 or 2, `ku_un` = allocated bitmap when ≤ 64 objects per page |
+//! | [`BUCKET`]     | first page of a bucket's page run         | `ku_indx`, `ku_pagecnt` = 1 or 2, `ku_un` = allocated bitmap when ≤ 64 objects per page |
 //! | [`BUCKET_TAIL`]| second page of a two-page bucket run      | `ku_pagecnt` = 2 |
 //! | [`LARGE`]      | first page of a large allocation          | `ku_pagecnt` = run length |
 //! | [`LARGE_TAIL`] | last page of a large run of ≥ 2 pages     | `ku_pagecnt` = run length |
@@ -59,8 +59,12 @@ pub struct KmemUsage {
     pub ku_indx: u8,
     /// What the page is: [`FREE`], [`BUCKET`], [`LARGE`], or a tail kind.
     pub ku_kind: u8,
-    /// Free objects in a [`BUCKET`] run.
-    pub ku_freecnt: u16,
+    /// Unused (zero). 4.4BSD's `ku_freecnt` (free objects of a bucket
+    /// page) is not kept: `malloc` and `free` would update it on every
+    /// call, and the allocated bitmap already says it (a popcount), and
+    /// whether the run is all free (every bitmap word zero), where that is
+    /// needed.
+    pub ku_spare: u16,
     /// Length in pages of the run this page heads or ends.
     pub ku_pagecnt: u32,
     /// A [`BUCKET`] page with at most 64 objects: bit `i` set iff object `i`
@@ -78,7 +82,7 @@ impl KmemUsage {
         KmemUsage {
             ku_indx: 0,
             ku_kind: kind,
-            ku_freecnt: 0,
+            ku_spare: 0,
             ku_pagecnt: pagecnt,
             ku_un: 0,
         }

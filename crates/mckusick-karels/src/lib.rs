@@ -19,7 +19,10 @@
 //!   16-byte entry per page, found from an address by arithmetic. It tells
 //!   `free` the size of a block, so blocks carry no header:
 //!   - `ku_indx`: the bucket of a page cut into objects;
-//!   - `ku_freecnt`: how many of that page's objects are free;
+//!   - `ku_un`: the page's allocated bitmap (one bit per object; for
+//!     pages of more than 64 objects it lies in the page, see 3. below),
+//!     or a free run's list links. 4.4BSD's `ku_freecnt` (free objects
+//!     of the page) is not kept: the bitmap says it;
 //!   - `ku_pagecnt`: the length of the page run that the page starts (or
 //!     ends: boundary tags).
 //! - **page run**: consecutive pages handed out or kept as one unit: a
@@ -36,19 +39,19 @@
 //!  ...                                  └─────────┴─────────┴─────────┴─────────┴──────
 //!                                 kmemusage:  BUCKET    BUCKET    LARGE     LARGE_TAIL FREE
 //!                                             indx 4    indx 9    pagecnt 2 pagecnt 2  pagecnt n
-//!                                             freecnt   freecnt
+//!                                             bitmap    bitmap
 //! ```
 //!
 //! `malloc(size)`: `size <= MAXALLOCSAVE`: bucket index by leading-zero
 //! count, check the head `kb_next` against its descriptor and bitmap, set
-//! its allocated bit, `ku_freecnt -= 1`, pop it. An empty list takes the next
+//! its allocated bit, pop it. An empty list takes the next
 //! object of the bucket's newest run (carved lazily, see 5. below), and once
 //! that run is used up a new page (two for the `MAXALLOCSAVE` bucket) from
 //! the page allocator. Larger: a page run.
 //!
 //! `free(p)`: descriptor of `p`'s page → bucket page? check the offset is a
 //! multiple of the object size and the allocated bit is set, clear it, push
-//! the object, `ku_freecnt += 1`. Large run head? give the run back.
+//! the object. Large run head? give the run back.
 //!
 //! # Where this differs from 4.4BSD, and why
 //!
@@ -61,11 +64,14 @@
 //! 2. **The descriptor is 16 bytes, not 4.** 4.4BSD's `kmemusage` is
 //!    `{short ku_indx; union {u_short freecnt, pagecnt}}`. Ours adds a kind
 //!    byte (free / bucket / large, head / tail), widens `ku_pagecnt` to 32
-//!    bits (4.4BSD panicked above 65535 pages), keeps `ku_freecnt` and
-//!    `ku_pagecnt` apart (both needed on a two-page bucket run and at run
-//!    boundaries), and adds 8 bytes: the object *allocated bitmap* of pages
-//!    with at most 64 objects, or a free run's list links. 0.39 % of the
-//!    arena with 4 KiB pages ([`kmemusage`]).
+//!    bits (4.4BSD panicked above 65535 pages), and adds 8 bytes: the
+//!    object *allocated bitmap* of pages with at most 64 objects, or a free
+//!    run's list links. It does not keep 4.4BSD's `ku_freecnt`: `malloc`
+//!    and `free` would update it on every call, and the bitmap already
+//!    says how many objects are free (a popcount) and whether all are
+//!    (every word zero), the only question asked of it outside the
+//!    invariant checker. 0.39 % of the arena with 4 KiB pages
+//!    ([`kmemusage`]).
 //! 3. **Bad and double frees are rejected deterministically.** 4.4BSD
 //!    trusted the caller (`DIAGNOSTIC` kernels checked alignment and
 //!    searched the free list for duplicates, then panicked). Here every free
@@ -102,7 +108,7 @@
 //!    every bucket run whose objects are all free, then retries: filling 1
 //!    MiB with 16-byte blocks, freeing them and asking for 256 KiB succeeds.
 //!    A `free` that empties a run notes it (when the bitmap word it clears
-//!    becomes zero, it compares `ku_freecnt` with the run's object count), so
+//!    becomes zero, it tests the run's other bitmap words, if any), so
 //!    that search walks the table only when some run is empty: a full arena
 //!    whose free objects are scattered is not walked on every refused
 //!    request. The owner of the memory can also ask for the empty runs back
@@ -130,7 +136,10 @@
 //!    bit clear); the list must end exactly when `kb_totalfree` says (a null
 //!    link that cuts it short is found when the list runs dry, a link to an
 //!    object counted elsewhere when the count runs out first); an object of
-//!    the carve range is checked the same way; unlinking from a doubly
+//!    the carve range (the allocator's own state, never read from a free
+//!    object: always inside a run of the bucket, aligned, past the bitmap
+//!    slots) must have its bit clear, as a link pointing there may have
+//!    handed it out already; unlinking from a doubly
 //!    linked list checks `prev.next == obj && next.prev == obj`, and there
 //!    the new head is checked when it is installed (a back link is written
 //!    into it). A link that fails is never followed: the bucket's list is
@@ -172,24 +181,36 @@
 //!   alignment and bitmap-slot tables) and once for any page size; and the C
 //!   ABI calls a fast path (`alloc_fast`/`free_fast` of `arena_api`) that
 //!   covers list pops, carving and object frees on an unlocked handle, with
-//!   no call and nothing that can panic, outside `catch_unwind`.
+//!   no call and nothing that can panic, outside `catch_unwind`; when it
+//!   declines, it jumps to the full path (an `extern "C"` function, known
+//!   not to unwind: a tail call, so the fast path saves no register).
 //!
 //! # Cost per call (4 KiB pages, default or faithful mode)
 //!
 //! | path | loads | stores | branches | cache lines |
 //! |------|-------|--------|----------|-------------|
-//! | `malloc`, list not empty | the handle's magic and state pointer, 4 state fields, `kb_next` + `kb_totalfree`, the head's descriptor (kind + bucket: one 16-bit load) and bitmap word, two table entries (alignment, bitmap slots), the head's link | bitmap word, `ku_freecnt`, `kb_next`, `kb_totalfree` | handle, size class and fast mode (one compare), empty list, then the check: range, alignment, kind + bucket, bitmap slots, bit (all predicted) | handle, state, bucket, descriptor (+ the page's first line for the in-page bitmaps of 16/32-byte objects), object: 4–5 |
-//! | `malloc`, list empty, carve range left | as above, then the carve range (`next`, `end`) instead of the link | bitmap word, `ku_freecnt`, carve `next` | + range empty | + the carve line; the object is only prefetched |
+//! | `malloc`, list not empty | the handle's magic and state pointer, 4 state fields, `kb_next` + `kb_totalfree`, the head's descriptor (kind + bucket: one 16-bit load) and bitmap word, two table entries (alignment, bitmap slots), the head's link | bitmap word, `kb_next`, `kb_totalfree` | handle, size class and fast mode (one compare), empty list, then the check: range, alignment, kind + bucket, bitmap slots, bit (all predicted) | handle, state, bucket, descriptor (+ the page's first line for the in-page bitmaps of 16/32-byte objects), object: 4–5 |
+//! | `malloc`, list empty, carve range left | the handle, 3 state fields, `kb_next` + `kb_totalfree`, the carve range (`next`, `end`), the object's bitmap word (and its descriptor's kind + bucket only in debug builds: the range lies in a run of the bucket) | bitmap word, carve `next` | handle, size class and fast mode, empty list, range empty, head null, bit | handle, state, bucket, carve, descriptor or in-page bitmap; the object is only prefetched |
 //! | `malloc`, nothing left | + a page-run search (O(1) typical); the run becomes the carve range (threaded, O(objects), with doubly linked lists) | tags | | the new run's descriptor (+ its first line: in-page bitmap) |
-//! | `free`, object | the handle, 3 state fields, the descriptor (kind, bucket), an alignment-table entry, the bitmap word, `kb_next` | bitmap word, the object's link, `ku_freecnt`, `kb_next`, `kb_totalfree` | handle, null, range and fast mode (one compare), kind, alignment, bit, bitmap word now zero (then: run all free) | handle, state, descriptor (+ in-page bitmap), object, bucket: 4–5 |
+//! | `free`, object | the handle, 3 state fields, the descriptor (kind, bucket), an alignment-table entry, the bitmap word, `kb_next` | bitmap word, the object's link, `kb_next`, `kb_totalfree` | handle, range and fast mode (one compare: null fails it too), kind, alignment, bit, bitmap word now zero (then: the run's other bitmap words, all zero: run all free) | handle, state, descriptor (+ in-page bitmap), object, bucket: 4–5 |
 //! | `free`, large run | descriptor, the neighbours' boundary tags | tags, free-run list links | range, kind, merges | 3–4 |
 //!
 //! Counted through the C ABI (callgrind on `benches/c_abi_calls.c`: 210,000
 //! calls of the `small-random` and `small-aged` pattern on
 //! `libmckusick_karels.so`, wrapper included):
-//! about 78 instructions per `allocator_alloc` and 62 per `allocator_free`
-//! (57 before `free` noted the runs it empties, see 6. above; before the
-//! lazy check, the lazy carving, the fast path and the tables: 149 and 101;
+//! about 65 instructions per `allocator_alloc` and 47 per `allocator_free`
+//! (78 and 62 while `ku_freecnt` was kept, the handle's magic took a 64-bit
+//! immediate, `free` tested for NULL before the fast path, the call of the
+//! full path needed a landing pad (so the fast path saved registers and
+//! aligned the stack on every call), the bitmap bit
+//! was set or cleared through a mask shifted by `cl`, the in-page bitmap
+//! word and `malloc`'s object were computed from `base` rather than from
+//! the address in hand, and an object of the carve range was checked as a
+//! list link is; `free` pushing the caller's address itself, 45, measured
+//! slower than pushing `base + off` in `alloclab compare`, so it does not;
+//! 57 for `free`
+//! before it noted the runs it empties, see 6. above; before the lazy
+//! check, the lazy carving, the fast path and the tables: 149 and 101;
 //! mimalloc through an equal wrapper: 41 and 28). Measured by
 //! `alloclab compare --quick` (net ns per call, medians, mimalloc in the same
 //! run), see the crate README.

@@ -3,7 +3,7 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::allocator::{C_PAGE_SHIFT, McKusickKarels};
+use crate::allocator::{C_PAGE_SHIFT, McKusickKarels, bit_set_if_clear};
 use crate::bucket::{
     Carve, bucket_index, maxallocsave, next_of, objects_per_run, pages_per_run, prefetch,
     reserved_slots, set_next, set_prev, slots_per_run,
@@ -238,9 +238,9 @@ impl McKusickKarels {
         if c.next == c.end {
             return Err(Miss::Empty);
         }
-        // SAFETY: `indx` is a bucket index; the object is checked.
-        let obj = unsafe { self.take_free::<S>(self.base.wrapping_add(c.next), indx) }
-            .ok_or(Miss::Corrupt)?;
+        // SAFETY: `indx` is a bucket index and `c.next` an object of its
+        // carve range.
+        let obj = unsafe { self.take_carved::<S>(c.next, indx) }.ok_or(Miss::Corrupt)?;
         // SAFETY: as above.
         unsafe { self.carve.get_unchecked_mut(indx as usize) }.next = c.next + (1 << indx);
         // Nothing was read from the object: ask for its line now, as the
@@ -251,8 +251,52 @@ impl McKusickKarels {
         Ok((unsafe { NonNull::new_unchecked(obj) }, ptr::null_mut(), 0))
     }
 
+    /// The object at offset `off` of bucket `indx`'s carve range, marked
+    /// allocated, if its allocated bit is clear; `None`, with nothing
+    /// changed, if it is set (an overwritten link pointed there and the
+    /// list handed it out). The carve range is the allocator's own state,
+    /// never read from a free object: it lies in a `BUCKET` run of the
+    /// bucket, past the in-page bitmap's slots, aligned (`new_run` sets it,
+    /// a relink of the bucket empties it), so of [`McKusickKarels::take_free`]'s
+    /// checks only the bit is needed.
+    ///
+    /// # Safety
+    ///
+    /// `off` is the next object of bucket `indx`'s carve range (`indx <
+    /// NBUCKETS`); `S` is 0 or the page shift.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    unsafe fn take_carved<const S: u32>(&mut self, off: usize, indx: u32) -> Option<*mut u8> {
+        debug_assert!(off < self.pages_len && off & ((1 << indx) - 1) & self.page_mask == 0);
+        debug_assert!(off & self.page_mask >= self.reserved::<S>(indx));
+        // SAFETY: the page `off >> shift < npages` since `off < pages_len`.
+        let d = unsafe { self.pages.kmemusage.add(off >> self.shift::<S>()) };
+        debug_assert!({
+            // SAFETY: as above.
+            let k = unsafe { *d };
+            k.ku_kind == BUCKET && k.ku_indx as u32 == indx
+        });
+        // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of the
+        // object size.
+        let (word, bit) = unsafe { self.bit_at_slot::<S>(d, off, indx) };
+        // SAFETY: the bitmap word is in the table or the page's reserved
+        // slots; `off` is inside the pages; no reference to the descriptor
+        // is live.
+        unsafe {
+            let (w, was_clear) = bit_set_if_clear(*word, bit);
+            if !was_clear {
+                return None;
+            }
+            *word = w;
+            Some(self.base.add(off))
+        }
+    }
+
     /// The object at `p` as a pointer derived from the arena, marked
-    /// allocated (one fewer free object in its page), if `p` is a free
+    /// allocated, if `p` is a free
     /// object of bucket `indx`: inside the pages, aligned, on a `BUCKET`
     /// page of that bucket, outside the reserved bitmap slots, allocated bit
     /// clear. `None`, with nothing changed, otherwise. Only the descriptor
@@ -288,18 +332,19 @@ impl McKusickKarels {
         }
         // SAFETY: a BUCKET page of bucket `indx`, offset a multiple of the
         // object size.
-        let (word, bit) = unsafe { self.bit_at::<S>(d, off, indx) };
+        let (word, bit) = unsafe { self.bit_at_slot::<S>(d, off, indx) };
         // SAFETY: the bitmap word is in the table or the page's reserved
         // slots; `off` is inside the pages; no reference to the descriptor
         // is live.
         unsafe {
-            let w = *word;
-            if w & bit != 0 {
+            let (w, was_clear) = bit_set_if_clear(*word, bit);
+            if !was_clear {
                 return None;
             }
-            *word = w | bit;
-            (*d).ku_freecnt = (*d).ku_freecnt.wrapping_sub(1);
-            Some(self.base.add(off))
+            *word = w;
+            // `p`'s address (in a register) with the arena's provenance:
+            // no `base + off`.
+            Some(self.base.with_addr(p.addr()))
         }
     }
 
@@ -364,7 +409,7 @@ impl McKusickKarels {
             KmemUsage {
                 ku_indx: indx as u8,
                 ku_kind: BUCKET,
-                ku_freecnt: nobj as u16,
+                ku_spare: 0,
                 ku_pagecnt: npg,
                 ku_un: 0,
             },

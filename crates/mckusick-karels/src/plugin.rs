@@ -75,7 +75,7 @@ impl ArenaAllocator for McKusickKarels {
     }
 
     #[inline(always)]
-    fn free_fast(&mut self, ptr: NonNull<u8>) -> bool {
+    fn free_fast(&mut self, ptr: *mut u8) -> bool {
         McKusickKarels::free_fast(self, ptr)
     }
 

@@ -36,7 +36,10 @@ use arena_api::{ArenaAllocator, C_HANDLE_BYTES, ReallocError, SpinLock};
 
 /// A live handle created without `ALLOCATOR_FLAG_LOCKED`: the value the
 /// fast paths of `alloc` and `free` compare with, one load for both checks.
-const MAGIC_LIVE: u64 = u64::from_le_bytes(*b"alloclab");
+/// Its upper half is the sign extension of its lower half, so x86-64
+/// compares it with memory in one instruction (a 32-bit immediate), where
+/// a full 64-bit value takes a `movabs` and a separate load.
+const MAGIC_LIVE: u64 = 0xA11C_1AB5_u32 as i32 as i64 as u64;
 /// A live handle created with `ALLOCATOR_FLAG_LOCKED`.
 const MAGIC_LIVE_LOCKED: u64 = u64::from_le_bytes(*b"alloclbL");
 const MAGIC_DEAD: u64 = u64::from_le_bytes(*b"destroyd");
@@ -210,11 +213,18 @@ pub unsafe fn alloc<A: ArenaAllocator>(a: *mut Allocator, size: usize) -> *mut c
 /// `allocator_alloc` in full: the lock if any, the core's `alloc` inside
 /// `catch_unwind`.
 ///
+/// `extern "C"`, hence known not to unwind (nothing does: the panic is
+/// caught inside): the call from [`alloc`] needs no landing pad, so it is a
+/// tail jump and the fast path saves no stack slot for it.
+///
 /// # Safety
 ///
 /// As for [`destroy`].
 #[inline(never)]
-pub unsafe fn alloc_slow<A: ArenaAllocator>(a: *mut Allocator, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn alloc_slow<A: ArenaAllocator>(
+    a: *mut Allocator,
+    size: usize,
+) -> *mut c_void {
     // SAFETY: caller's contract.
     match unsafe { Handle::<A>::from_raw(a) } {
         Some(h) => h.with(ptr::null_mut(), |core| nullable(core.alloc(size))),
@@ -253,9 +263,9 @@ pub unsafe fn alloc_aligned<A: ArenaAllocator>(
 /// As for [`destroy`].
 #[inline]
 pub unsafe fn free<A: ArenaAllocator>(a: *mut Allocator, memory: *mut c_void) {
-    let Some(p) = NonNull::new(memory.cast::<u8>()) else {
-        return;
-    };
+    let p = memory.cast::<u8>();
+    // `free_fast` answers false for NULL: the test for it is left to
+    // `free_slow`.
     // SAFETY: caller's contract.
     if let Some(core) = unsafe { Handle::<A>::unlocked_core(a) }
         && core.free_fast(p)
@@ -263,17 +273,23 @@ pub unsafe fn free<A: ArenaAllocator>(a: *mut Allocator, memory: *mut c_void) {
         return;
     }
     // SAFETY: caller's contract.
-    unsafe { free_slow::<A>(a, p) }
+    unsafe { free_slow::<A>(a, memory) }
 }
 
-/// `allocator_free` in full: the lock if any, the core's `free` inside
-/// `catch_unwind`.
+/// `allocator_free` in full: NULL, the lock if any, the core's `free`
+/// inside `catch_unwind`.
+///
+/// `extern "C"` and with `free`'s own arguments, as [`alloc_slow`]: the
+/// call from [`free`] is a tail jump.
 ///
 /// # Safety
 ///
 /// As for [`destroy`].
 #[inline(never)]
-pub unsafe fn free_slow<A: ArenaAllocator>(a: *mut Allocator, p: NonNull<u8>) {
+pub unsafe extern "C" fn free_slow<A: ArenaAllocator>(a: *mut Allocator, memory: *mut c_void) {
+    let Some(p) = NonNull::new(memory.cast::<u8>()) else {
+        return;
+    };
     // SAFETY: caller's contract.
     if let Some(h) = unsafe { Handle::<A>::from_raw(a) } {
         // A rejected pointer is counted by the core; nothing else to do.
