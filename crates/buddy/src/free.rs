@@ -56,22 +56,27 @@ impl Buddy {
     /// `true` when `ptr` was a live block of this region, now freed;
     /// `false`, with nothing changed, otherwise (then `free` itself is
     /// called: another region's block, or a pointer to reject and count).
+    /// NULL is never in the managed range (which starts after this state):
+    /// `false`.
     ///
     /// # Time complexity
     ///
     /// As [`Buddy::free`].
     #[inline(always)]
-    pub(crate) fn free_fast(&mut self, ptr: NonNull<u8>) -> bool {
-        self.free_here(ptr).is_ok()
+    pub(crate) fn free_fast(&mut self, ptr: *mut u8) -> bool {
+        self.free_at(ptr.addr()).is_ok()
     }
 
     /// `free` in this region only; counts nothing.
     #[inline(always)]
     pub(crate) fn free_here(&mut self, ptr: NonNull<u8>) -> Result<(), BadPointer> {
-        let g = self
-            .frame
-            .granule_of(ptr.as_ptr().addr())
-            .ok_or(BadPointer)?;
+        self.free_at(ptr.as_ptr().addr())
+    }
+
+    /// [`Buddy::free_here`] of the block at address `addr`.
+    #[inline(always)]
+    fn free_at(&mut self, addr: usize) -> Result<(), BadPointer> {
+        let g = self.frame.granule_of(addr).ok_or(BadPointer)?;
         let k = self.map.take_start(g);
         if k == 0 {
             return Err(BadPointer);

@@ -525,7 +525,7 @@ impl ArenaAllocator for Buddy {
 
     // As for `alloc_fast`.
     #[inline(always)]
-    fn free_fast(&mut self, ptr: NonNull<u8>) -> bool {
+    fn free_fast(&mut self, ptr: *mut u8) -> bool {
         Buddy::free_fast(self, ptr)
     }
 
