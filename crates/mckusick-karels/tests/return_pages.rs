@@ -193,7 +193,14 @@ fn empty_runs_go_back_while_the_footprint_grows() {
             );
         }
     }
-    assert!(live.len() > 20);
+    // 1 MiB holds more than 20 such blocks once the emptied runs are
+    // reused (Miri's 64 KiB arena, 16 pages: 8).
+    let enough = if cfg!(miri) { 5 } else { 20 };
+    assert!(
+        live.len() > enough,
+        "{} blocks before the first refusal",
+        live.len()
+    );
     for (p, _, _) in live {
         heap.free(p).unwrap();
     }
