@@ -49,6 +49,39 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# The jobs that need no other step run beside the others, each logging to
+# target/ci-logs/NAME.log, printed when it is waited for: the machine has
+# two cores, and Miri, libFuzzer and the linking phases use one each.
+mkdir -p target/ci-logs
+declare -A job_pid=()
+background() {
+    local name="$1"
+    shift
+    step "starting $name in the background (target/ci-logs/$name.log)"
+    setsid -w "$@" >"target/ci-logs/$name.log" 2>&1 &
+    job_pid[$name]=$!
+}
+stop_background() {
+    for pid in "${job_pid[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+}
+trap stop_background EXIT
+finish() {
+    local name="$1" status=0
+    step "$name (waiting for it)"
+    wait "${job_pid[$name]}" || status=$?
+    unset "job_pid[$name]"
+    cat "target/ci-logs/$name.log"
+    if [ "$status" -ne 0 ]; then
+        echo "$name FAILED (exit status $status)" >&2
+        exit "$status"
+    fi
+}
+
+# The README's first command on a fresh clone (a full release build from
+# scratch in a temporary clone, then `compare --quick`): the longest job,
+# started first.
+background first-run tests/first-run.sh target/first-run.out
+
 step "cargo fmt --check"
 cargo fmt --all --check
 (cd fuzz && cargo fmt --check)
@@ -76,18 +109,30 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features plugin-abi/loader "${l
 step "cargo test (workspace)"
 cargo test --workspace
 
+# libFuzzer, one core per allocator: both targets built once, then run
+# side by side.
+fuzz_both() {
+    cd fuzz
+    cargo +nightly fuzz build
+    local pids=() status=0
+    for target in buddy mckusick_karels; do
+        cargo +nightly fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" \
+            -max_len=4096 -print_final_stats=1 >"../target/ci-logs/fuzz-$target.log" 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+    for target in buddy mckusick_karels; do
+        echo "-- fuzz target $target"
+        tail -n 12 "../target/ci-logs/fuzz-$target.log"
+    done
+    return "$status"
+}
+export -f fuzz_both
+export FUZZ_SECONDS
+background fuzz bash -c fuzz_both
+
 step "core::alloc::Allocator for both cores (nightly, feature allocator-api)"
 cargo +nightly test -p buddy -p mckusick-karels --features allocator-api --test allocator_api
-
-# The README's first command on a fresh clone (a full release build from
-# scratch, then `compare --quick`): a few minutes of mostly one core, so it
-# runs in the background while Miri and libFuzzer keep the other busy.
-step "starting tests/first-run.sh in the background (the README's first command on a fresh clone)"
-mkdir -p target
-first_run_log=target/first-run.log
-setsid -w tests/first-run.sh target/first-run.out >"$first_run_log" 2>&1 &
-first_run_pid=$!
-trap 'kill -TERM -- "-$first_run_pid" 2>/dev/null || true' EXIT
 
 step "Miri: the allocator cores' unit tests, and the shadow model on small arenas"
 # (All their tests pass under Miri too, in about 20 minutes here:
@@ -98,17 +143,8 @@ cargo +nightly miri test -p buddy --test shadow_model small_arenas
 cargo +nightly miri test -p mckusick-karels --test shadow_model faithful_mode
 unset MIRIFLAGS
 
-step "fuzzing each allocator for ${FUZZ_SECONDS} s (cargo fuzz, libFuzzer)"
-for target in buddy mckusick_karels; do
-    (cd fuzz && cargo +nightly fuzz run "$target" -- \
-        -max_total_time="$FUZZ_SECONDS" -max_len=4096 -print_final_stats=1 2>&1 | tail -n 12)
-done
-
-step "the README's first command on a fresh clone (tests/first-run.sh)"
-first_run_status=0
-wait "$first_run_pid" || first_run_status=$?
+finish fuzz
+finish first-run
 trap - EXIT
-cat "$first_run_log"
-[ "$first_run_status" -eq 0 ]
 
 printf '\nall tests passed (%s s)\n' "$SECONDS"
