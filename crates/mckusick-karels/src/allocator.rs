@@ -356,23 +356,24 @@ impl McKusickKarels {
         if S == 0 { self.page_mask } else { (1 << S) - 1 }
     }
 
-    /// A `free` cleared the last set bit of the bitmap word `word` of a
-    /// run of bucket `indx`: notes the run is all free
+    /// A `free` of the object at `p` cleared the last set bit of its
+    /// bitmap word, in a run of bucket `indx`: notes the run is all free
     /// ([`McKusickKarels::run_emptied`]) when its bitmap's other words (an
-    /// in-page bitmap of several words, in the line `word` is in) are zero
-    /// too. One branch on the constant kind of bitmap for `S > 0`.
+    /// in-page bitmap of several words, in the line of the word cleared)
+    /// are zero too. One branch on the constant kind of bitmap for `S > 0`.
     ///
     /// # Safety
     ///
-    /// `word` is the allocated-bitmap word of an object of a `BUCKET` run
-    /// of bucket `indx` ([`McKusickKarels::bit_at`]); `S` is 0 or the page
-    /// shift.
+    /// `p` is an object of a one-page `BUCKET` run of bucket `indx` (the
+    /// buckets with an in-page bitmap are), derived from the arena; `S` is
+    /// 0 or the page shift.
     #[inline(always)]
-    pub(crate) unsafe fn note_word_cleared<const S: u32>(&mut self, word: *const u64, indx: u32) {
+    pub(crate) unsafe fn note_word_cleared<const S: u32>(&mut self, p: *const u8, indx: u32) {
         let shift = self.shift::<S>();
         // An in-page bitmap starts the page (page-aligned in absolute
-        // address), where `word` lies.
-        let first = word.map_addr(|a| a & !self.mask::<S>());
+        // address), the page `p` lies in (not a word in a register: the
+        // word's address then needs no register of its own).
+        let first = p.map_addr(|a| a & !self.mask::<S>()).cast::<u64>();
         // SAFETY: the bitmap at `first` holds `slots / 64` words.
         if !bitmap_in_page(shift, indx) || unsafe { words_zero(first, shift, indx) } {
             self.run_emptied = true;
@@ -506,16 +507,24 @@ impl McKusickKarels {
         // Pages are aligned in absolute address: the page's start is the
         // object's address with the low bits cleared (the caller's pointer,
         // which the compiler has in a register, less `base` is `off`).
+        // The word before the bitmap is selected (the descriptor's first
+        // word, or the one before the page), then the slot's word taken
+        // from it: a descriptor's bitmap (`ku_un`, its second word) has at
+        // most 64 slots, so `slot / 64` is 0 there, and one indexed load
+        // with a displacement serves both, no address computed apart.
         let page_start = self.base.addr().wrapping_add(off) & !self.mask::<S>();
-        let in_page_word = self.base.with_addr(page_start + (slot >> 6) * 8);
-        // SAFETY: `d` is a descriptor of the table (caller's contract).
-        let in_desc_word = unsafe { &raw mut (*d).ku_un }.cast::<u8>();
-        let word = core::hint::select_unpredictable(
+        let before_page = self
+            .base
+            .with_addr(page_start)
+            .cast::<u64>()
+            .wrapping_sub(1);
+        const _: () = assert!(core::mem::offset_of!(KmemUsage, ku_un) == 8);
+        let before = core::hint::select_unpredictable(
             bitmap_in_page(self.shift::<S>(), indx),
-            in_page_word,
-            in_desc_word,
+            before_page,
+            d.cast::<u64>(),
         );
-        (word.cast::<u64>(), slot as u32)
+        (before.wrapping_add(1 + (slot >> 6)), slot as u32)
     }
 }
 

@@ -180,12 +180,14 @@ impl McKusickKarels {
                 // An all-free run has every bitmap word zero (no bit is set
                 // for the in-page bitmap's own slots): a test of the word
                 // already in a register filters the test of the others.
+                // `p`'s address with the arena's provenance: no `base + off`.
+                let obj = self.base.with_addr(p.addr());
                 if rest == 0 {
-                    self.note_word_cleared::<S>(word, indx);
+                    self.note_word_cleared::<S>(obj, indx);
                 }
                 self.buckets
                     .get_unchecked_mut(indx as usize)
-                    .push(self.base.add(off), p, false);
+                    .push(obj, p, false);
             }
         }
         true

@@ -171,8 +171,8 @@
 //! - **Free-run lists**: LIFO, best fit among the 16 exact classes, four
 //!   probes of the own power-of-two class before a larger run is split
 //!   ([`page_alloc`]).
-//! - **Hot-path details**: the allocated-bit word (in the descriptor or in
-//!   the page) is selected without a branch (`select_unpredictable`);
+//! - **Hot-path details**: the allocated-bitmap's place (in the descriptor
+//!   or in the page) is selected without a branch (`select_unpredictable`);
 //!   `malloc` prefetches the new list head, whose link the next `malloc` of
 //!   that bucket reads; the fields both paths read come first in the state
 //!   (`base`, `pages_len`, the page shift and mode, the table's address);
@@ -189,7 +189,7 @@
 //!
 //! | path | loads | stores | branches | cache lines |
 //! |------|-------|--------|----------|-------------|
-//! | `malloc`, list not empty | the handle's magic and state pointer, 4 state fields, `kb_next` + `kb_totalfree`, the head's descriptor (kind + bucket: one 16-bit load) and bitmap word, two table entries (alignment, bitmap slots), the head's link | bitmap word, `kb_next`, `kb_totalfree` | handle, size class and fast mode (one compare), empty list, then the check: range, alignment, kind + bucket, bitmap slots, bit (all predicted) | handle, state, bucket, descriptor (+ the page's first line for the in-page bitmaps of 16/32-byte objects), object: 4–5 |
+//! | `malloc`, list not empty | the handle's magic (the state lies right after the handle: no pointer to it is loaded), 4 state fields, `kb_next` + `kb_totalfree`, the head's descriptor (kind + bucket: one 16-bit load) and bitmap word, two table entries (alignment, bitmap slots), the head's link | bitmap word, `kb_next`, `kb_totalfree` | handle, size class and fast mode (one compare), empty list, then the check: range, alignment, kind + bucket, bitmap slots, bit (all predicted) | handle, state, bucket, descriptor (+ the page's first line for the in-page bitmaps of 16/32-byte objects), object: 4–5 |
 //! | `malloc`, list empty, carve range left | the handle, 3 state fields, `kb_next` + `kb_totalfree`, the carve range (`next`, `end`), the object's bitmap word (and its descriptor's kind + bucket only in debug builds: the range lies in a run of the bucket) | bitmap word, carve `next` | handle, size class and fast mode, empty list, range empty, head null, bit | handle, state, bucket, carve, descriptor or in-page bitmap; the object is only prefetched |
 //! | `malloc`, nothing left | + a page-run search (O(1) typical); the run becomes the carve range (threaded, O(objects), with doubly linked lists) | tags | | the new run's descriptor (+ its first line: in-page bitmap) |
 //! | `free`, object | the handle, 3 state fields, the descriptor (kind, bucket), an alignment-table entry, the bitmap word, `kb_next` | bitmap word, the object's link, `kb_next`, `kb_totalfree` | handle, range and fast mode (one compare: null fails it too), kind, alignment, bit, bitmap word now zero (then: the run's other bitmap words, all zero: run all free) | handle, state, descriptor (+ in-page bitmap), object, bucket: 4–5 |
@@ -198,17 +198,24 @@
 //! Counted through the C ABI (callgrind on `benches/c_abi_calls.c`: 210,000
 //! calls of the `small-random` and `small-aged` pattern on
 //! `libmckusick_karels.so`, wrapper included):
-//! about 65 instructions per `allocator_alloc` and 47 per `allocator_free`
-//! (78 and 62 while `ku_freecnt` was kept, the handle's magic took a 64-bit
+//! about 60 instructions per `allocator_alloc` and 43 per `allocator_free`
+//! (65 and 47 while the fast paths loaded the state's address from the
+//! handle, selected the bitmap word itself rather than the word before
+//! the bitmap (which an indexed load with a displacement now reads for
+//! both kinds of bitmap), and `free` pushed `base + off` rather than the
+//! caller's address (45 for `free` with the other two changes and
+//! `base + off`; pushing the caller's address, which an earlier
+//! measurement found slower, measured faster this time in `alloclab
+//! compare`, 1.48 against 1.90 times mimalloc's free in `small-aged`,
+//! medians of 5 alternating runs on a loaded machine);
+//! 78 and 62 while `ku_freecnt` was kept, the handle's magic took a 64-bit
 //! immediate, `free` tested for NULL before the fast path, the call of the
 //! full path needed a landing pad (so the fast path saved registers and
 //! aligned the stack on every call), the bitmap bit
 //! was set or cleared through a mask shifted by `cl`, the in-page bitmap
 //! word and `malloc`'s object were computed from `base` rather than from
 //! the address in hand, and an object of the carve range was checked as a
-//! list link is; `free` pushing the caller's address itself, 45, measured
-//! slower than pushing `base + off` in `alloclab compare`, so it does not;
-//! 57 for `free`
+//! list link is; 57 for `free`
 //! before it noted the runs it empties, see 6. above; before the lazy
 //! check, the lazy carving, the fast path and the tables: 149 and 101;
 //! mimalloc through an equal wrapper: 41 and 28). Measured by

@@ -12,8 +12,10 @@
 //!   says, and apply the `malloc` rules (`realloc(NULL, n)`, `realloc(p, 0)`);
 //! - take the handle's spin lock when it was created `ALLOCATOR_FLAG_LOCKED`;
 //! - on an unlocked handle, try the core's `alloc_fast`/`free_fast` first
-//!   (one compare of the handle's magic, which says live and unlocked at
-//!   once; no lock, no `catch_unwind`: those paths cannot panic), and take
+//!   (one compare of the handle's magic, which says live, unlocked and
+//!   core right after the handle at once, so the core's address is the
+//!   handle's plus 64, not a pointer loaded from it; no lock, no
+//!   `catch_unwind`: those paths cannot panic), and take
 //!   the full path above only when they decline;
 //! - catch any panic of the core, so none crosses the C boundary: the call
 //!   returns NULL / -1 and the handle is poisoned (all later calls answer
@@ -34,12 +36,19 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use arena_api::types::{ALLOCATOR_ALIGNMENT, ALLOCATOR_FLAG_LOCKED, Allocator, AllocatorStats};
 use arena_api::{ArenaAllocator, C_HANDLE_BYTES, ReallocError, SpinLock};
 
-/// A live handle created without `ALLOCATOR_FLAG_LOCKED`: the value the
-/// fast paths of `alloc` and `free` compare with, one load for both checks.
-/// Its upper half is the sign extension of its lower half, so x86-64
-/// compares it with memory in one instruction (a 32-bit immediate), where
-/// a full 64-bit value takes a `movabs` and a separate load.
+/// A live handle created without `ALLOCATOR_FLAG_LOCKED` whose core lies
+/// right after it (`create_in` placed its state at the start of its
+/// region): the value the fast paths of `alloc` and `free` compare with,
+/// one load for the three checks, and the core's address is then the
+/// handle's plus 64, with no load of [`Handle::core`] on the way to the
+/// core's fields. Its upper half is the sign extension of its lower half,
+/// so x86-64 compares it with memory in one instruction (a 32-bit
+/// immediate), where a full 64-bit value takes a `movabs` and a separate
+/// load.
 const MAGIC_LIVE: u64 = 0xA11C_1AB5_u32 as i32 as i64 as u64;
+/// A live handle created without `ALLOCATOR_FLAG_LOCKED` whose core lies
+/// elsewhere in its region: the fast paths are not taken.
+const MAGIC_LIVE_APART: u64 = u64::from_le_bytes(*b"alloclbA");
 /// A live handle created with `ALLOCATOR_FLAG_LOCKED`.
 const MAGIC_LIVE_LOCKED: u64 = u64::from_le_bytes(*b"alloclbL");
 const MAGIC_DEAD: u64 = u64::from_le_bytes(*b"destroyd");
@@ -47,9 +56,10 @@ const MAGIC_POISONED: u64 = u64::from_le_bytes(*b"panicked");
 
 /// What an `Allocator *` points to: the generic part of every plugin's state.
 ///
-/// Invariant: `magic` is `MAGIC_LIVE` or `MAGIC_LIVE_LOCKED` (as `flags`
-/// says) iff `core` points to a live allocator created in this handle's
-/// arena.
+/// Invariant: `magic` is `MAGIC_LIVE`, `MAGIC_LIVE_APART` or
+/// `MAGIC_LIVE_LOCKED` (as `flags` says) iff `core` points to a live
+/// allocator created in this handle's arena; `MAGIC_LIVE` only when `core`
+/// is the address right after the handle.
 #[repr(C, align(64))]
 pub struct Handle<A> {
     magic: AtomicU64,
@@ -80,11 +90,12 @@ impl<A: ArenaAllocator> Handle<A> {
         // magic tells: destroy leaves the rest of the handle intact).
         let h = unsafe { a.cast::<Self>().as_ref()? };
         let m = h.magic.load(Ordering::Relaxed);
-        (m == MAGIC_LIVE || m == MAGIC_LIVE_LOCKED).then_some(h)
+        (m == MAGIC_LIVE || m == MAGIC_LIVE_APART || m == MAGIC_LIVE_LOCKED).then_some(h)
     }
 
     /// The core behind `a` if `a` is a live handle created without
-    /// `ALLOCATOR_FLAG_LOCKED` (one compare), for the fast paths.
+    /// `ALLOCATOR_FLAG_LOCKED` with its core right after it (one compare),
+    /// for the fast paths.
     ///
     /// # Safety
     ///
@@ -98,10 +109,13 @@ impl<A: ArenaAllocator> Handle<A> {
         if h.magic.load(Ordering::Relaxed) != MAGIC_LIVE {
             return None;
         }
-        // SAFETY: the handle is live, so `core` points to a live allocator,
-        // and the caller serialises the calls on it: this is the only
-        // reference to the core while it lives.
-        Some(unsafe { &mut *h.core.as_ptr() })
+        // SAFETY: the handle is live with `MAGIC_LIVE`, so `core` points to
+        // a live allocator and equals the address right after the handle
+        // (`create` checked it), reached here from `a` (the arena's
+        // provenance) without loading `core`; the caller serialises the
+        // calls on it: this is the only reference to the core while it
+        // lives.
+        Some(unsafe { &mut *a.cast::<Self>().cast_mut().add(1).cast::<A>() })
     }
 
     /// Runs `f` on the core under the lock (if any), catching a panic.
@@ -160,14 +174,19 @@ pub unsafe fn create<A: ArenaAllocator>(
     let Ok(Some(core)) = created else {
         return ptr::null_mut();
     };
+    // The fast paths reach the core as the handle's address plus its size
+    // when it lies there, as it does when `create_in` puts its state first.
+    let adjacent = core.as_ptr().addr() == handle_ptr.addr() + size_of::<Handle<A>>();
     // SAFETY: `handle_ptr` is aligned for `Handle<A>` and the handle's bytes
     // `[pad, prefix)` lie inside the arena, before the core's region.
     unsafe {
         handle_ptr.write(Handle {
             magic: AtomicU64::new(if flags & ALLOCATOR_FLAG_LOCKED != 0 {
                 MAGIC_LIVE_LOCKED
-            } else {
+            } else if adjacent {
                 MAGIC_LIVE
+            } else {
+                MAGIC_LIVE_APART
             }),
             flags,
             lock: SpinLock::new(),
