@@ -102,6 +102,11 @@ fn pct(n: usize, of: usize) -> String {
 
 /// Runs `alloclab map`.
 pub fn main(args: &MapArgs) -> Result<()> {
+    // The arguments first: a bad one gets its own message even where the
+    // project's plugins are not built yet (`run::target` looks for them).
+    args.at
+        .parse::<crate::arena_map::replay::At>()
+        .map_err(anyhow::Error::msg)?;
     let workload = WorkloadArg::of(&args.workload, args.trace.as_deref())?;
     let names = if args.plugins.is_empty() {
         run::default_names()
