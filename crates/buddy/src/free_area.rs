@@ -429,8 +429,30 @@ impl FreeAreas {
             self.set_head(k, next);
             return Ok(());
         }
-        let p = Self::checked(f, map, prev, k)?.ok_or(Corrupt)?;
-        let n = Self::checked(f, map, next, k)?;
+        // The safe unlink: both neighbours checked free blocks of order k
+        // ([`FreeAreas::is_free_block`]) that point back at `g`. Their two
+        // checks are made side by side, the order dispatched once: a block
+        // without a next neighbour checks its previous one twice.
+        let p = f.link(prev).ok_or(Corrupt)?;
+        let n = match f.link(next) {
+            Some(n) => Some(n),
+            None if next == NIL => None,
+            None => return Err(Corrupt),
+        };
+        let m = n.unwrap_or(p);
+        // `p` and `m` are managed (`link`): only their ends are compared.
+        if !(is_aligned(p | m, k) && p.max(m) + granules(k) <= f.end) {
+            return Err(Corrupt);
+        }
+        let no_start = if k <= WORD_ORDER {
+            // SAFETY: both regions lie in the managed range (just checked).
+            unsafe { map.no_start_in_both(p, m, k) }
+        } else {
+            !map.has_start(p) && !map.has_start(m)
+        };
+        if !(no_start && Self::header_is(f, p, k) && Self::header_is(f, m, k)) {
+            return Err(Corrupt);
+        }
         // SAFETY: checked free blocks: their headers are the allocator's.
         let linked_back =
             unsafe { (*f.header(p)).next == r && n.is_none_or(|n| (*f.header(n)).prev == r) };
