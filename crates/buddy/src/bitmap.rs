@@ -17,8 +17,8 @@
 //! - every other quad (free, interior, outside the managed range) is `FREE`.
 
 use crate::quad::{
-    self, CLEAR, Code, FREE, INVALID, ORDER_DIGITS, SET4, SET5, START, WIDE, WIDE_MIN_ORDER, at,
-    exact,
+    self, CLEAR, Code, FREE, INVALID, ORDER_DIGITS, SET4, SET5, START, STARTS, WIDE,
+    WIDE_MIN_ORDER, at, exact,
 };
 
 /// The largest order for which [`AllocMap::no_start_in`] answers from the
@@ -189,6 +189,47 @@ impl AllocMap {
         }
     }
 
+    /// [`AllocMap::no_start_in`] of two regions of the same order `k` at
+    /// once (both true), the order decided once for both: the safe unlink's
+    /// test of a free block's two neighbours. `g == h` is allowed (a block
+    /// with one neighbour tests it twice).
+    ///
+    /// # Safety
+    ///
+    /// As for [`AllocMap::no_start_in`], for both regions.
+    ///
+    /// # Time complexity
+    ///
+    /// O(1).
+    #[inline(always)]
+    pub(crate) unsafe fn no_start_in_both(&self, g: usize, h: usize, k: u32) -> bool {
+        let qg = g.wrapping_sub(self.base_g) >> 2;
+        let qh = h.wrapping_sub(self.base_g) >> 2;
+        let log_n = k.wrapping_sub(6);
+        if k <= 5 {
+            // SAFETY: `qg, qh < quads` (caller).
+            let (cg, ch) = unsafe { (self.code_of_quad(qg), self.code_of_quad(qh)) };
+            // Order 4: the bit of granule g; order 5: those of the pair at
+            // g (g even).
+            let pair = (1u8 << (k - 3)) - 1;
+            let s = (STARTS[cg as usize & 31] >> (g & 3)) | (STARTS[ch as usize & 31] >> (h & 3));
+            return s & pair == 0;
+        }
+        if log_n <= 4 {
+            // SAFETY: `qg, qh < quads` (caller): the words exist.
+            let (a, b) = unsafe { (self.a.add(qg >> 4).read(), self.a.add(qh >> 4).read()) };
+            ((a >> ((qg & 15) << 2)) | (b >> ((qh & 15) << 2))) & NIBBLES[log_n as usize] == 0
+        } else {
+            let mut any = 0;
+            for w in 0..1usize << (log_n - 4) {
+                // SAFETY: both regions lie in the bitmaps (caller).
+                any |=
+                    unsafe { self.a.add((qg >> 4) + w).read() | self.a.add((qh >> 4) + w).read() };
+            }
+            any == 0
+        }
+    }
+
     /// The order of the allocated block that starts at granule `g`, or 0 if
     /// none does.
     ///
@@ -330,5 +371,58 @@ impl AllocMap {
             let q = self.q.add(qi >> 6);
             q.write((q.read() & !(0x3F << q_shift)) | (bits << q_shift));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::granules;
+
+    /// `no_start_in_both` answers as two `no_start_in`, on bitmaps holding
+    /// allocated blocks of every order from 4 to 12.
+    #[test]
+    fn no_start_in_both_is_two_no_start_in() {
+        // 16 KiB granules (64 regions of order 12), base at granule 256.
+        let a_words = 16 * 16;
+        let mut a = vec![0u64; a_words];
+        let mut q = vec![0u64; a_words.div_ceil(4)];
+        let base_g = 256;
+        let end = base_g + a_words * 16 * 4;
+        // SAFETY: zeroed buffers of the sizes `new` asks, kept alive below.
+        let mut map = unsafe { AllocMap::new(a.as_mut_ptr(), a_words, q.as_mut_ptr(), base_g) };
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut g = base_g;
+        while g < end {
+            let k = 4 + (next() % 9) as u32;
+            let k = (4..=k).rev().find(|&k| g % granules(k) == 0).unwrap_or(4);
+            if next() % 2 == 0 {
+                map.mark_allocated(g, k);
+            }
+            g += granules(k);
+        }
+        for k in 4..=WORD_ORDER {
+            let n = granules(k);
+            let regions = (end - base_g) / n;
+            for _ in 0..4000 {
+                let g = base_g + (next() as usize % regions) * n;
+                let h = base_g + (next() as usize % regions) * n;
+                // SAFETY: aligned regions inside the bitmaps.
+                unsafe {
+                    assert_eq!(
+                        map.no_start_in_both(g, h, k),
+                        map.no_start_in(g, k) && map.no_start_in(h, k),
+                        "order {k} at {g:#x} and {h:#x}"
+                    );
+                }
+            }
+        }
+        drop((a, q));
     }
 }

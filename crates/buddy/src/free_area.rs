@@ -252,21 +252,19 @@ impl FreeAreas {
     }
 
     /// True when the bitmaps and the header at `g` agree that a free block of
-    /// order `k` starts there: `g` managed, aligned to the order, the block
-    /// inside the range, no allocated block starting inside it (one word
-    /// test up to 4 KiB; at its start above), and a header with the magic
-    /// and order `k`.
+    /// order `k` starts there, given that `g` is managed, aligned to the
+    /// order and the block inside the range (the callers' part of the
+    /// check): no allocated block starting inside it (one word test up to
+    /// 4 KiB; at its start above), and a header with the magic and order
+    /// `k`. A *checked free block* is one that passes both parts.
     ///
     /// # Time complexity
     ///
     /// O(1).
     #[inline(always)]
-    pub(crate) fn is_free_block(f: &Frame, map: &AllocMap, g: usize, k: u32) -> bool {
-        if !(is_aligned(g, k) && f.fits(g, k)) {
-            return false;
-        }
+    fn free_in_range(f: &Frame, map: &AllocMap, g: usize, k: u32) -> bool {
         let no_start = if k <= WORD_ORDER {
-            // SAFETY: the region lies in the managed range (just checked).
+            // SAFETY: the region lies in the managed range (caller).
             unsafe { map.no_start_in(g, k) }
         } else {
             !map.has_start(g)
@@ -291,14 +289,21 @@ impl FreeAreas {
     }
 
     /// The managed free block of order `k` a link points to, checked
-    /// ([`FreeAreas::is_free_block`]); `Ok(None)` for NIL.
+    /// ([`FreeAreas::free_in_range`]); `Ok(None)` for NIL.
     #[inline(always)]
     fn checked(f: &Frame, map: &AllocMap, r: u32, k: u32) -> Result<Option<usize>, Corrupt> {
-        if r == NIL {
-            return Ok(None);
-        }
+        // NIL is tested only when the link leads out of the range (a
+        // managed link, the common case, skips that branch); a managed `g`
+        // is at least `start`, so only the block's end is compared.
         match f.link(r) {
-            Some(g) if Self::is_free_block(f, map, g, k) => Ok(Some(g)),
+            Some(g)
+                if is_aligned(g, k)
+                    && g + granules(k) <= f.end
+                    && Self::free_in_range(f, map, g, k) =>
+            {
+                Ok(Some(g))
+            }
+            None if r == NIL => Ok(None),
             _ => Err(Corrupt),
         }
     }
@@ -429,8 +434,30 @@ impl FreeAreas {
             self.set_head(k, next);
             return Ok(());
         }
-        let p = Self::checked(f, map, prev, k)?.ok_or(Corrupt)?;
-        let n = Self::checked(f, map, next, k)?;
+        // The safe unlink: both neighbours checked free blocks of order k
+        // ([`FreeAreas::free_in_range`]) that point back at `g`. Their two
+        // checks are made side by side, the order dispatched once: a block
+        // without a next neighbour checks its previous one twice.
+        let p = f.link(prev).ok_or(Corrupt)?;
+        let n = match f.link(next) {
+            Some(n) => Some(n),
+            None if next == NIL => None,
+            None => return Err(Corrupt),
+        };
+        let m = n.unwrap_or(p);
+        // `p` and `m` are managed (`link`): only their ends are compared.
+        if !(is_aligned(p | m, k) && p.max(m) + granules(k) <= f.end) {
+            return Err(Corrupt);
+        }
+        let no_start = if k <= WORD_ORDER {
+            // SAFETY: both regions lie in the managed range (just checked).
+            unsafe { map.no_start_in_both(p, m, k) }
+        } else {
+            !map.has_start(p) && !map.has_start(m)
+        };
+        if !(no_start && Self::header_is(f, p, k) && Self::header_is(f, m, k)) {
+            return Err(Corrupt);
+        }
         // SAFETY: checked free blocks: their headers are the allocator's.
         let linked_back =
             unsafe { (*f.header(p)).next == r && n.is_none_or(|n| (*f.header(n)).prev == r) };

@@ -156,14 +156,42 @@
 //!
 //! | workload | call | instructions | L1 read misses | L1 write misses | mispredicts |
 //! |----------|------|--------------|----------------|-----------------|-------------|
-//! | `small` (20 rounds of 10,000 × 16..=128 B in 4 MiB) | alloc | 164 (buddy-alloc 140) | 0.02 (0.03) | 0.92 (0.92) | 1.34 (1.98) |
-//! | | free | 346 (206) | 2.66 (1.18) | 0.70 (2.36) | 1.29 (1.15) |
-//! | `churn` (half of 16 MiB live, 16..=4096 B) | alloc | 180 (108) | 0.35 (0.07) | 0.04 (0.30) | 0.70 (0.63) |
-//! | | free | 208 (221) | 1.51 (1.99) | 1.00 (1.04) | 0.68 (1.04) |
+//! | `small` (20 rounds of 10,000 × 16..=128 B in 4 MiB) | alloc | 162 (buddy-alloc 140) | 0.02 (0.03) | 0.92 (0.92) | 1.34 (1.98) |
+//! | | free | 334 (206) | 2.65 (1.18) | 0.70 (2.36) | 1.15 (1.15) |
+//! | `churn` (half of 16 MiB live, 16..=4096 B) | alloc | 169 (108) | 0.35 (0.07) | 0.04 (0.30) | 0.69 (0.63) |
+//! | | free | 212 (221) | 1.51 (1.99) | 1.00 (1.04) | 0.69 (1.04) |
 //!
 //! (Before heads were checked when they become heads: `small` 174 and
 //! 349 instructions, `churn` 158 and 243 with 0.81 and 1.45
 //! mispredicts.)
+//!
+//! (Before the safe unlink checked the buddy's two neighbours side by
+//! side and a checked link skipped the NIL test and the range's start
+//! when it leads into the range, `small` took 164 and 346 instructions
+//! with 1.29 mispredicts per `free`, `churn` 180 and 208 with 0.70 and
+//! 0.68.)
+//!
+//! What each check costs, from builds without them (experiments
+//! for issue #12, not kept): with no check on
+//! the free-area paths at all (no head check on pop, no header or
+//! neighbour check on unlink), `small` `alloc` takes 139 instructions,
+//! `free` 244 with 1.03 read and 2.33 write misses, `churn` `alloc` 101
+//! with 0.15 mispredicts; without the safe unlink alone, `small` `free`
+//! takes 251; with the neighbours' links compared (`prev.next`,
+//! `next.prev`) but the neighbours themselves not checked against the
+//! bitmaps and their headers, 258 with the same misses as the full
+//! check. Timed (`compare --only buddy,buddy-alloc,rlsf --workloads
+//! small-random,small-aged,churn,churn-aged --reps 11`, five runs of each
+//! build alternated, medians of the per-run ratios to `buddy-alloc`):
+//! unchecked, `free` 0.93× on `small-random` and `small-aged`, `alloc`
+//! 0.80× and 0.87×, `churn` 0.93× and `churn-aged` 0.84× (checked, in the
+//! same runs: 1.19×, 1.17×, 0.92×, 0.94×, 1.28×, 1.32×); without the safe
+//! unlink, `free` 0.98× and 0.96×, `churn` 1.22×; links compared only,
+//! `free` 1.01× on both (checked 1.23× and 1.20× beside it; `churn`
+//! ratios of these runs varied by more than 0.3 with the machine's load). So the
+//! safe unlink's time in a small `free` is mostly the instructions and
+//! branches of checking the two neighbours, not their read misses, and
+//! in `churn` it is the check of the new head on pop.
 //!
 //! A merge costs this allocator a *read* of both neighbours of the buddy
 //! (the safe-unlink check) where `buddy-alloc` only writes them: read
@@ -221,7 +249,11 @@
 //! out of line or its first level peeled, so that a `free` without merge
 //! saves the loop's register spills (9 to 16 instructions less per churn
 //! `free`, 13 to 17 more per small `free`; churn 1.18× to 1.15×, small
-//! `free` 1.19× to 1.23×, both within the noise).
+//! `free` 1.19× to 1.23×, both within the noise). Prefetching, at a pop,
+//! the header of the new head's successor (the block the next pop of the
+//! list checks): churn 1.25× to 1.23×, `churn-aged` 1.26× to 1.24×,
+//! `small-random` `alloc` 0.95× to 1.00× (five runs each side by side,
+//! within the noise).
 //!
 //! # Drawbacks
 //!

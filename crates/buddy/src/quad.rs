@@ -248,6 +248,24 @@ pub const START: [u8; 128] = {
     t
 };
 
+/// `STARTS[code]`: bit `i` set iff an allocated block starts at granule
+/// `i` of the quad ([`START`] as a mask: one lookup tests a pair).
+pub const STARTS: [u8; 32] = {
+    let mut t = [0; 32];
+    let mut c = 0;
+    while c < 32 {
+        let mut i = 0;
+        while i < 4 {
+            if START[c * 4 + i] != 0 {
+                t[c] |= 1 << i;
+            }
+            i += 1;
+        }
+        c += 1;
+    }
+    t
+};
+
 /// `SET4[code * 4 + i]`: the code after an order-4 block is allocated at
 /// granule `i`, or [`INVALID`].
 pub const SET4: [Code; 128] = table!(set4);
@@ -394,5 +412,19 @@ mod tests {
             Some(QuadState::Pairs(P, B))
         );
         assert_eq!(state_of_small_blocks([0, 5, 0, 0]), None);
+    }
+}
+
+#[cfg(test)]
+mod starts_tests {
+    use super::*;
+
+    #[test]
+    fn starts_is_start_as_a_mask() {
+        for c in 0..32 {
+            for i in 0..4 {
+                assert_eq!(STARTS[c] >> i & 1 == 1, START[c * 4 + i] != 0, "code {c}");
+            }
+        }
     }
 }
